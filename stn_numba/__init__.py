@@ -1,0 +1,25 @@
+"""stn_numba: Numba-accelerated Spatial Transformer Networks for NumPy.
+
+Jaderberg, Simonyan, Zisserman and Kavukcuoglu, "Spatial Transformer
+Networks", NeurIPS 2015. The paper's three parts map onto the package:
+
+- the localisation network: :mod:`stn_numba.nn` (with the autodiff tape of
+  :mod:`stn_numba.tensor` and the optimisers of :mod:`stn_numba.optim`);
+- grid generators: :mod:`stn_numba.grids`;
+- samplers: :mod:`stn_numba.sampling`.
+
+The array functions follow ``torch.nn.functional`` names and semantics and
+take NumPy arrays (CPU) or GPU arrays (CUDA).
+"""
+
+from .grids import affine_grid, affine_grid_backward
+from .sampling import grid_sample, grid_sample_backward
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "affine_grid",
+    "affine_grid_backward",
+    "grid_sample",
+    "grid_sample_backward",
+]

@@ -1,0 +1,126 @@
+"""Argument validation shared by every public function.
+
+Each check raises ``TypeError`` (wrong kind of value) or ``ValueError`` (right
+kind, wrong value) with a message that names the argument, what was expected
+and what was given, so no bad input ever reaches a kernel.
+"""
+
+import operator
+
+import numpy as np
+
+from . import _codes
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+# Spatial rank (2 or 3) -> (theta shape without N, grid component count).
+_THETA_SHAPES = {2: (2, 3), 3: (3, 4)}
+
+
+def _describe(value):
+    """A short description of ``value`` for error messages."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"{type(value).__name__} {value!r}"
+
+
+def float_dtype(array, name):
+    """Return the dtype of ``array``, which must be float32 or float64."""
+    dtype = np.dtype(array.dtype)
+    if dtype.kind != "f" or dtype.itemsize not in (4, 8):
+        raise TypeError(f"{name} must have dtype float32 or float64, got {dtype}")
+    return dtype.newbyteorder("=")
+
+
+def same_dtype(**arrays):
+    """Return the common float dtype of ``arrays``; mixing float32 and float64 is refused."""
+    dtypes = {name: float_dtype(array, name) for name, array in arrays.items()}
+    if len(set(dtypes.values())) > 1:
+        given = ", ".join(f"{name} is {dtype}" for name, dtype in dtypes.items())
+        raise TypeError(f"{', '.join(dtypes)} must share one dtype (float32 or float64), but {given}")
+    return next(iter(dtypes.values()))
+
+
+def ndim(array, name, allowed, what):
+    """Check that ``array.ndim`` is one of ``allowed``; ``what`` describes the layout."""
+    if array.ndim not in allowed:
+        raise ValueError(f"{name} must be {what}, got {_describe(array)}")
+
+
+def align_corners(value):
+    """Return ``align_corners`` as a bool; None means False, as in torch."""
+    if value is None:
+        return False
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"align_corners must be True or False, got {_describe(value)}")
+
+
+def mode(value, spatial_dims):
+    """Return the integer code of an interpolation ``mode``."""
+    if not isinstance(value, str) or value not in _codes.MODES:
+        raise ValueError(f"mode must be one of {sorted(_codes.MODES)}, got {value!r}")
+    if value == "bicubic" and spatial_dims != 2:
+        raise ValueError("mode='bicubic' supports only 4-D input (N, C, H, W), got 5-D input")
+    return _codes.MODES[value]
+
+
+def padding_mode(value):
+    """Return the integer code of a ``padding_mode``."""
+    if not isinstance(value, str) or value not in _codes.PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {sorted(_codes.PADDING_MODES)}, got {value!r}")
+    return _codes.PADDING_MODES[value]
+
+
+def size(value, spatial_dims=None):
+    """Return ``size`` (N, C, H, W) or (N, C, D, H, W) as a tuple of non-negative ints."""
+    try:
+        dims = tuple(operator.index(d) for d in value)
+    except TypeError:
+        raise TypeError(f"size must be a sequence of ints (N, C, H, W) or (N, C, D, H, W), got {value!r}") from None
+    if len(dims) not in (4, 5):
+        raise ValueError(f"size must have 4 (N, C, H, W) or 5 (N, C, D, H, W) entries, got {len(dims)}: {dims}")
+    if spatial_dims is not None and len(dims) != spatial_dims + 2:
+        raise ValueError(f"size must have {spatial_dims + 2} entries to match, got {dims}")
+    if any(d < 0 for d in dims):
+        raise ValueError(f"size must not contain negative entries, got {dims}")
+    return dims
+
+
+def theta_for_size(theta, dims):
+    """Check that ``theta`` is (N, 2, 3) for a 4-entry size or (N, 3, 4) for a 5-entry size."""
+    expected = (dims[0],) + _THETA_SHAPES[len(dims) - 2]
+    if tuple(theta.shape) != expected:
+        raise ValueError(f"theta must have shape {expected} for size {dims}, got {_describe(theta)}")
+    return float_dtype(theta, "theta")
+
+
+def grid_sample_args(input, grid, mode_name, padding_name, align):
+    """Validate ``grid_sample`` arguments; return (dtype, mode code, padding code, align_corners)."""
+    ndim(input, "input", (4, 5), "4-D (N, C, H, W) or 5-D (N, C, D, H, W)")
+    spatial = input.ndim - 2
+    if grid.ndim != input.ndim or grid.shape[-1] != spatial:
+        layout = "(N, H_out, W_out, 2)" if spatial == 2 else "(N, D_out, H_out, W_out, 3)"
+        raise ValueError(f"grid must have shape {layout} for {input.ndim}-D input, got {_describe(grid)}")
+    if grid.shape[0] != input.shape[0]:
+        raise ValueError(f"grid and input must have the same batch size, got {grid.shape[0]} and {input.shape[0]}")
+    if any(d == 0 for d in input.shape[2:]):
+        raise ValueError(f"input must have non-empty spatial dimensions, got {_describe(input)}")
+    dtype = same_dtype(input=input, grid=grid)
+    return dtype, mode(mode_name, spatial), padding_mode(padding_name), align_corners(align)
+
+
+def grad_output_for(grad_output, input, grid):
+    """Check that ``grad_output`` has the shape grid_sample(input, grid) returns."""
+    expected = tuple(input.shape[:2]) + tuple(grid.shape[1:-1])
+    if tuple(grad_output.shape) != expected:
+        raise ValueError(f"grad_output must have shape {expected} (the output of grid_sample), "
+                         f"got {_describe(grad_output)}")
+
+
+def grad_grid_for(grad_grid, dims):
+    """Check that ``grad_grid`` has the shape affine_grid(theta, size) returns."""
+    expected = (dims[0],) + dims[2:] + (len(dims) - 2,)
+    if tuple(grad_grid.shape) != expected:
+        raise ValueError(f"grad_grid must have shape {expected} for size {dims}, got {_describe(grad_grid)}")
+    return float_dtype(grad_grid, "grad_grid")

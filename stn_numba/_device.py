@@ -1,0 +1,118 @@
+"""Host versus device arrays: which backend runs an op.
+
+NumPy inputs run on the CPU kernels of ``_cpu``. GPU arrays (numba device
+arrays, anything with ``__cuda_array_interface__`` or a CUDA ``__dlpack__``)
+run on the ``_cuda`` twins and stay on the GPU. Importing this module never
+imports numba.cuda: the GPU backend is loaded the first time it is needed.
+"""
+
+import numpy as np
+
+_DLPACK_CUDA_DEVICES = (2, 13)  # kDLCUDA, kDLCUDAManaged
+
+
+def is_device_array(value):
+    """Whether ``value`` lives in GPU memory."""
+    if isinstance(value, np.ndarray):
+        return False
+    if hasattr(value, "__cuda_array_interface__"):
+        return True
+    # The CUDA simulator's FakeCUDAArray has no __cuda_array_interface__.
+    if type(value).__module__.startswith("numba.cuda.simulator"):
+        return True
+    dlpack_device = getattr(value, "__dlpack_device__", None)
+    if dlpack_device is None:
+        return False
+    try:
+        return dlpack_device()[0] in _DLPACK_CUDA_DEVICES
+    except Exception:
+        return False
+
+
+class CpuBackend:
+    """Runs ops with the ``@njit`` kernels of ``stn_numba._cpu`` on NumPy arrays."""
+
+    name = "cpu"
+
+    def __init__(self):
+        from ._cpu import grids, sampling
+
+        self._modules = (grids, sampling)
+
+    def kernel(self, name):
+        """The kernel called ``name`` (see the kernel table in CONTRIBUTING.md)."""
+        for module in self._modules:
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(f"no CPU kernel named {name!r}")
+
+    @staticmethod
+    def as_array(value, name):
+        if is_device_array(value):
+            raise ValueError(f"{name} is a GPU array but the op runs on the CPU; "
+                             "pass only host arrays, or only GPU arrays, or device='cuda'")
+        return np.asarray(value)
+
+    @staticmethod
+    def contiguous(array, dtype):
+        """``array`` as C-contiguous native-endian ``dtype``; copies only when needed."""
+        return np.ascontiguousarray(array, dtype=dtype)
+
+    @staticmethod
+    def empty(shape, dtype):
+        return np.empty(shape, dtype=dtype)
+
+    @staticmethod
+    def zeros(shape, dtype):
+        return np.zeros(shape, dtype=dtype)
+
+
+_CPU = None
+
+
+def _cpu_backend():
+    global _CPU
+    if _CPU is None:
+        _CPU = CpuBackend()
+    return _CPU
+
+
+def _cuda_backend(stream):
+    from ._cuda import backend
+
+    return backend.CudaBackend(stream)
+
+
+def resolve(device, stream, **arrays):
+    """Pick the backend for ``arrays`` and convert them to its array type.
+
+    Parameters
+    ----------
+    device : {None, "cpu", "cuda"}
+        None follows the arrays: GPU arrays run on the GPU, host arrays on the CPU.
+        "cuda" also moves host arrays to the GPU; the result stays there.
+    stream : CUDA stream or None
+        Stream for GPU work; refused for CPU work.
+    **arrays
+        The op's array arguments by name, in order.
+
+    Returns
+    -------
+    backend, list of arrays
+    """
+    if device not in (None, "cpu", "cuda"):
+        raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
+    on_device = {name: is_device_array(value) for name, value in arrays.items()}
+    if device is None and any(on_device.values()):
+        if not all(on_device.values()):
+            kinds = ", ".join(f"{name} is {'a GPU' if gpu else 'a host'} array" for name, gpu in on_device.items())
+            raise ValueError(f"arguments must all be host arrays or all be GPU arrays, but {kinds}")
+        device = "cuda"
+    if device == "cuda":
+        backend = _cuda_backend(stream)
+    else:
+        if stream is not None:
+            raise ValueError("stream is only meaningful for GPU work; got a stream for a CPU op")
+        backend = _cpu_backend()
+    return backend, [backend.as_array(value, name) for name, value in arrays.items()]
+

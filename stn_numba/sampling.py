@@ -1,0 +1,163 @@
+"""Samplers: part 3 of a spatial transformer (Jaderberg et al., 2015, §3.3).
+
+The sampler reads the input U at the source points of a grid. For bilinear
+interpolation the paper writes it as
+
+    V_i^c = Σ_n Σ_m U^c_nm · max(0, 1 − |x_i − m|) · max(0, 1 − |y_i − n|),
+
+which is differentiable in U and, almost everywhere, in the source points
+(x_i, y_i); both gradients are exact here (:func:`grid_sample_backward`).
+
+The functions follow ``torch.nn.functional.grid_sample`` (PyTorch 2.x): same
+arguments, same layouts, same values.
+
+=============  =====================================================================
+padding_mode   what a sample point outside the input reads
+=============  =====================================================================
+``zeros``      0 for every tap outside the input
+``border``     the nearest edge pixel (the coordinate is clipped)
+``reflection`` the input mirrored about its borders (about the corner pixels'
+               centres with align_corners=True, about the outer edges otherwise)
+=============  =====================================================================
+
+=============  ===================================================  ===========
+mode           interpolation                                        input
+=============  ===================================================  ===========
+``bilinear``   2×2 taps (2×2×2, i.e. trilinear, on 5-D input)       4-D or 5-D
+``nearest``    the nearest pixel, ties to even (as torch)           4-D or 5-D
+``bicubic``    4×4 taps, cubic convolution with A = −0.75           4-D only
+=============  ===================================================  ===========
+
+Non-finite coordinates, where torch is inconsistent (and its CPU backward can
+crash), follow one rule here: a NaN component samples nothing (output 0,
+gradients 0); ±Inf and huge values behave as far outside (zeros padding gives
+0, border the nearest edge, reflection a deterministic in-range point);
+gradients are never NaN or Inf unless the input or grad_output are.
+
+Every function validates its arguments, picks the CPU or CUDA kernel
+(:mod:`stn_numba._device`) and calls it; nothing else happens here.
+"""
+
+from . import _checks, _device
+
+
+def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False, *,
+                device=None, stream=None):
+    """Sample ``input`` at the normalised source points of ``grid``.
+
+    Same semantics as ``torch.nn.functional.grid_sample`` (PyTorch 2.x), on
+    NumPy arrays (or GPU arrays, see ``device``).
+
+    Parameters
+    ----------
+    input : array_like, float32 or float64
+        Images (N, C, H, W) or volumes (N, C, D, H, W). Any strides and byte
+        order; inputs that are not C-contiguous and native-endian are copied.
+    grid : array_like, same dtype as ``input``
+        Source points (N, H_out, W_out, 2) or (N, D_out, H_out, W_out, 3) in
+        normalised coordinates, last axis (x, y) or (x, y, z). The output size
+        comes from the grid, so it may differ from the input's (the paper's
+        downsampling).
+    mode : {"bilinear", "nearest", "bicubic"}, optional
+        Interpolation; see the module table. Default "bilinear".
+    padding_mode : {"zeros", "border", "reflection"}, optional
+        What points outside the input read; see the module table. Default "zeros".
+    align_corners : bool, optional
+        If True, ±1 are the centres of the corner pixels; if False (default,
+        as in torch) their outer edges.
+    device : {None, "cpu", "cuda"}, optional
+        None (default) runs where the arrays live; "cuda" runs on the GPU and
+        returns a GPU array.
+    stream : numba CUDA stream, optional
+        The stream for GPU work.
+
+    Returns
+    -------
+    output : ndarray, shape (N, C, H_out, W_out) or (N, C, D_out, H_out, W_out)
+        Same dtype as ``input``.
+
+    See Also
+    --------
+    grid_sample_backward : gradients with respect to ``input`` and ``grid``.
+    stn_numba.affine_grid : builds a grid from affine matrices.
+
+    Notes
+    -----
+    Differences from torch: the non-finite coordinate rule of the module
+    docstring, and ``align_corners=None`` means False without a warning.
+
+    Examples
+    --------
+    Shift a 1×1×1×4 image one pixel to the left:
+
+    >>> import numpy as np
+    >>> from stn_numba import grid_sample
+    >>> image = np.arange(4, dtype=np.float64).reshape(1, 1, 1, 4)
+    >>> x = np.linspace(-1, 1, 4) + 2 / 3            # one pixel, normalised
+    >>> grid = np.stack([x, np.zeros(4)], axis=-1).reshape(1, 1, 4, 2)
+    >>> grid_sample(image, grid, align_corners=True)[0, 0, 0]
+    array([1., 2., 3., 0.])
+    >>> grid_sample(image, grid, padding_mode="border", align_corners=True)[0, 0, 0]
+    array([1., 2., 3., 3.])
+    """
+    backend, (input, grid) = _device.resolve(device, stream, input=input, grid=grid)
+    dtype, mode_code, padding_code, align = _checks.grid_sample_args(input, grid, mode, padding_mode, align_corners)
+    spatial = input.ndim - 2
+    output = backend.empty(tuple(input.shape[:2]) + tuple(grid.shape[1:-1]), dtype)
+    if output.size:
+        backend.kernel(f"grid_sample_{spatial}d")(
+            backend.contiguous(input, dtype), backend.contiguous(grid, dtype), output,
+            mode_code, padding_code, align)
+    return output
+
+
+def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode="zeros", align_corners=False, *,
+                         input_requires_grad=True, device=None, stream=None):
+    """Gradients of :func:`grid_sample` with respect to ``input`` and ``grid``.
+
+    The exact vector-Jacobian products of :func:`grid_sample`: ``grad_input``
+    scatters ``grad_output`` back with the interpolation weights (the paper's
+    ∂V/∂U), ``grad_grid`` is ``grad_output`` times the derivative of the
+    interpolant in the source point (the paper's ∂V/∂x_s, ∂V/∂y_s), times the
+    unnormalisation scale and the padding's derivative. Where the
+    interpolant has a kink (a sample point exactly on a pixel), the one-sided
+    derivative torch uses is taken. Deterministic: the same inputs give
+    bitwise the same gradients on every run and for any thread count.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient of the loss with respect to the output of :func:`grid_sample`.
+    input, grid, mode, padding_mode, align_corners
+        As given to :func:`grid_sample`.
+    input_requires_grad : bool, optional
+        If False, ``grad_input`` is not computed (it is the costly scatter) and
+        None is returned in its place. Default True.
+    device, stream
+        As in :func:`grid_sample`.
+
+    Returns
+    -------
+    grad_input : ndarray or None
+        Same shape and dtype as ``input``.
+    grad_grid : ndarray
+        Same shape and dtype as ``grid``; zeros for mode="nearest", whose
+        output is piecewise constant in the grid.
+    """
+    backend, (grad_output, input, grid) = _device.resolve(
+        device, stream, grad_output=grad_output, input=input, grid=grid)
+    dtype, mode_code, padding_code, align = _checks.grid_sample_args(input, grid, mode, padding_mode, align_corners)
+    _checks.grad_output_for(grad_output, input, grid)
+    dtype = _checks.same_dtype(grad_output=grad_output, input=input)
+    spatial = input.ndim - 2
+    input_shape = tuple(input.shape) if input_requires_grad else (0,) * input.ndim
+    # The kernel overwrites both gradients; with nothing to sample they are zero.
+    allocate = backend.empty if grad_output.size else backend.zeros
+    grad_input = allocate(input_shape, dtype)
+    grad_grid = allocate(tuple(grid.shape), dtype)
+    if grad_output.size:
+        backend.kernel(f"grid_sample_{spatial}d_backward")(
+            backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
+            backend.contiguous(grid, dtype), grad_input, grad_grid,
+            mode_code, padding_code, align, bool(input_requires_grad))
+    return (grad_input if input_requires_grad else None), grad_grid
