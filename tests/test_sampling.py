@@ -1,0 +1,510 @@
+"""grid_sample and grid_sample_backward against the loop reference, finite differences and torch.
+
+Every mode x padding_mode x align_corners x 4-D/5-D x dtype is compared with
+``tests/reference.py``, which is itself checked against torch (float64, with
+autograd) on random points and on points exactly on pixels, half pixels and
+borders, where the derivative is one-sided.
+"""
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import reference
+import stn_numba
+
+ALIGN = [False, True]
+DTYPES = [np.float64, np.float32]
+PADDINGS = list(reference.PADDING_MODES)
+
+
+def modes_for(dim):
+    return [m for m in reference.MODES if not (dim == 3 and m == "bicubic")]
+
+
+COMBOS = [
+    pytest.param(dim, mode, padding, align, id=f"{dim}d-{mode}-{padding}-{'aligned' if align else 'unaligned'}")
+    for dim in (2, 3)
+    for mode in modes_for(dim)
+    for padding in PADDINGS
+    for align in ALIGN
+]
+COMBO_ARGS = "dim, mode, padding_mode, align_corners"
+
+INPUT_SHAPES = {2: (2, 3, 5, 6), 3: (2, 2, 3, 4, 5)}
+OUTPUT_SPATIAL = {2: (3, 4), 3: (2, 3, 2)}
+
+
+def tolerances(dtype):
+    return {"rtol": 1e-10, "atol": 1e-11} if dtype == np.float64 else {"rtol": 2e-4, "atol": 2e-4}
+
+
+def pixel_to_grid(pixel, size, align_corners):
+    """The grid value whose unnormalised coordinate is ``pixel`` (exact for dyadic sizes)."""
+    pixel = np.asarray(pixel, dtype=np.float64)
+    return 2.0 * pixel / (size - 1) - 1.0 if align_corners else (2.0 * pixel + 1.0) / size - 1.0
+
+
+def random_case(rng, dim, dtype=np.float64, spread=1.25):
+    """(input, grid, grad_output) with grid points inside and up to ``spread`` - 1 outside [-1, 1]."""
+    shape = INPUT_SHAPES[dim]
+    input = rng.standard_normal(shape)
+    grid = rng.uniform(-spread, spread, (shape[0], *OUTPUT_SPATIAL[dim], dim))
+    grad_output = rng.standard_normal((shape[0], shape[1], *OUTPUT_SPATIAL[dim]))
+    return input.astype(dtype), grid.astype(dtype), grad_output.astype(dtype)
+
+
+def as_grid(points, dim):
+    """Points (P, dim) as a grid (1, P, 1, dim) or (1, P, 1, 1, dim)."""
+    return points.reshape((1, len(points)) + (1,) * (dim - 1) + (dim,))
+
+
+def special_points(rng, dim, size, align_corners):
+    """Points with components exactly on pixels, half pixels and borders, from 2.5 pixels outside.
+
+    ``size`` should make the unnormalisation exact: size - 1 a power of two
+    with align_corners=True, size a power of two otherwise.
+    """
+    pixels = np.arange(-5, 2 * size + 4) / 2.0
+    points = []
+    for axis in range(dim):
+        p = rng.uniform(0.1, size - 1.1, (len(pixels), dim))
+        p[:, axis] = pixels
+        points.append(p)
+    edges = [-0.5, 0.0, size - 1.0, size - 0.5]
+    points.append(np.array(np.meshgrid(*[edges] * dim)).reshape(dim, -1).T)
+    return as_grid(pixel_to_grid(np.concatenate(points), size, align_corners), dim)
+
+
+def special_case(rng, dim, mode, align_corners, dtype=np.float64):
+    size = 5 if align_corners else 4
+    grid = special_points(rng, dim, size, align_corners)
+    input = rng.standard_normal((1, 2) + (size,) * dim)
+    grad_output = rng.standard_normal((1, 2, *grid.shape[1:-1]))
+    return input.astype(dtype), grid.astype(dtype), grad_output.astype(dtype)
+
+
+def smooth_pixels(rng, count, size):
+    """Pixel coordinates at least 0.03 pixels from every multiple of 0.5, where all kinks lie.
+
+    Includes points just inside and just outside the borders and the
+    reflection lines, so finite differences never straddle a kink.
+    """
+    near = np.array([-0.03, 0.03, -0.47, -0.53, size - 1.03, size - 0.97, size - 0.53, size - 0.47])
+    halves = rng.integers(-3, 2 * size + 1, count)
+    random = (halves + rng.uniform(0.06, 0.94, count)) / 2.0
+    return np.concatenate([near, random])
+
+
+def smooth_case(rng, dim, align_corners):
+    """float64 (input, grid, weights) whose grid is smooth within +-1e-5 of every point."""
+    shape = (1, 2) + (4, 5, 6)[-dim:]
+    columns = [smooth_pixels(rng, 10, shape[2 + dim - 1 - k]) for k in range(dim)]
+    points = np.stack([pixel_to_grid(rng.permutation(c), shape[2 + dim - 1 - k], align_corners)
+                       for k, c in enumerate(columns)], axis=-1)
+    grid = as_grid(points, dim)
+    input = rng.standard_normal(shape)
+    weights = rng.standard_normal((1, 2, *grid.shape[1:-1]))
+    return input, grid, weights
+
+
+def assert_backward_close(got, expected, dtype):
+    (got_input, got_grid), (expected_input, expected_grid) = got, expected
+    np.testing.assert_allclose(got_input, expected_input, err_msg="grad_input", **tolerances(dtype))
+    np.testing.assert_allclose(got_grid, expected_grid, err_msg="grad_grid", **tolerances(dtype))
+
+
+# ---------------------------------------------------------------- the reference itself
+@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+def test_reference_matches_torch(rng, dim, mode, padding_mode, align_corners):
+    pytest.importorskip("torch")
+    args = (mode, padding_mode, align_corners)
+    for input, grid, grad_output in (random_case(rng, dim, spread=1.5), special_case(rng, dim, mode, align_corners)):
+        output, grad_input, grad_grid = reference.torch_grid_sample(input, grid, *args, grad_output=grad_output)
+        np.testing.assert_allclose(reference.grid_sample(input, grid, *args), output, rtol=1e-12, atol=1e-12)
+        assert_backward_close(reference.grid_sample_backward(grad_output, input, grid, *args),
+                              (grad_input, grad_grid), np.float64)
+
+
+# ---------------------------------------------------------------- stn_numba vs reference
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+def test_forward_matches_reference(rng, dim, mode, padding_mode, align_corners, dtype):
+    input, grid, _ = random_case(rng, dim, dtype)
+    output = stn_numba.grid_sample(input, grid, mode, padding_mode, align_corners)
+    assert output.dtype == dtype
+    assert output.shape == input.shape[:2] + grid.shape[1:-1]
+    expected = reference.grid_sample(input, grid, mode, padding_mode, align_corners)
+    np.testing.assert_allclose(output, expected, **tolerances(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+def test_backward_matches_reference(rng, dim, mode, padding_mode, align_corners, dtype):
+    input, grid, grad_output = random_case(rng, dim, dtype)
+    args = (mode, padding_mode, align_corners)
+    grad_input, grad_grid = stn_numba.grid_sample_backward(grad_output, input, grid, *args)
+    assert grad_input.dtype == dtype and grad_grid.dtype == dtype
+    assert grad_input.shape == input.shape and grad_grid.shape == grid.shape
+    assert_backward_close((grad_input, grad_grid),
+                          reference.grid_sample_backward(grad_output, input, grid, *args), dtype)
+    if mode == "nearest":
+        assert not grad_grid.any()
+    # Skipping grad_input changes nothing else.
+    none, grad_grid_only = stn_numba.grid_sample_backward(grad_output, input, grid, *args, input_requires_grad=False)
+    assert none is None
+    np.testing.assert_array_equal(grad_grid_only, grad_grid)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+def test_exact_pixels_and_borders_match_reference(rng, dim, mode, padding_mode, align_corners, dtype):
+    """Points exactly on pixels and borders: one-sided derivatives, as torch (the reference is checked above)."""
+    input, grid, grad_output = special_case(rng, dim, mode, align_corners, dtype)
+    args = (mode, padding_mode, align_corners)
+    np.testing.assert_allclose(stn_numba.grid_sample(input, grid, *args),
+                               reference.grid_sample(input, grid, *args), **tolerances(dtype))
+    assert_backward_close(stn_numba.grid_sample_backward(grad_output, input, grid, *args),
+                          reference.grid_sample_backward(grad_output, input, grid, *args), dtype)
+
+
+@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+def test_matches_torch(rng, dim, mode, padding_mode, align_corners):
+    pytest.importorskip("torch")
+    args = (mode, padding_mode, align_corners)
+    for dtype in DTYPES:
+        for input, grid, grad_output in (random_case(rng, dim, dtype, spread=1.5),
+                                         special_case(rng, dim, mode, align_corners, dtype)):
+            output, grad_input, grad_grid = reference.torch_grid_sample(input, grid, *args, grad_output=grad_output)
+            np.testing.assert_allclose(stn_numba.grid_sample(input, grid, *args), output, **tolerances(dtype))
+            assert_backward_close(stn_numba.grid_sample_backward(grad_output, input, grid, *args),
+                                  (grad_input, grad_grid), dtype)
+
+
+# ---------------------------------------------------------------- finite differences
+@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+def test_gradients_match_finite_differences(rng, dim, mode, padding_mode, align_corners):
+    input, grid, weights = smooth_case(rng, dim, align_corners)
+    args = (mode, padding_mode, align_corners)
+
+    def loss_of_input(x):
+        return float(np.sum(stn_numba.grid_sample(x, grid, *args) * weights))
+
+    def loss_of_grid(g):
+        return float(np.sum(stn_numba.grid_sample(input, g, *args) * weights))
+
+    grad_input, grad_grid = stn_numba.grid_sample_backward(weights, input, grid, *args)
+    np.testing.assert_allclose(grad_input, reference.central_difference(loss_of_input, input), rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(grad_grid, reference.central_difference(loss_of_grid, grid), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dim, mode", [(2, "bilinear"), (2, "bicubic"), (3, "bilinear")])
+@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("align_corners", ALIGN)
+def test_theta_gradient_through_sampler_matches_finite_differences(rng, dim, mode, padding_mode, align_corners):
+    """The spatial transformer's chain: theta -> affine_grid -> grid_sample."""
+    input = rng.standard_normal((2, 2) + (4, 5, 6)[-dim:])
+    size = (2, 2) + (3, 4, 5)[-dim:]
+    theta = np.eye(dim, dim + 1) * 1.1 + rng.uniform(-0.2, 0.2, (2, dim, dim + 1))
+    weights = rng.standard_normal(size)
+    args = (mode, padding_mode, align_corners)
+
+    def loss(t):
+        return float(np.sum(stn_numba.grid_sample(input, stn_numba.affine_grid(t, size, align_corners), *args)
+                            * weights))
+
+    grid = stn_numba.affine_grid(theta, size, align_corners)
+    _, grad_grid = stn_numba.grid_sample_backward(weights, input, grid, *args, input_requires_grad=False)
+    grad_theta = stn_numba.affine_grid_backward(grad_grid, size, align_corners)
+    np.testing.assert_allclose(grad_theta, reference.central_difference(loss, theta), rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------- properties
+def draw_setup(data, dims=(2, 3)):
+    """Draw (dim, mode, padding_mode, align_corners, dtype, generator)."""
+    dim = data.draw(st.sampled_from(dims), label="dim")
+    mode = data.draw(st.sampled_from(modes_for(dim)), label="mode")
+    padding_mode = data.draw(st.sampled_from(PADDINGS), label="padding_mode")
+    align_corners = data.draw(st.booleans(), label="align_corners")
+    dtype = data.draw(st.sampled_from(DTYPES), label="dtype")
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    return dim, mode, padding_mode, align_corners, dtype, np.random.default_rng(seed)
+
+
+def draw_size(data, dim):
+    spatial = data.draw(st.lists(st.integers(1, 6 if dim == 2 else 4), min_size=dim, max_size=dim), label="spatial")
+    return (data.draw(st.integers(1, 2), label="N"), data.draw(st.integers(1, 3), label="C"), *spatial)
+
+
+@given(data=st.data())
+def test_identity_theta_reproduces_the_input(data):
+    dim, mode, padding_mode, align_corners, dtype, rng = draw_setup(data)
+    size = draw_size(data, dim)
+    input = rng.standard_normal(size).astype(dtype)
+    theta = np.broadcast_to(np.eye(dim, dim + 1), (size[0], dim, dim + 1)).astype(dtype)
+    grid = stn_numba.affine_grid(theta, size, align_corners)
+    output = stn_numba.grid_sample(input, grid, mode, padding_mode, align_corners)
+    np.testing.assert_allclose(output, input, rtol=1e-5, atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def shifted(input, shifts, padding_mode):
+    """input[..., i + shift] per spatial axis: zeros or the clipped edge outside."""
+    spatial = input.shape[2:]
+    output = np.zeros_like(input)
+    for index in np.ndindex(*spatial):
+        source = [i + s for i, s in zip(index, shifts)]
+        if padding_mode == "border":
+            source = [min(max(i, 0), n - 1) for i, n in zip(source, spatial)]
+        elif not all(0 <= i < n for i, n in zip(source, spatial)):
+            continue
+        output[(..., *index)] = input[(..., *source)]
+    return output
+
+
+@given(data=st.data())
+def test_integer_pixel_translation_is_a_shift(data):
+    dim, mode, _, align_corners, dtype, rng = draw_setup(data)
+    padding_mode = data.draw(st.sampled_from(["zeros", "border"]), label="padding_mode")
+    size = draw_size(data, dim)
+    spatial = size[2:]
+    shifts = [data.draw(st.integers(-n, n), label="shift") for n in spatial]  # array order: (D,) H, W
+    theta = np.zeros((size[0], dim, dim + 1))
+    theta[:, :, :dim] = np.eye(dim)
+    for axis, (shift, n) in enumerate(zip(shifts, spatial)):
+        unit = (n - 1) / 2 if align_corners else n / 2  # pixels per normalised unit
+        if unit == 0:
+            shifts[axis] = 0  # a unit axis with align_corners=True ignores translation
+            continue
+        theta[:, dim - 1 - axis, dim] = shift / unit
+    input = rng.standard_normal(size).astype(dtype)
+    grid = stn_numba.affine_grid(theta.astype(dtype), size, align_corners)
+    output = stn_numba.grid_sample(input, grid, mode, padding_mode, align_corners)
+    np.testing.assert_allclose(output, shifted(input, shifts, padding_mode), rtol=1e-5,
+                               atol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+def draw_grid_case(data):
+    dim, mode, padding_mode, align_corners, dtype, rng = draw_setup(data)
+    size = draw_size(data, dim)
+    out_spatial = data.draw(st.lists(st.integers(1, 4), min_size=dim, max_size=dim), label="out_spatial")
+    grid = rng.uniform(-1.5, 1.5, (size[0], *out_spatial, dim)).astype(dtype)
+    return (mode, padding_mode, align_corners), size, grid, dtype, rng
+
+
+@given(data=st.data())
+def test_linear_in_the_input(data):
+    args, size, grid, dtype, rng = draw_grid_case(data)
+    first, second = rng.standard_normal((2, *size)).astype(dtype)
+    a, b = dtype(1.5), dtype(-0.75)
+    combined = stn_numba.grid_sample(a * first + b * second, grid, *args)
+    separate = a * stn_numba.grid_sample(first, grid, *args) + b * stn_numba.grid_sample(second, grid, *args)
+    np.testing.assert_allclose(combined, separate, rtol=1e-5, atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@given(data=st.data())
+def test_grad_input_is_the_adjoint(data):
+    """<grid_sample(x), y> == <x, grad_input(y)>."""
+    args, size, grid, dtype, rng = draw_grid_case(data)
+    x = rng.standard_normal(size).astype(dtype)
+    y = rng.standard_normal(size[:2] + grid.shape[1:-1]).astype(dtype)
+    grad_input, _ = stn_numba.grid_sample_backward(y, x, grid, *args)
+    forward = np.vdot(stn_numba.grid_sample(x, grid, *args).astype(np.float64), y.astype(np.float64))
+    adjoint = np.vdot(x.astype(np.float64), grad_input.astype(np.float64))
+    assert np.isclose(forward, adjoint, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                      atol=1e-4 if dtype == np.float32 else 1e-12)
+
+
+# ---------------------------------------------------------------- shapes, dtypes, layouts
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("input_spatial, output_spatial", [((7, 7), (2, 3)), ((3, 4), (9, 11)),
+                                                           ((4, 4, 4), (2, 1, 3)), ((2, 3, 2), (4, 5, 3))])
+def test_output_size_follows_the_grid(rng, input_spatial, output_spatial, dtype):
+    """Down- and upsampling: the output has the grid's spatial size."""
+    dim = len(input_spatial)
+    input = rng.standard_normal((2, 3, *input_spatial)).astype(dtype)
+    grid = rng.uniform(-1.1, 1.1, (2, *output_spatial, dim)).astype(dtype)
+    output = stn_numba.grid_sample(input, grid, align_corners=True)
+    assert output.shape == (2, 3, *output_spatial) and output.dtype == dtype
+    np.testing.assert_allclose(output, reference.grid_sample(input, grid, align_corners=True), **tolerances(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("input_shape, grid_shape", [
+    ((0, 2, 3, 4), (0, 2, 5, 2)),
+    ((0, 2, 3, 4, 2), (0, 2, 5, 1, 3)),
+    ((2, 2, 3, 4), (2, 0, 5, 2)),
+    ((2, 2, 3, 4, 2), (2, 2, 0, 1, 3)),
+])
+def test_empty_batch_or_output(input_shape, grid_shape, dtype):
+    input, grid = np.ones(input_shape, dtype), np.zeros(grid_shape, dtype)
+    output = stn_numba.grid_sample(input, grid)
+    assert output.shape == input_shape[:2] + grid_shape[1:-1] and output.dtype == dtype
+    grad_input, grad_grid = stn_numba.grid_sample_backward(np.ones(output.shape, dtype), input, grid)
+    assert grad_input.shape == input_shape and grad_input.dtype == dtype and not grad_input.any()
+    assert grad_grid.shape == grid_shape and grad_grid.dtype == dtype
+
+
+def layout_variants(array):
+    """Non-contiguous, negatively strided, Fortran-ordered, read-only and byte-swapped arrays equal to ``array``."""
+    strided = np.empty((*array.shape[:-1], 2 * array.shape[-1]), array.dtype)[..., ::2]
+    strided[...] = array
+    read_only = array.copy()
+    read_only.flags.writeable = False
+    return {
+        "strided": strided,
+        "negative_strides": np.ascontiguousarray(array[::-1, ..., ::-1])[::-1, ..., ::-1],
+        "fortran": np.asfortranarray(array),
+        "read_only": read_only,
+        "byte_swapped": array.astype(array.dtype.newbyteorder("S")),
+    }
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dim, mode", [(2, "bicubic"), (3, "bilinear")])
+def test_layouts_give_the_same_result(rng, dim, mode, dtype):
+    arrays = dict(zip(("input", "grid", "grad_output"), random_case(rng, dim, dtype)))
+    args = (mode, "reflection", False)
+
+    def run(input, grid, grad_output):
+        return (stn_numba.grid_sample(input, grid, *args),
+                *stn_numba.grid_sample_backward(grad_output, input, grid, *args))
+
+    expected = run(**arrays)
+    for name, array in arrays.items():
+        for layout, variant in layout_variants(array).items():
+            got = run(**{**arrays, name: variant})
+            for g, e in zip(got, expected):
+                assert g.dtype == dtype, (name, layout)
+                np.testing.assert_array_equal(g, e, err_msg=f"{name} {layout}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dim, mode", [(2, "bilinear"), (2, "bicubic"), (3, "bilinear")])
+def test_backward_is_bitwise_deterministic(rng, dim, mode, dtype):
+    """Many sample points hit the same pixels; the result must not depend on runs or thread counts."""
+    input = rng.standard_normal((3, 2) + ((16, 16) if dim == 2 else (6, 6, 6))).astype(dtype)
+    out_spatial = (24, 24) if dim == 2 else (8, 8, 8)
+    grid = rng.uniform(-0.4, 0.4, (3, *out_spatial, dim)).astype(dtype)
+    grad_output = rng.standard_normal((3, 2, *out_spatial)).astype(dtype)
+    saved = numba.get_num_threads()
+    results = []
+    try:
+        for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+            numba.set_num_threads(threads)
+            for _ in range(2):
+                results.append(stn_numba.grid_sample_backward(grad_output, input, grid, mode, "border", False))
+    finally:
+        numba.set_num_threads(saved)
+    for grad_input, grad_grid in results[1:]:
+        np.testing.assert_array_equal(grad_input, results[0][0])
+        np.testing.assert_array_equal(grad_grid, results[0][1])
+
+
+# ---------------------------------------------------------------- the non-finite rule
+def points_with(rng, dim, values):
+    """Points whose one component (each in turn) is a special grid value, the others random inside."""
+    points = []
+    for axis in range(dim):
+        p = rng.uniform(-0.8, 0.8, (len(values), dim))
+        p[:, axis] = values
+        points.append(p)
+    points.append(np.repeat(np.asarray(values, dtype=np.float64)[:, None], dim, axis=1))  # every component
+    return as_grid(np.concatenate(points), dim)
+
+
+def nonfinite_case(rng, dim, values, dtype, spatial=(4, 5, 6)):
+    input = rng.standard_normal((1, 2) + tuple(spatial[-dim:])).astype(dtype)
+    with np.errstate(over="ignore"):
+        grid = points_with(rng, dim, values).astype(dtype)
+    grad_output = rng.standard_normal((1, 2, *grid.shape[1:-1])).astype(dtype)
+    return input, grid, grad_output
+
+
+def assert_finite(*arrays):
+    for array in arrays:
+        assert np.isfinite(array).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+def test_nan_samples_nothing(rng, dim, mode, padding_mode, align_corners, dtype):
+    input, grid, grad_output = nonfinite_case(rng, dim, [np.nan, 0.3, -0.6], dtype)
+    nan_points = np.isnan(grid).any(axis=-1)
+    args = (mode, padding_mode, align_corners)
+    output = stn_numba.grid_sample(input, grid, *args)
+    grad_input, grad_grid = stn_numba.grid_sample_backward(grad_output, input, grid, *args)
+    assert_finite(output, grad_input, grad_grid)
+    assert not output[:, :, nan_points[0]].any()
+    assert not grad_grid[nan_points].any()
+    # the NaN points add nothing to grad_input
+    without = np.where(nan_points[:, None], 0, grad_output).astype(dtype)
+    np.testing.assert_allclose(grad_input, stn_numba.grid_sample_backward(without, input, grid, *args)[0],
+                               **tolerances(dtype))
+    np.testing.assert_allclose(output, reference.grid_sample(input, grid, *args), **tolerances(dtype))
+    assert_backward_close((grad_input, grad_grid),
+                          reference.grid_sample_backward(grad_output, input, grid, *args), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+def test_infinity_is_far_outside(rng, dim, mode, padding_mode, align_corners, dtype):
+    """zeros: 0; border and reflection: the nearest edge (the reference implements the rule)."""
+    input, grid, grad_output = nonfinite_case(rng, dim, [np.inf, -np.inf, 0.4], dtype)
+    args = (mode, padding_mode, align_corners)
+    output = stn_numba.grid_sample(input, grid, *args)
+    grad_input, grad_grid = stn_numba.grid_sample_backward(grad_output, input, grid, *args)
+    assert_finite(output, grad_input, grad_grid)
+    np.testing.assert_allclose(output, reference.grid_sample(input, grid, *args), **tolerances(dtype))
+    assert_backward_close((grad_input, grad_grid),
+                          reference.grid_sample_backward(grad_output, input, grid, *args), dtype)
+
+
+# Grid values far outside: +-1e38 (overflows float32 when unnormalised), and
+# pixel offsets of 2**31 and 2**32 (wrap to in-range indices if converted to
+# int32), all beyond the clamp bound of 2**24 pixels.
+FAR_PIXELS = [2.0**31, -(2.0**31), 2.0**32, -(2.0**32), 2.0**32 + 2, 2.0**31 + 1.5, -(2.0**31) - 3.5, 2.0**24 * 3]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+def test_huge_coordinates_are_far_outside(rng, dim, mode, padding_mode, align_corners, dtype):
+    size = 5 if align_corners else 4  # a cube of a dyadic size: exact pixel offsets
+    values = np.concatenate([[1e38, -1e38], pixel_to_grid(FAR_PIXELS, size, align_corners)])
+    input, grid, grad_output = nonfinite_case(rng, dim, values, dtype, spatial=(size,) * 3)
+    args = (mode, padding_mode, align_corners)
+    output = stn_numba.grid_sample(input, grid, *args)
+    grad_input, grad_grid = stn_numba.grid_sample_backward(grad_output, input, grid, *args)
+    assert_finite(output, grad_input, grad_grid)
+    again = (stn_numba.grid_sample(input, grid, *args), *stn_numba.grid_sample_backward(grad_output, input, grid, *args))
+    for first, second in zip((output, grad_input, grad_grid), again):
+        np.testing.assert_array_equal(first, second)
+    if padding_mode != "reflection":
+        # zeros reads nothing, border the clipped edge: exactly what the reference computes
+        np.testing.assert_allclose(output, reference.grid_sample(input, grid, *args), **tolerances(dtype))
+        assert_backward_close((grad_input, grad_grid),
+                              reference.grid_sample_backward(grad_output, input, grid, *args), dtype)
+    elif mode != "bicubic":
+        # a deterministic in-range point: a convex combination of input pixels
+        flat = input.reshape(input.shape[:2] + (-1,))
+        low, high = flat.min(-1), flat.max(-1)
+        out = output.reshape(output.shape[:2] + (-1,))
+        slack = 1e-5 if dtype == np.float32 else 1e-12
+        assert (out >= low[..., None] - slack).all() and (out <= high[..., None] + slack).all()
+
+
+@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+def test_large_coordinates_below_the_clamp_bound_match_reference(rng, dim, mode, padding_mode, align_corners):
+    """Up to 2**24 pixels away every padding mode, reflection included, matches torch (float64)."""
+    size = 5 if align_corners else 4  # a cube of a dyadic size: exact pixel offsets
+    pixels = [2.0**23 + 0.25, -(2.0**23) - 0.75, 1e6 + 0.375, -1e6 + 2.5, 12345.625]
+    input, grid, grad_output = nonfinite_case(rng, dim, pixel_to_grid(pixels, size, align_corners), np.float64,
+                                              spatial=(size,) * 3)
+    args = (mode, padding_mode, align_corners)
+    np.testing.assert_allclose(stn_numba.grid_sample(input, grid, *args),
+                               reference.grid_sample(input, grid, *args), rtol=1e-9, atol=1e-9)
+    got = stn_numba.grid_sample_backward(grad_output, input, grid, *args)
+    expected = reference.grid_sample_backward(grad_output, input, grid, *args)
+    for g, e in zip(got, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
