@@ -1,5 +1,6 @@
 """MNIST data for the experiments: the bundled subset, IDX files, the paper's distortions."""
 
+from .distortions import DISTORTIONS, distort
 from .mnist import (
     MnistSplit,
     load_bundled,
@@ -12,6 +13,8 @@ from .mnist import (
 )
 
 __all__ = [
+    "DISTORTIONS",
+    "distort",
     "MnistSplit",
     "load_bundled",
     "load_mnist",
