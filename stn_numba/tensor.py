@@ -266,6 +266,10 @@ class Tensor:
     def T(self):
         return self.permute(*reversed(range(self.ndim)))
 
+    def size(self, dim=None):
+        """The shape (torch's ``size()``), or the length of one dimension."""
+        return self.shape if dim is None else self.shape[dim]
+
     def __len__(self):
         return len(self.data)
 
