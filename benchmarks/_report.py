@@ -111,6 +111,7 @@ def ratio_chart(rows, path, shape_order):
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         return "matplotlib is not installed"
     ratios = {(row["spec"], row["op"]): (row["shape"], row["ratio_vs_torch"])
@@ -124,11 +125,14 @@ def ratio_chart(rows, path, shape_order):
     for index, op in enumerate(ops):
         positions = [s + (index - (len(ops) - 1) / 2) * width for s in range(len(shapes))]
         heights = [ratios.get((spec, op), (None, float("nan")))[1] for spec in shapes]
-        axes.bar(positions, heights, width, label=op)
+        bars = axes.bar(positions, heights, width, label=op)
+        axes.bar_label(bars, fmt="%.2g", fontsize=6)
     labels = {spec: label for (spec, _), (label, _) in ratios.items()}
     axes.set_xticks(range(len(shapes)), [labels[spec] for spec in shapes], rotation=20, ha="right")
     axes.axhline(1.0, color="black", linewidth=0.8)
     axes.set_yscale("log")
+    axes.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    axes.yaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False))
     axes.set_ylabel("stn_numba CPU time / torch CPU time")
     axes.set_title("Below 1: stn_numba is faster")
     axes.legend(fontsize="small")
