@@ -336,6 +336,18 @@ def _cuda_unavailable():
     return None
 
 
+class Unavailable(Exception):
+    """An implementation cannot run in this worker (e.g. no GPU)."""
+
+
+def _cuda_sync():
+    from numba import cuda
+
+    if not cuda.is_available():
+        raise Unavailable("no GPU")
+    return cuda.synchronize
+
+
 @dataclass(frozen=True)
 class Implementation:
     """A benchmarked implementation: what it needs, how it names itself, its ops."""
@@ -345,6 +357,7 @@ class Implementation:
     modules: tuple  # importable modules it needs
     make_ops: object  # (case, data) -> {op: callable or "n/a: why"}
     unavailable: object = None  # () -> None or a reason, checked in the parent
+    sync: object = None  # () -> a function ending each timed call (GPU), or raises Unavailable
 
 
 IMPLEMENTATIONS = {
@@ -353,7 +366,7 @@ IMPLEMENTATIONS = {
         Implementation("torch", "torch CPU", ("torch",), torch_ops),
         Implementation("scipy", "scipy.ndimage", ("scipy",), scipy_ops),
         Implementation("opencv", "OpenCV", ("cv2",), opencv_ops),
-        Implementation("cuda", "stn_numba CUDA", ("numba",), cuda_ops, _cuda_unavailable),
+        Implementation("cuda", "stn_numba CUDA", ("numba",), cuda_ops, _cuda_unavailable, _cuda_sync),
     )
 }
 
@@ -390,13 +403,10 @@ def repeat_policy(quick):
 
 def measure(impl, cases, ops, quick):
     """Time ``ops`` of ``impl`` on ``cases`` in this process; returns the worker's result dict."""
-    sync = None
-    if impl.key == "cuda":
-        from numba import cuda
-
-        if not cuda.is_available():
-            return {"impl": impl.key, "unavailable": "no GPU"}
-        sync = cuda.synchronize
+    try:
+        sync = impl.sync() if impl.sync else None
+    except Unavailable as reason:
+        return {"impl": impl.key, "unavailable": str(reason)}
     rows = []
     for case in cases:
         data = make_data(case)
