@@ -253,8 +253,8 @@ class Tensor:
     def ndim(self):
         return self.data.ndim
 
-    @property
-    def size(self):
+    def numel(self):
+        """The number of elements."""
         return self.data.size
 
     @property

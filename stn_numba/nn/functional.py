@@ -434,7 +434,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     _same_dtype(input=input, weight=weight, bias=bias)
     axes = (0,) + tuple(range(2, input.ndim))
     if training:
-        count = input.size // input.shape[1]
+        count = input.data.size // input.shape[1]
         if count < 2:
             raise ValueError(f"batch_norm: training needs more than one value per channel, "
                              f"got input shape {input.shape}")
