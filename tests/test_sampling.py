@@ -34,6 +34,7 @@ COMBOS = [
 COMBO_ARGS = "dim, mode, padding_mode, align_corners"
 
 INPUT_SHAPES = {2: (2, 3, 5, 6), 3: (2, 2, 3, 4, 5)}
+UNIT_AXIS_SHAPES = {2: (1, 2, 1, 4), 3: (1, 2, 3, 1, 1)}  # unit axes: zero scale with align_corners=True
 OUTPUT_SPATIAL = {2: (3, 4), 3: (2, 3, 2)}
 
 
@@ -47,13 +48,18 @@ def pixel_to_grid(pixel, size, align_corners):
     return 2.0 * pixel / (size - 1) - 1.0 if align_corners else (2.0 * pixel + 1.0) / size - 1.0
 
 
-def random_case(rng, dim, dtype=np.float64, spread=1.25):
+def random_case(rng, dim, dtype=np.float64, spread=1.25, shape=None):
     """(input, grid, grad_output) with grid points inside and up to ``spread`` - 1 outside [-1, 1]."""
-    shape = INPUT_SHAPES[dim]
+    shape = shape or INPUT_SHAPES[dim]
     input = rng.standard_normal(shape)
     grid = rng.uniform(-spread, spread, (shape[0], *OUTPUT_SPATIAL[dim], dim))
     grad_output = rng.standard_normal((shape[0], shape[1], *OUTPUT_SPATIAL[dim]))
     return input.astype(dtype), grid.astype(dtype), grad_output.astype(dtype)
+
+
+def random_cases(rng, dim, dtype=np.float64, spread=1.25):
+    """A random case, and one whose input has unit spatial axes."""
+    return [random_case(rng, dim, dtype, spread), random_case(rng, dim, dtype, spread, UNIT_AXIS_SHAPES[dim])]
 
 
 def as_grid(points, dim):
@@ -101,10 +107,11 @@ def smooth_pixels(rng, count, size):
 def smooth_case(rng, dim, align_corners):
     """float64 (input, grid, weights) whose grid is smooth within +-1e-5 of every point."""
     shape = (1, 2) + (4, 5, 6)[-dim:]
-    columns = [smooth_pixels(rng, 10, shape[2 + dim - 1 - k]) for k in range(dim)]
-    points = np.stack([pixel_to_grid(rng.permutation(c), shape[2 + dim - 1 - k], align_corners)
-                       for k, c in enumerate(columns)], axis=-1)
-    grid = as_grid(points, dim)
+    components = []
+    for k in range(dim):  # grid component k (x, y, z) reads array axis -1 - k
+        size = shape[-1 - k]
+        components.append(pixel_to_grid(rng.permutation(smooth_pixels(rng, 10, size)), size, align_corners))
+    grid = as_grid(np.stack(components, axis=-1), dim)
     input = rng.standard_normal(shape)
     weights = rng.standard_normal((1, 2, *grid.shape[1:-1]))
     return input, grid, weights
@@ -121,7 +128,7 @@ def assert_backward_close(got, expected, dtype):
 def test_reference_matches_torch(rng, dim, mode, padding_mode, align_corners):
     pytest.importorskip("torch")
     args = (mode, padding_mode, align_corners)
-    for input, grid, grad_output in (random_case(rng, dim, spread=1.5), special_case(rng, dim, mode, align_corners)):
+    for input, grid, grad_output in [*random_cases(rng, dim, spread=1.5), special_case(rng, dim, mode, align_corners)]:
         output, grad_input, grad_grid = reference.torch_grid_sample(input, grid, *args, grad_output=grad_output)
         np.testing.assert_allclose(reference.grid_sample(input, grid, *args), output, rtol=1e-12, atol=1e-12)
         assert_backward_close(reference.grid_sample_backward(grad_output, input, grid, *args),
@@ -132,30 +139,31 @@ def test_reference_matches_torch(rng, dim, mode, padding_mode, align_corners):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(COMBO_ARGS, COMBOS)
 def test_forward_matches_reference(rng, dim, mode, padding_mode, align_corners, dtype):
-    input, grid, _ = random_case(rng, dim, dtype)
-    output = stn_numba.grid_sample(input, grid, mode, padding_mode, align_corners)
-    assert output.dtype == dtype
-    assert output.shape == input.shape[:2] + grid.shape[1:-1]
-    expected = reference.grid_sample(input, grid, mode, padding_mode, align_corners)
-    np.testing.assert_allclose(output, expected, **tolerances(dtype))
+    for input, grid, _ in random_cases(rng, dim, dtype):
+        output = stn_numba.grid_sample(input, grid, mode, padding_mode, align_corners)
+        assert output.dtype == dtype
+        assert output.shape == input.shape[:2] + grid.shape[1:-1]
+        expected = reference.grid_sample(input, grid, mode, padding_mode, align_corners)
+        np.testing.assert_allclose(output, expected, **tolerances(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(COMBO_ARGS, COMBOS)
 def test_backward_matches_reference(rng, dim, mode, padding_mode, align_corners, dtype):
-    input, grid, grad_output = random_case(rng, dim, dtype)
     args = (mode, padding_mode, align_corners)
-    grad_input, grad_grid = stn_numba.grid_sample_backward(grad_output, input, grid, *args)
-    assert grad_input.dtype == dtype and grad_grid.dtype == dtype
-    assert grad_input.shape == input.shape and grad_grid.shape == grid.shape
-    assert_backward_close((grad_input, grad_grid),
-                          reference.grid_sample_backward(grad_output, input, grid, *args), dtype)
-    if mode == "nearest":
-        assert not grad_grid.any()
-    # Skipping grad_input changes nothing else.
-    none, grad_grid_only = stn_numba.grid_sample_backward(grad_output, input, grid, *args, input_requires_grad=False)
-    assert none is None
-    np.testing.assert_array_equal(grad_grid_only, grad_grid)
+    for input, grid, grad_output in random_cases(rng, dim, dtype):
+        grad_input, grad_grid = stn_numba.grid_sample_backward(grad_output, input, grid, *args)
+        assert grad_input.dtype == dtype and grad_grid.dtype == dtype
+        assert grad_input.shape == input.shape and grad_grid.shape == grid.shape
+        assert_backward_close((grad_input, grad_grid),
+                              reference.grid_sample_backward(grad_output, input, grid, *args), dtype)
+        if mode == "nearest":
+            assert not grad_grid.any()
+        # Skipping grad_input changes nothing else.
+        skipped, grad_grid_only = stn_numba.grid_sample_backward(grad_output, input, grid, *args,
+                                                                 input_requires_grad=False)
+        assert skipped is None
+        np.testing.assert_array_equal(grad_grid_only, grad_grid)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -175,8 +183,8 @@ def test_matches_torch(rng, dim, mode, padding_mode, align_corners):
     pytest.importorskip("torch")
     args = (mode, padding_mode, align_corners)
     for dtype in DTYPES:
-        for input, grid, grad_output in (random_case(rng, dim, dtype, spread=1.5),
-                                         special_case(rng, dim, mode, align_corners, dtype)):
+        for input, grid, grad_output in [*random_cases(rng, dim, dtype, spread=1.5),
+                                         special_case(rng, dim, mode, align_corners, dtype)]:
             output, grad_input, grad_grid = reference.torch_grid_sample(input, grid, *args, grad_output=grad_output)
             np.testing.assert_allclose(stn_numba.grid_sample(input, grid, *args), output, **tolerances(dtype))
             assert_backward_close(stn_numba.grid_sample_backward(grad_output, input, grid, *args),
