@@ -2,7 +2,8 @@
 
 :func:`save` writes a (possibly nested) dict of arrays and numbers, such as
 ``{"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3}``.
-Nested keys are joined with "/" in the file. Object arrays are refused, so a
+Nested keys are joined with "/" in the file (an empty dict is kept as an
+empty marker entry "name/"). Object arrays are refused, so a
 checkpoint never needs pickle to load, and :func:`load` reads with
 ``allow_pickle=False``. The file is written to a temporary file in the same
 directory and moved into place with ``os.replace``, so a crash never leaves a
@@ -43,8 +44,8 @@ def _flatten(state, prefix, out):
                              f"got {prefix + str(key)!r}")
         name = prefix + key
         if isinstance(value, Mapping):
-            if not value:
-                raise ValueError(f"checkpoint entry {name!r} is an empty dict, which .npz cannot store")
+            if not value:  # kept as a marker entry "name/", so that load gives back {}
+                out[name + SEPARATOR] = np.zeros(0)
             _flatten(value, name + SEPARATOR, out)
             continue
         array = np.asarray(value.data if isinstance(value, Tensor) else value)
@@ -97,11 +98,15 @@ def _nest(flat, path):
     for name, array in flat.items():
         node = root
         *parents, leaf = name.split(SEPARATOR)
+        if not leaf:  # the marker of an empty group
+            leaf = None
         for part in parents:
             child = node.setdefault(part, Checkpoint(path=path))
             if not isinstance(child, Checkpoint):
                 raise ValueError(f"checkpoint {path}: entry {name!r} is nested under an array entry")
             node = child
+        if leaf is None:
+            continue
         if leaf in node:
             raise ValueError(f"checkpoint {path}: entry {name!r} collides with a nested group")
         node[leaf] = array
