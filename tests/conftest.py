@@ -5,6 +5,7 @@ of a kernel compiles it, and CI (2 cores, cold Numba cache) must stay fast and
 reproducible.
 """
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -23,3 +24,43 @@ settings.load_profile("stn")
 def rng():
     """A seeded generator, so that every test sees the same data on every run."""
     return np.random.default_rng(20151205)
+
+
+def _layout_variants(array):
+    """Arrays equal to ``array`` in other memory layouts: name -> array."""
+    strided = np.empty((*array.shape[:-1], 2 * array.shape[-1]), array.dtype)[..., ::2]
+    strided[...] = array
+    read_only = array.copy()
+    read_only.flags.writeable = False
+    return {
+        "strided": strided,
+        "negative_strides": np.ascontiguousarray(array[::-1, ..., ::-1])[::-1, ..., ::-1],
+        "fortran": np.asfortranarray(array),
+        "read_only": read_only,
+        "byte_swapped": array.astype(array.dtype.newbyteorder("S")),
+    }
+
+
+@pytest.fixture
+def layout_variants():
+    """Non-contiguous, negatively strided, Fortran-ordered, read-only and byte-swapped copies of an array."""
+    return _layout_variants
+
+
+def _results_for_every_thread_count(call):
+    """``call()`` twice for each Numba thread count from 1 to the maximum, restoring the count."""
+    saved = numba.get_num_threads()
+    results = []
+    try:
+        for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
+            numba.set_num_threads(threads)
+            results += [call(), call()]
+    finally:
+        numba.set_num_threads(saved)
+    return results
+
+
+@pytest.fixture
+def results_for_every_thread_count():
+    """Run a callable twice per thread count; bitwise-deterministic code gives equal results."""
+    return _results_for_every_thread_count

@@ -1,6 +1,5 @@
 """affine_grid and affine_grid_backward against the loop reference, finite differences and torch."""
 
-import numba
 import numpy as np
 import pytest
 
@@ -111,26 +110,9 @@ def test_empty_batch(size, dtype):
     assert grad_theta.shape == (0, spatial, spatial + 1) and grad_theta.dtype == dtype
 
 
-def layout_variants(array):
-    """Non-contiguous, negatively strided, Fortran-ordered, read-only and byte-swapped arrays equal to ``array``."""
-    strided = np.empty((*array.shape[:-1], 2 * array.shape[-1]), array.dtype)[..., ::2]
-    strided[...] = array
-    reversed_ = np.ascontiguousarray(array[::-1])[::-1]
-    read_only = array.copy()
-    read_only.flags.writeable = False
-    swapped = array.astype(array.dtype.newbyteorder(">" if np.little_endian else "<"))
-    return {
-        "strided": strided,
-        "negative_strides": reversed_,
-        "fortran": np.asfortranarray(array),
-        "read_only": read_only,
-        "byte_swapped": swapped,
-    }
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [(3, 1, 4, 5), (3, 1, 2, 3, 4)])
-def test_layouts_give_the_same_result(rng, size, dtype):
+def test_layouts_give_the_same_result(rng, layout_variants, size, dtype):
     theta, grad_grid = random_theta(rng, size, dtype), random_grad_grid(rng, size, dtype)
     expected_grid = stn_numba.affine_grid(theta, size)
     expected_grad = stn_numba.affine_grid_backward(grad_grid, size)
@@ -144,16 +126,8 @@ def test_layouts_give_the_same_result(rng, size, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [(5, 1, 13, 17), (5, 1, 5, 6, 7)])
-def test_backward_is_bitwise_deterministic(rng, size, dtype):
+def test_backward_is_bitwise_deterministic(rng, results_for_every_thread_count, size, dtype):
     grad_grid = random_grad_grid(rng, size, dtype)
-    saved = numba.get_num_threads()
-    results = []
-    try:
-        for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
-            numba.set_num_threads(threads)
-            for _ in range(2):
-                results.append(stn_numba.affine_grid_backward(grad_grid, size, align_corners=False))
-    finally:
-        numba.set_num_threads(saved)
+    results = results_for_every_thread_count(lambda: stn_numba.affine_grid_backward(grad_grid, size))
     for result in results[1:]:
         np.testing.assert_array_equal(result, results[0])

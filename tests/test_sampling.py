@@ -6,7 +6,6 @@ autograd) on random points and on points exactly on pixels, half pixels and
 borders, where the derivative is one-sided.
 """
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given
@@ -354,24 +353,9 @@ def test_empty_batch_or_output(input_shape, grid_shape, dtype):
     assert grad_grid.shape == grid_shape and grad_grid.dtype == dtype
 
 
-def layout_variants(array):
-    """Non-contiguous, negatively strided, Fortran-ordered, read-only and byte-swapped arrays equal to ``array``."""
-    strided = np.empty((*array.shape[:-1], 2 * array.shape[-1]), array.dtype)[..., ::2]
-    strided[...] = array
-    read_only = array.copy()
-    read_only.flags.writeable = False
-    return {
-        "strided": strided,
-        "negative_strides": np.ascontiguousarray(array[::-1, ..., ::-1])[::-1, ..., ::-1],
-        "fortran": np.asfortranarray(array),
-        "read_only": read_only,
-        "byte_swapped": array.astype(array.dtype.newbyteorder("S")),
-    }
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("dim, mode", [(2, "bicubic"), (3, "bilinear")])
-def test_layouts_give_the_same_result(rng, dim, mode, dtype):
+def test_layouts_give_the_same_result(rng, layout_variants, dim, mode, dtype):
     arrays = dict(zip(("input", "grid", "grad_output"), random_case(rng, dim, dtype)))
     args = (mode, "reflection", False)
 
@@ -390,21 +374,14 @@ def test_layouts_give_the_same_result(rng, dim, mode, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("dim, mode", [(2, "bilinear"), (2, "bicubic"), (3, "bilinear")])
-def test_backward_is_bitwise_deterministic(rng, dim, mode, dtype):
+def test_backward_is_bitwise_deterministic(rng, results_for_every_thread_count, dim, mode, dtype):
     """Many sample points hit the same pixels; the result must not depend on runs or thread counts."""
     input = rng.standard_normal((3, 2) + ((16, 16) if dim == 2 else (6, 6, 6))).astype(dtype)
     out_spatial = (24, 24) if dim == 2 else (8, 8, 8)
     grid = rng.uniform(-0.4, 0.4, (3, *out_spatial, dim)).astype(dtype)
     grad_output = rng.standard_normal((3, 2, *out_spatial)).astype(dtype)
-    saved = numba.get_num_threads()
-    results = []
-    try:
-        for threads in range(1, numba.config.NUMBA_NUM_THREADS + 1):
-            numba.set_num_threads(threads)
-            for _ in range(2):
-                results.append(stn_numba.grid_sample_backward(grad_output, input, grid, mode, "border", False))
-    finally:
-        numba.set_num_threads(saved)
+    results = results_for_every_thread_count(
+        lambda: stn_numba.grid_sample_backward(grad_output, input, grid, mode, "border", False))
     for grad_input, grad_grid in results[1:]:
         np.testing.assert_array_equal(grad_input, results[0][0])
         np.testing.assert_array_equal(grad_grid, results[0][1])
