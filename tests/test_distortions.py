@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from stn_numba import grids
 from stn_numba.data import distortions, load_bundled
 
-OUTPUT_SIDE = {"R": 28, "RTS": 42, "P": 28, "TC": 60}
+OUTPUT_SIDE = {"R": 28, "RTS": 42, "P": 28, "E": 28, "TC": 60}
 KINDS = sorted(distortions.DISTORTIONS)
 
 
@@ -177,6 +178,41 @@ def test_projective_draws():
     assert abs(scale.mean() - 0.875) < 0.02
     noise = corners - scale[:, None, None] * square
     assert abs(noise.std() - 5 / 14) < 0.03
+
+
+# --- E -------------------------------------------------------------------------------
+
+
+def control_points():
+    return grids.tps_control_points((4, 4))
+
+
+def test_elastic_without_noise_is_identity(digits):
+    sources = np.tile(control_points(), (len(digits), 1, 1))
+    out = distortions.DISTORTIONS["E"].apply(digits, {"sources": sources})
+    np.testing.assert_allclose(out, digits, atol=1e-5)
+
+
+def test_elastic_scaling_alone_matches_the_affine_path(digits):
+    # A thin-plate spline reproduces affine maps exactly.
+    sources = np.tile(control_points() / 0.8, (len(digits), 1, 1))
+    out = distortions.DISTORTIONS["E"].apply(digits, {"sources": sources})
+    scaled = distortions.DISTORTIONS["R"].apply(digits, similarity(0.0, 0.8, n=len(digits)))
+    np.testing.assert_allclose(out, scaled, atol=1e-5)
+
+
+def test_elastic_draws():
+    images = np.zeros((2000, 1, 28, 28), dtype=np.float32)
+    sources = distortions.DISTORTIONS["E"].draw(images, np.random.default_rng(11))["sources"]
+    assert sources.shape == (2000, 16, 2)
+    control = control_points()
+    # Control points read at c / scale + noise, scale ~ U(0.75, 1), σ = 1.5 px = 1.5/14 normalised.
+    # The least-squares estimate of 1/scale carries noise of σ/|c| ≈ 0.025, hence the slack.
+    inverse_scale = (sources * control).sum(axis=(1, 2)) / (control**2).sum()
+    assert inverse_scale.min() > 1 - 0.12 and inverse_scale.max() < 4 / 3 + 0.12
+    assert abs(inverse_scale.mean() - np.log(4 / 3) / 0.25) < 0.01
+    noise = sources - inverse_scale[:, None, None] * control
+    assert abs(noise.std() - 1.5 / 14) < 0.01
 
 
 # --- TC ------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ Angles are in degrees, positive counter-clockwise as the image is displayed
 pixels of the 28×28 input.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -280,6 +281,42 @@ class RandomProjective(_Distortion):
 
 
 @dataclass(frozen=True)
+class RandomElastic(_Distortion):
+    """Random scaling, then a thin-plate spline that moves a grid of control points (E).
+
+    The output's control points ``c_k`` (a ``control_grid`` × ``control_grid``
+    grid spanning the image, see :func:`stn_numba.grids.tps_control_points`)
+    read the input at ``c_k / scale`` plus independent Gaussian noise of
+    ``control_sigma`` input pixels per axis, with the scale drawn from
+    [min_scale, max_scale]; :func:`stn_numba.grids.tps_grid` interpolates the
+    warp in between.
+    """
+
+    min_scale: float = 0.75
+    max_scale: float = 1.0
+    control_grid: int = 4
+    control_sigma: float = 1.5
+
+    def __post_init__(self):
+        _check_range(self.min_scale, self.max_scale, "(min_scale, max_scale)")
+
+    def draw(self, images, rng):
+        """Draw ``sources`` (N, K, 2): the input points that the control points show, normalised."""
+        n = len(images)
+        control = grids.tps_control_points((self.control_grid, self.control_grid))
+        scale = rng.uniform(self.min_scale, self.max_scale, n)
+        noise = rng.normal(0.0, 1.0, (n,) + control.shape) * (self.control_sigma / _half_sizes(images.shape[2:]))
+        return {"sources": control / scale[:, None, None] + noise}
+
+    def apply(self, images, params):
+        images = _check_images(images)
+        make_grid = functools.partial(
+            grids.tps_grid, control_points=(self.control_grid, self.control_grid), align_corners=False
+        )
+        return _resample(images, make_grid, np.asarray(params["sources"], dtype=np.float32), images.shape[2:])
+
+
+@dataclass(frozen=True)
 class TranslatedCluttered(_Distortion):
     """Random placement in a large canvas with clutter from other digits (TC).
 
@@ -334,6 +371,7 @@ DISTORTIONS = {
     "R": RandomSimilarity(max_angle=90.0),
     "RTS": RandomSimilarity(max_angle=45.0, min_scale=0.7, max_scale=1.2, canvas_size=42),
     "P": RandomProjective(),
+    "E": RandomElastic(),
     "TC": TranslatedCluttered(),
 }
 
