@@ -1,0 +1,412 @@
+"""Scalar coordinate math shared by the CPU and CUDA kernels.
+
+Every function here is a ``numba.extending.register_jitable`` function of
+scalars, so ``@njit`` and ``@cuda.jit`` kernels call the same code and follow
+the same rules. They are dtype-generic: constants are built with ``type(x)(c)``
+from an argument, so a float32 kernel computes in float32 throughout.
+
+The formulas follow PyTorch's ``grid_sampler`` (aten ``GridSampler.h``) for the
+sampler of Jaderberg et al., "Spatial Transformer Networks" (NeurIPS 2015),
+with one rule for non-finite and huge coordinates (see CONTRIBUTING.md):
+
+* a NaN grid value samples nothing: every tap gets weight 0 and derivative 0;
+* ±Inf and huge values behave as far outside: zeros padding reads 0, border
+  clips to the nearest edge, reflection reflects finite values exactly (its
+  flip parity is computed in floating point, so it never overflows an int) and
+  sends ±Inf to the nearest edge;
+* before any float-to-int conversion a coordinate is clamped to
+  ``±max(2**24, 4*size)``, so index arithmetic never overflows, and every tap
+  of a clamped coordinate lies outside ``[0, size)``.
+
+Tap functions return indices already clamped into ``[0, size-1]`` with weight 0
+where a tap is outside the image, so kernels can gather without branches; a
+kernel must skip zero-weight taps (not multiply ``0 * value``) so that an
+infinite input pixel cannot leak into points that do not use it.
+"""
+
+import math
+
+import numpy as np
+from numba.extending import register_jitable
+
+from ._codes import BORDER, REFLECTION, ZEROS
+
+_CUBIC_A = -0.75  # cubic convolution parameter, as in PyTorch
+_MIN_SAFE_BOUND = 2**24
+
+
+@register_jitable
+def unnormalize(g, size, align_corners):
+    """Map a grid value in [-1, 1] to a pixel coordinate.
+
+    Parameters
+    ----------
+    g : float
+        Grid value (not NaN).
+    size : int
+        Image size along this axis.
+    align_corners : bool
+        True: -1 and 1 are the centres of the corner pixels; False: their
+        outer edges.
+
+    Returns
+    -------
+    x : float
+        ``(g + 1) / 2 * (size - 1)`` or ``((g + 1) * size - 1) / 2``,
+        computed as ``(g + 1) * scale + offset`` like PyTorch's CPU kernel.
+        ±Inf stays ±Inf (even when ``size - 1 == 0``).
+    scale : float
+        ``dx/dg``.
+    """
+    one = type(g)(1)
+    half = type(g)(0.5)
+    if align_corners:
+        scale = type(g)(size - 1) * half
+        x = (g + one) * scale
+    else:
+        scale = type(g)(size) * half
+        x = (g + one) * scale - half
+    if x != x:  # only Inf * 0: keep the infinity "far outside"
+        x = g
+    return x, scale
+
+
+@register_jitable
+def clip_coordinate(x, size):
+    """Clip ``x`` to ``[0, size-1]``.
+
+    Returns
+    -------
+    x : float
+        The clipped coordinate.
+    grad : float
+        ``d clipped / dx``: 1 strictly inside, 0 on or beyond a border (as in
+        PyTorch, where a border counts as clipped).
+    """
+    zero = type(x)(0)
+    high = type(x)(size - 1)
+    if x <= zero:
+        return zero, zero
+    if x >= high:
+        return high, zero
+    return x, type(x)(1)
+
+
+@register_jitable
+def reflect_coordinate(x, size, align_corners):
+    """Reflect ``x`` about the image borders until it lies between them.
+
+    The borders are the corner pixel centres (``align_corners=True``) or the
+    outer pixel edges (False). The result may still need clipping.
+
+    Returns
+    -------
+    x : float
+        The reflected coordinate; ±Inf maps to the nearest border.
+    grad : float
+        ``d reflected / dx``: +1 or -1, 0 for ±Inf or an empty span.
+    """
+    zero = type(x)(0)
+    one = type(x)(1)
+    if align_corners:
+        if size <= 1:
+            return zero, zero
+        low = zero
+        span = type(x)(size - 1)
+    else:
+        low = type(x)(-0.5)
+        span = type(x)(size)
+    distance = x - low
+    sign = one
+    if distance < zero:
+        distance = -distance
+        sign = -one
+    if math.isinf(distance):
+        if sign < zero:
+            return low, zero
+        return low + span, zero
+    twice_span = span + span
+    # `%` of positive floats is an exact fmod; parity of the number of flips
+    # is whether the remainder modulo two spans reaches one span.
+    remainder = distance % twice_span
+    if remainder < span:
+        return remainder + low, sign
+    return (twice_span - remainder) + low, -sign
+
+
+@register_jitable
+def safe_coordinate(x, size):
+    """Clamp ``x`` to ``±max(2**24, 4*size)`` so it converts to int64 safely.
+
+    Every tap of a clamped coordinate lies outside ``[0, size)``, so results
+    are unchanged for zeros padding; the clamp's gradient is irrelevant.
+    """
+    bound = type(x)(max(_MIN_SAFE_BOUND, 4 * size))
+    return min(max(x, -bound), bound)
+
+
+@register_jitable
+def pad_coordinate(x, size, padding_mode, align_corners):
+    """Apply the padding mode to a pixel coordinate (bilinear and nearest).
+
+    Returns
+    -------
+    x : float
+        zeros: ``x`` made safe (see `safe_coordinate`); border: clipped;
+        reflection: reflected, then clipped. Always safe to floor to int64.
+    grad : float
+        ``d padded / dx``.
+    """
+    if padding_mode == BORDER:
+        return clip_coordinate(x, size)
+    if padding_mode == REFLECTION:
+        x, grad_reflect = reflect_coordinate(x, size, align_corners)
+        x, grad_clip = clip_coordinate(x, size)
+        return x, grad_reflect * grad_clip
+    return safe_coordinate(x, size), type(x)(1)
+
+
+@register_jitable
+def floor_index(x):
+    """``floor(x)`` as int64, for a coordinate already made safe."""
+    i = np.int64(x)
+    if type(x)(i) > x:
+        i -= 1
+    return i
+
+
+@register_jitable
+def nearest_index(x):
+    """``x`` rounded half to even (``np.rint``) as int64, for a safe ``x``."""
+    i = floor_index(x)
+    fraction = x - type(x)(i)
+    half = type(x)(0.5)
+    if fraction > half or (fraction == half and (i & 1) == 1):
+        i += 1
+    return i
+
+
+@register_jitable
+def reflect_index(i, size, align_corners):
+    """Reflect an integer tap index into ``[0, size-1]``.
+
+    Integer twin of `reflect_coordinate` followed by clipping, for the bicubic
+    taps, which PyTorch pads one by one.
+    """
+    if align_corners:
+        if size <= 1:
+            return np.int64(0)
+        period = 2 * (size - 1)
+        m = abs(i) % period
+        if m >= size:
+            m = period - m
+        return m
+    period = 2 * size
+    m = i if i >= 0 else -1 - i  # reflection about the edge at -0.5
+    m = m % period
+    if m >= size:
+        m = period - 1 - m
+    return m
+
+
+@register_jitable
+def pad_index(i, size, padding_mode, align_corners):
+    """Map an integer tap index into the image.
+
+    Returns
+    -------
+    index : int64
+        An index in ``[0, size-1]`` (clamped when the tap is outside, so a
+        gather never reads out of bounds).
+    inside : bool
+        False when zeros padding makes the tap read 0.
+    """
+    last = np.int64(size - 1)
+    if padding_mode == REFLECTION:
+        return reflect_index(i, size, align_corners), True
+    inside = i >= 0 and i <= last
+    index = min(max(i, np.int64(0)), last)
+    if padding_mode == BORDER:
+        return index, True
+    return index, inside
+
+
+@register_jitable
+def cubic_coefficients(t):
+    """Cubic convolution weights of the taps at offsets -1, 0, 1, 2.
+
+    ``t`` in [0, 1) is the distance from the tap at offset 0; the kernel has
+    A = -0.75 as in PyTorch's bicubic ``grid_sample`` and ``interpolate``.
+    """
+    one = type(t)(1)
+    a = type(t)(_CUBIC_A)
+    a2 = a + type(t)(2)
+    a3 = a + type(t)(3)
+    a5 = type(t)(5) * a
+    a8 = type(t)(8) * a
+    a4 = type(t)(4) * a
+    s = t + one
+    u = one - t
+    v = u + one
+    return (
+        ((a * s - a5) * s + a8) * s - a4,
+        (a2 * t - a3) * t * t + one,
+        (a2 * u - a3) * u * u + one,
+        ((a * v - a5) * v + a8) * v - a4,
+    )
+
+
+@register_jitable
+def cubic_coefficient_derivatives(t):
+    """``d/dt`` of each weight returned by `cubic_coefficients`."""
+    one = type(t)(1)
+    two = type(t)(2)
+    three = type(t)(3)
+    a = type(t)(_CUBIC_A)
+    a2 = a + two
+    a3 = a + three
+    s = t + one
+    u = one - t
+    v = u + one
+    return (
+        (three * a * s - type(t)(10) * a) * s + type(t)(8) * a,
+        (three * a2 * t - two * a3) * t,
+        -((three * a2 * u - two * a3) * u),
+        -((three * a * v - type(t)(10) * a) * v + type(t)(8) * a),
+    )
+
+
+@register_jitable
+def linear_taps(g, size, padding_mode, align_corners):
+    """The two linear-interpolation taps of grid value ``g`` along one axis.
+
+    Returns
+    -------
+    i0, i1 : int64
+        Tap indices ``floor(x)`` and ``floor(x) + 1``, clamped into the image.
+    w0, w1 : float
+        Their weights ``1 - t`` and ``t``, 0 for a tap outside the image or a
+        NaN ``g``.
+    d0, d1 : float
+        ``d w / d g`` including the unnormalise and padding factors (0 where
+        the weight is forced to 0).
+    """
+    zero = type(g)(0)
+    one = type(g)(1)
+    is_nan = g != g
+    if is_nan:
+        g = zero
+    x, scale = unnormalize(g, size, align_corners)
+    x, grad_pad = pad_coordinate(x, size, padding_mode, align_corners)
+    slope = scale * grad_pad
+    first = floor_index(x)
+    w1 = x - type(x)(first)
+    w0 = one - w1
+    i0, inside0 = pad_index(first, size, ZEROS, align_corners)
+    i1, inside1 = pad_index(first + 1, size, ZEROS, align_corners)
+    inside0 = inside0 and not is_nan
+    inside1 = inside1 and not is_nan
+    return (
+        i0,
+        i1,
+        w0 if inside0 else zero,
+        w1 if inside1 else zero,
+        -slope if inside0 else zero,
+        slope if inside1 else zero,
+    )
+
+
+@register_jitable
+def nearest_tap(g, size, padding_mode, align_corners):
+    """The nearest-neighbour tap of grid value ``g`` along one axis.
+
+    Returns
+    -------
+    index : int64
+        ``rint(x)`` clamped into the image.
+    weight : float
+        1, or 0 when the tap is outside the image or ``g`` is NaN. The
+        derivative is 0 everywhere.
+    """
+    zero = type(g)(0)
+    is_nan = g != g
+    if is_nan:
+        g = zero
+    x, _ = unnormalize(g, size, align_corners)
+    x, _ = pad_coordinate(x, size, padding_mode, align_corners)
+    index, inside = pad_index(nearest_index(x), size, ZEROS, align_corners)
+    return index, type(g)(1) if inside and not is_nan else zero
+
+
+@register_jitable
+def cubic_taps(g, size, padding_mode, align_corners):
+    """The four cubic-convolution taps of grid value ``g`` along one axis.
+
+    Unlike the linear taps, the padding applies to each tap index, not to the
+    coordinate (as in PyTorch). With reflection, ±Inf pads like border, so it
+    lands on the nearest edge.
+
+    Returns
+    -------
+    indices : 4-tuple of int64
+        Padded tap indices for offsets -1, 0, 1, 2 from ``floor(x)``.
+    weights : 4-tuple of float
+        Cubic weights, 0 for taps outside the image (zeros) or a NaN ``g``.
+    derivatives : 4-tuple of float
+        ``d weight / d g`` (0 where the weight is forced to 0).
+    """
+    zero = type(g)(0)
+    is_nan = g != g
+    if is_nan:
+        g = zero
+    x, scale = unnormalize(g, size, align_corners)
+    tap_padding = padding_mode
+    if padding_mode == REFLECTION and math.isinf(x):
+        tap_padding = BORDER
+    x = safe_coordinate(x, size)
+    first = floor_index(x)
+    t = x - type(x)(first)
+    c0, c1, c2, c3 = cubic_coefficients(t)
+    e0, e1, e2, e3 = cubic_coefficient_derivatives(t)
+    i0, in0 = pad_index(first - 1, size, tap_padding, align_corners)
+    i1, in1 = pad_index(first, size, tap_padding, align_corners)
+    i2, in2 = pad_index(first + 1, size, tap_padding, align_corners)
+    i3, in3 = pad_index(first + 2, size, tap_padding, align_corners)
+    keep = not is_nan
+    in0 = in0 and keep
+    in1 = in1 and keep
+    in2 = in2 and keep
+    in3 = in3 and keep
+    return (
+        (i0, i1, i2, i3),
+        (
+            c0 if in0 else zero,
+            c1 if in1 else zero,
+            c2 if in2 else zero,
+            c3 if in3 else zero,
+        ),
+        (
+            e0 * scale if in0 else zero,
+            e1 * scale if in1 else zero,
+            e2 * scale if in2 else zero,
+            e3 * scale if in3 else zero,
+        ),
+    )
+
+
+@register_jitable
+def affine_base_coordinate(i, size, align_corners, like):
+    """The normalised coordinate of pixel ``i`` of ``size`` (``affine_grid``).
+
+    ``(2i - (size-1)) / (size-1)`` with align_corners=True and
+    ``(2i - (size-1)) / size`` with False (PyTorch's
+    ``linspace(-1, 1, size)``, scaled by ``(size-1)/size`` when False),
+    rounded once, so exactly symmetric; 0 when ``size == 1``. ``like`` is any
+    value of the working float type (only its type is used).
+    """
+    if size <= 1:
+        return type(like)(0)
+    numerator = type(like)(2 * i - (size - 1))
+    if align_corners:
+        return numerator / type(like)(size - 1)
+    return numerator / type(like)(size)
