@@ -36,6 +36,13 @@ gradients are never NaN or Inf unless the input or grad_output are.
 
 Every function validates its arguments, picks the CPU or CUDA kernel
 (:mod:`stn_numba._device`) and calls it; nothing else happens here.
+
+GPU arrays: numba device arrays, CuPy arrays, torch CUDA tensors (anything
+with ``__cuda_array_interface__`` or a CUDA ``__dlpack__``) are used in place,
+without a copy, and the results are numba device arrays on the same GPU. They
+expose ``__cuda_array_interface__``, so ``cupy.asarray(result)`` and
+``torch.as_tensor(result, device="cuda")`` are zero-copy views of them;
+``result.copy_to_host()`` copies one to a NumPy array.
 """
 
 from . import _checks, _device
@@ -112,7 +119,7 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
 
 
 def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode="zeros", align_corners=False, *,
-                         input_requires_grad=True, device=None, stream=None):
+                         input_requires_grad=True, deterministic=False, device=None, stream=None):
     """Gradients of :func:`grid_sample` with respect to ``input`` and ``grid``.
 
     The exact vector-Jacobian products of :func:`grid_sample`: ``grad_input``
@@ -121,8 +128,10 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
     interpolant in the source point (the paper's ∂V/∂x_s, ∂V/∂y_s), times the
     unnormalisation scale and the padding's derivative. Where the
     interpolant has a kink (a sample point exactly on a pixel), the one-sided
-    derivative torch uses is taken. Deterministic: the same inputs give
-    bitwise the same gradients on every run and for any thread count.
+    derivative torch uses is taken. Deterministic on the CPU: the same inputs
+    give bitwise the same gradients on every run and for any thread count. On
+    the GPU ``grad_grid`` always is; ``grad_input`` is with
+    ``deterministic=True``.
 
     Parameters
     ----------
@@ -133,6 +142,15 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
     input_requires_grad : bool, optional
         If False, ``grad_input`` is not computed (it is the costly scatter) and
         None is returned in its place. Default True.
+    deterministic : bool, optional
+        GPU only; the CPU is always deterministic and ignores it. False
+        (default): ``grad_input`` is added up with atomic adds, whose order,
+        and so the last bits of the result, change from run to run (as in
+        torch's CUDA backward). True: each input pixel's contributions are
+        sorted and summed in a fixed order, so ``grad_input`` is bitwise
+        reproducible; this costs extra passes and memory for one record
+        (an int64 and a float) per interpolation tap of every output point
+        (see :mod:`stn_numba._cuda.sampling`).
     device, stream
         As in :func:`grid_sample`.
 
@@ -155,8 +173,11 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
     allocate = backend.empty if grad_output.size else backend.zeros
     grad_input = allocate(input_shape, dtype)
     grad_grid = allocate(tuple(grid.shape), dtype)
+    name = f"grid_sample_{spatial}d_backward"
+    if deterministic and backend.name == "cuda":
+        name += "_deterministic"  # the CPU kernel always is
     if grad_output.size:
-        backend.kernel(f"grid_sample_{spatial}d_backward")(
+        backend.kernel(name)(
             backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
             backend.contiguous(grid, dtype), grad_input, grad_grid,
             mode_code, padding_code, align, bool(input_requires_grad))

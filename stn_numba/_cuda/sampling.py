@@ -1,0 +1,418 @@
+"""CUDA kernels of ``grid_sample`` and its backward.
+
+Twins of :mod:`stn_numba._cpu.sampling`: the host-side launchers below have the
+CPU kernels' names and argument order, plus the ``stream`` they launch on, and
+follow the same rules (the scalar math is `stn_numba._coords`, shared with the
+CPU; zero-weight taps are skipped, so an infinite pixel never reaches a point
+that does not use it). As on the CPU, a 2-D input is a 3-D one of depth 1.
+
+Work split: one thread per output point. It computes the point's taps along
+each axis once, then loops over the channels.
+
+``grad_grid`` is owned per point, so it is deterministic. ``grad_input`` is a
+scatter; there are two versions:
+
+- ``grid_sample_*_backward`` adds with ``cuda.atomic.add``: fast, but the
+  order of the additions, and so the rounding, changes from run to run
+  (as in torch's CUDA backward);
+- ``grid_sample_*_backward_deterministic`` is bitwise reproducible. It counts
+  the taps that land on each input pixel (integer atomics, exact), turns the
+  counts into segment offsets with an exclusive scan, writes one record
+  (tap key = point * taps + tap, weight) per tap into its pixel's segment, and
+  finally runs one thread per input pixel that sorts its segment by key
+  (heapsort, in place) and adds ``grad_output * weight`` over it in that
+  order, for each channel. Extra memory: two int64 arrays of one entry per
+  input pixel and image, and room for one record (int64 key + one float)
+  per tap, N * points * taps records (taps: 1 nearest, 4 bilinear,
+  8 trilinear, 16 bicubic), e.g. 12 bytes * 4 taps = 48 bytes per float32
+  bilinear output point.
+"""
+
+import numpy as np
+from numba import cuda
+
+from .._codes import BICUBIC, NEAREST
+from .._coords import cubic_taps, linear_taps, nearest_tap
+from . import launch
+
+_SCAN_FAN_IN = 256  # values one thread adds in one pass of the scan
+
+
+@cuda.jit
+def _fill_zeros(values):
+    item = cuda.grid(1)
+    if item < values.size:
+        values[item] = 0
+
+
+def fill_zeros(array, stream=0):
+    """Set a C-contiguous device array to 0."""
+    flat = array.reshape(array.size)
+    launch(_fill_zeros, flat.size, stream)(flat)
+
+
+@cuda.jit(device=True)
+def _point_taps(grid, n, p, depth, height, width, mode, padding_mode, align_corners,
+                axis_index, axis_weight, axis_slope):
+    """Fill the (3, 4) per-axis tap tables of point ``p`` of image ``n`` (rows x, y, z: index,
+    weight, d weight / d grid component); a 2-D grid gets a trivial z row. Returns the taps per axis."""
+    axes = grid.shape[2]
+    zero = grid.dtype.type(0)
+    axis_index[2, 0] = 0
+    axis_weight[2, 0] = grid.dtype.type(1)
+    axis_slope[2, 0] = zero
+    for a in range(axes):
+        size = width if a == 0 else (height if a == 1 else depth)
+        g = grid[n, p, a]
+        if mode == NEAREST:
+            i, w = nearest_tap(g, size, padding_mode, align_corners)
+            axis_index[a, 0] = i
+            axis_weight[a, 0] = w
+            axis_slope[a, 0] = zero
+        elif mode == BICUBIC:
+            indices, weights, slopes = cubic_taps(g, size, padding_mode, align_corners)
+            axis_index[a, 0], axis_index[a, 1], axis_index[a, 2], axis_index[a, 3] = indices
+            axis_weight[a, 0], axis_weight[a, 1], axis_weight[a, 2], axis_weight[a, 3] = weights
+            axis_slope[a, 0], axis_slope[a, 1], axis_slope[a, 2], axis_slope[a, 3] = slopes
+        else:
+            i0, i1, w0, w1, d0, d1 = linear_taps(g, size, padding_mode, align_corners)
+            axis_index[a, 0] = i0
+            axis_index[a, 1] = i1
+            axis_weight[a, 0] = w0
+            axis_weight[a, 1] = w1
+            axis_slope[a, 0] = d0
+            axis_slope[a, 1] = d1
+    if mode == NEAREST:
+        return 1
+    if mode == BICUBIC:
+        return 4
+    return 2
+
+
+@cuda.jit
+def _sample(source, grid, output, depth, height, width, mode, padding_mode, align_corners):
+    """Forward on (N, C, D*H*W) input, (N, P, A) grid, (N, C, P) output: one thread per point."""
+    n_batch, channels, points = output.shape
+    item = cuda.grid(1)
+    if item >= n_batch * points:
+        return
+    n = item // points
+    p = item % points
+    axis_index = cuda.local.array((3, 4), np.int64)
+    axis_weight = cuda.local.array((3, 4), grid.dtype)
+    axis_slope = cuda.local.array((3, 4), grid.dtype)
+    per_axis = _point_taps(grid, n, p, depth, height, width, mode, padding_mode, align_corners,
+                           axis_index, axis_weight, axis_slope)
+    depth_taps = per_axis if grid.shape[2] == 3 else 1
+    zero = grid.dtype.type(0)
+    for c in range(channels):
+        total = zero
+        for kz in range(depth_taps):
+            for ky in range(per_axis):
+                weight_zy = axis_weight[2, kz] * axis_weight[1, ky]
+                row = (axis_index[2, kz] * height + axis_index[1, ky]) * width
+                for kx in range(per_axis):
+                    weight = weight_zy * axis_weight[0, kx]
+                    if weight != zero:
+                        total += weight * source[n, c, row + axis_index[0, kx]]
+        output[n, c, p] = total
+
+
+@cuda.jit
+def _sample_backward(grad_output, source, grid, grad_source, grad_grid, depth, height, width, mode,
+                     padding_mode, align_corners, scatter):
+    """``grad_grid`` (N, P, A) of every point and, if ``scatter``, ``grad_source`` (N, C, D*H*W),
+    zeroed by the caller, by atomic adds: one thread per point."""
+    n_batch, channels, points = grad_output.shape
+    item = cuda.grid(1)
+    if item >= n_batch * points:
+        return
+    n = item // points
+    p = item % points
+    axis_index = cuda.local.array((3, 4), np.int64)
+    axis_weight = cuda.local.array((3, 4), grid.dtype)
+    axis_slope = cuda.local.array((3, 4), grid.dtype)
+    per_axis = _point_taps(grid, n, p, depth, height, width, mode, padding_mode, align_corners,
+                           axis_index, axis_weight, axis_slope)
+    axes = grid.shape[2]
+    depth_taps = per_axis if axes == 3 else 1
+    with_slopes = mode != NEAREST
+    zero = grid.dtype.type(0)
+    grad_x = zero
+    grad_y = zero
+    grad_z = zero
+    for c in range(channels):
+        upstream = grad_output[n, c, p]
+        for kz in range(depth_taps):
+            for ky in range(per_axis):
+                row = (axis_index[2, kz] * height + axis_index[1, ky]) * width
+                for kx in range(per_axis):
+                    index = row + axis_index[0, kx]
+                    if with_slopes:
+                        product = upstream * source[n, c, index]
+                        slope = axis_weight[2, kz] * axis_weight[1, ky] * axis_slope[0, kx]
+                        if slope != zero:
+                            grad_x += slope * product
+                        slope = axis_weight[2, kz] * axis_slope[1, ky] * axis_weight[0, kx]
+                        if slope != zero:
+                            grad_y += slope * product
+                        if axes == 3:
+                            slope = axis_slope[2, kz] * axis_weight[1, ky] * axis_weight[0, kx]
+                            if slope != zero:
+                                grad_z += slope * product
+                    if scatter:
+                        weight = axis_weight[2, kz] * axis_weight[1, ky] * axis_weight[0, kx]
+                        if weight != zero:
+                            cuda.atomic.add(grad_source, (n, c, index), upstream * weight)
+    grad_grid[n, p, 0] = grad_x
+    grad_grid[n, p, 1] = grad_y
+    if axes == 3:
+        grad_grid[n, p, 2] = grad_z
+
+
+# ------------------------------------------------- deterministic grad_input
+@cuda.jit
+def _count_taps(grid, counts, depth, height, width, mode, padding_mode, align_corners):
+    """``counts[n * D*H*W + pixel]`` += the point's non-zero taps on that pixel (exact integer atomics)."""
+    n_batch, points = grid.shape[0], grid.shape[1]
+    item = cuda.grid(1)
+    if item >= n_batch * points:
+        return
+    n = item // points
+    p = item % points
+    axis_index = cuda.local.array((3, 4), np.int64)
+    axis_weight = cuda.local.array((3, 4), grid.dtype)
+    axis_slope = cuda.local.array((3, 4), grid.dtype)
+    per_axis = _point_taps(grid, n, p, depth, height, width, mode, padding_mode, align_corners,
+                           axis_index, axis_weight, axis_slope)
+    depth_taps = per_axis if grid.shape[2] == 3 else 1
+    image = n * depth * height * width
+    zero = grid.dtype.type(0)
+    for kz in range(depth_taps):
+        for ky in range(per_axis):
+            row = (axis_index[2, kz] * height + axis_index[1, ky]) * width
+            for kx in range(per_axis):
+                if axis_weight[2, kz] * axis_weight[1, ky] * axis_weight[0, kx] != zero:
+                    cuda.atomic.add(counts, image + row + axis_index[0, kx], 1)
+
+
+@cuda.jit
+def _place_taps(grid, offsets, counts, keys, weights, depth, height, width, mode, padding_mode,
+                align_corners):
+    """Write each non-zero tap's (key, weight) into its pixel's segment ``offsets[e]:offsets[e+1]``.
+
+    ``counts`` (from `_count_taps`) is counted back down to 0 to hand out the slots; which slot a
+    record gets depends on timing, which the final sort by key undoes."""
+    n_batch, points = grid.shape[0], grid.shape[1]
+    item = cuda.grid(1)
+    if item >= n_batch * points:
+        return
+    n = item // points
+    p = item % points
+    axis_index = cuda.local.array((3, 4), np.int64)
+    axis_weight = cuda.local.array((3, 4), grid.dtype)
+    axis_slope = cuda.local.array((3, 4), grid.dtype)
+    per_axis = _point_taps(grid, n, p, depth, height, width, mode, padding_mode, align_corners,
+                           axis_index, axis_weight, axis_slope)
+    depth_taps = per_axis if grid.shape[2] == 3 else 1
+    taps = per_axis * per_axis * depth_taps
+    image = n * depth * height * width
+    zero = grid.dtype.type(0)
+    tap = 0
+    for kz in range(depth_taps):
+        for ky in range(per_axis):
+            row = (axis_index[2, kz] * height + axis_index[1, ky]) * width
+            for kx in range(per_axis):
+                weight = axis_weight[2, kz] * axis_weight[1, ky] * axis_weight[0, kx]
+                if weight != zero:
+                    pixel = image + row + axis_index[0, kx]
+                    slot = offsets[pixel] + cuda.atomic.add(counts, pixel, -1) - 1
+                    keys[slot] = p * taps + tap
+                    weights[slot] = weight
+                tap += 1
+
+
+@cuda.jit(device=True)
+def _sift_down(keys, weights, start, root, count):
+    """Restore the max-heap order below ``root`` in the heap ``keys[start:start+count]``."""
+    while True:
+        child = 2 * root + 1
+        if child >= count:
+            return
+        if child + 1 < count and keys[start + child + 1] > keys[start + child]:
+            child += 1
+        if keys[start + root] >= keys[start + child]:
+            return
+        keys[start + root], keys[start + child] = keys[start + child], keys[start + root]
+        weights[start + root], weights[start + child] = weights[start + child], weights[start + root]
+        root = child
+
+
+@cuda.jit(device=True)
+def _heapsort(keys, weights, start, count):
+    """Sort ``keys[start:start+count]`` ascending, moving ``weights`` along (in place)."""
+    for root in range(count // 2 - 1, -1, -1):
+        _sift_down(keys, weights, start, root, count)
+    for end in range(count - 1, 0, -1):
+        keys[start], keys[start + end] = keys[start + end], keys[start]
+        weights[start], weights[start + end] = weights[start + end], weights[start]
+        _sift_down(keys, weights, start, 0, end)
+
+
+@cuda.jit
+def _gather_taps(grad_output, offsets, keys, weights, taps, grad_source):
+    """``grad_source[n, c, e]`` = sum over pixel e's records, sorted by key, of
+    ``grad_output[n, c, key // taps] * weight``: one thread per pixel, in a fixed order."""
+    n_batch, channels, volume = grad_source.shape
+    item = cuda.grid(1)
+    if item >= n_batch * volume:
+        return
+    n = item // volume
+    e = item % volume
+    start = offsets[item]
+    count = offsets[item + 1] - start
+    _heapsort(keys, weights, start, count)
+    for c in range(channels):
+        total = grad_source.dtype.type(0)
+        for r in range(start, start + count):
+            total += grad_output[n, c, keys[r] // taps] * weights[r]
+        grad_source[n, c, e] = total
+
+
+@cuda.jit
+def _chunk_sums(values, sums):
+    """``sums[u]`` = sum of ``values[u*F:(u+1)*F]`` (F = ``_SCAN_FAN_IN``)."""
+    u = cuda.grid(1)
+    if u >= sums.size:
+        return
+    total = 0
+    for i in range(u * _SCAN_FAN_IN, min(values.size, (u + 1) * _SCAN_FAN_IN)):
+        total += values[i]
+    sums[u] = total
+
+
+@cuda.jit
+def _chunk_scan(values, chunk_offsets, offsets):
+    """``offsets[i + 1]`` = ``chunk_offsets[u]`` + the sum of ``values`` from chunk u's start to
+    i inclusive, for i in chunk u; ``offsets[0]`` = 0."""
+    u = cuda.grid(1)
+    if u >= chunk_offsets.size - 1:
+        return
+    if u == 0:
+        offsets[0] = 0
+    total = chunk_offsets[u]
+    for i in range(u * _SCAN_FAN_IN, min(values.size, (u + 1) * _SCAN_FAN_IN)):
+        total += values[i]
+        offsets[i + 1] = total
+
+
+def _exclusive_scan(values, offsets, stream):
+    """``offsets`` (size + 1) = 0 and the running sums of the int64 ``values`` (exact: integers)."""
+    chunks = -(-values.size // _SCAN_FAN_IN)
+    chunk_offsets = cuda.device_array(chunks + 1, dtype=np.int64, stream=stream)
+    if chunks == 1:
+        fill_zeros(chunk_offsets, stream)
+    else:
+        sums = cuda.device_array(chunks, dtype=np.int64, stream=stream)
+        launch(_chunk_sums, chunks, stream)(values, sums)
+        _exclusive_scan(sums, chunk_offsets, stream)
+    launch(_chunk_scan, chunks, stream)(values, chunk_offsets, offsets)
+
+
+def _input_gradient_deterministic(grad_output, grid, grad_source, depth, height, width, mode,
+                                  padding_mode, align_corners, stream):
+    """``grad_source`` (N, C, V) overwritten through count, scan, place, sort and gather."""
+    n_batch, points, axes = grid.shape
+    pixels = grad_source.shape[0] * grad_source.shape[2]
+    per_axis = 1 if mode == NEAREST else (4 if mode == BICUBIC else 2)
+    taps = per_axis ** axes
+    counts = cuda.device_array(pixels, dtype=np.int64, stream=stream)
+    fill_zeros(counts, stream)
+    shape_args = (depth, height, width, mode, padding_mode, align_corners)
+    launch(_count_taps, n_batch * points, stream)(grid, counts, *shape_args)
+    offsets = cuda.device_array(pixels + 1, dtype=np.int64, stream=stream)
+    _exclusive_scan(counts, offsets, stream)
+    # Room for every tap: reading the exact count back would stall the stream.
+    records = max(1, n_batch * points * taps)
+    keys = cuda.device_array(records, dtype=np.int64, stream=stream)
+    weights = cuda.device_array(records, dtype=grid.dtype, stream=stream)
+    launch(_place_taps, n_batch * points, stream)(grid, offsets, counts, keys, weights, *shape_args)
+    launch(_gather_taps, pixels, stream)(grad_output, offsets, keys, weights, taps, grad_source)
+
+
+# ------------------------------------------------------------- launchers
+def _flat_views(input, grid, spatial):
+    """(N, C, D*H*W) input, (N, P, A) grid and the sizes (D, H, W) for a 2-D or 3-D op."""
+    n_batch, channels = input.shape[0], input.shape[1]
+    depth, height, width = ((1,) + tuple(input.shape[2:]))[-3:]
+    points = 1
+    for size in grid.shape[1:-1]:
+        points *= size
+    return (input.reshape(n_batch, channels, depth * height * width), grid.reshape(n_batch, points, spatial),
+            (depth, height, width))
+
+
+def _forward(input, grid, output, mode, padding_mode, align_corners, stream, spatial):
+    source, points, sizes = _flat_views(input, grid, spatial)
+    n_batch, channels, count = output.shape[0], output.shape[1], points.shape[1]
+    launch(_sample, n_batch * count, stream)(source, points, output.reshape(n_batch, channels, count),
+                                             *sizes, mode, padding_mode, align_corners)
+
+
+def _backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode, align_corners,
+              input_requires_grad, stream, spatial, deterministic):
+    source, points, sizes = _flat_views(input, grid, spatial)
+    n_batch, channels, count = input.shape[0], input.shape[1], points.shape[1]
+    upstream = grad_output.reshape(n_batch, channels, count)
+    if input_requires_grad:
+        grad_source = grad_input.reshape(source.shape)
+    else:
+        grad_source = cuda.device_array((0, 0, 0), dtype=grad_grid.dtype, stream=stream)
+    atomic = input_requires_grad and not deterministic
+    if atomic:
+        fill_zeros(grad_source, stream)
+    launch(_sample_backward, n_batch * count, stream)(
+        upstream, source, points, grad_source, grad_grid.reshape(n_batch, count, spatial), *sizes,
+        mode, padding_mode, align_corners, atomic)
+    if input_requires_grad and deterministic:
+        _input_gradient_deterministic(upstream, points, grad_source, *sizes, mode, padding_mode,
+                                      align_corners, stream)
+
+
+def grid_sample_2d(input, grid, output, mode, padding_mode, align_corners, stream=0):
+    """Sample (N, C, H, W) ``input`` at (N, Ho, Wo, 2) ``grid`` into (N, C, Ho, Wo) ``output``."""
+    _forward(input, grid, output, mode, padding_mode, align_corners, stream, 2)
+
+
+def grid_sample_3d(input, grid, output, mode, padding_mode, align_corners, stream=0):
+    """Sample (N, C, D, H, W) ``input`` at (N, Do, Ho, Wo, 3) ``grid`` into (N, C, Do, Ho, Wo) ``output``."""
+    _forward(input, grid, output, mode, padding_mode, align_corners, stream, 3)
+
+
+def grid_sample_2d_backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode,
+                            align_corners, input_requires_grad, stream=0):
+    """Overwrite ``grad_grid`` (N, Ho, Wo, 2) and, if ``input_requires_grad``, ``grad_input``
+    (N, C, H, W) by atomic adds; otherwise ``grad_input`` may be a 0-size dummy and is not touched."""
+    _backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode, align_corners,
+              input_requires_grad, stream, 2, False)
+
+
+def grid_sample_3d_backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode,
+                            align_corners, input_requires_grad, stream=0):
+    """5-D twin of `grid_sample_2d_backward`."""
+    _backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode, align_corners,
+              input_requires_grad, stream, 3, False)
+
+
+def grid_sample_2d_backward_deterministic(grad_output, input, grid, grad_input, grad_grid, mode,
+                                          padding_mode, align_corners, input_requires_grad, stream=0):
+    """`grid_sample_2d_backward` with a bitwise reproducible ``grad_input`` (module docstring)."""
+    _backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode, align_corners,
+              input_requires_grad, stream, 2, True)
+
+
+def grid_sample_3d_backward_deterministic(grad_output, input, grid, grad_input, grad_grid, mode,
+                                          padding_mode, align_corners, input_requires_grad, stream=0):
+    """`grid_sample_3d_backward` with a bitwise reproducible ``grad_input`` (module docstring)."""
+    _backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode, align_corners,
+              input_requires_grad, stream, 3, True)
