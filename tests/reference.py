@@ -175,10 +175,11 @@ def axis_taps(g, size, mode, padding_mode, align_corners):
                 return []
             return [(0 if x < 0 else size - 1, 1.0, 0.0)]
         base = math.floor(x)
+        t = x - base  # exact; x - m would round to 0 when |x| > 2**53
         taps = []
-        for m in range(base - 1, base + 3):
-            weight, slope = cubic_weight(x - m)
-            index = pad_tap(m, size, padding_mode, align_corners)
+        for offset in (-1, 0, 1, 2):
+            weight, slope = cubic_weight(t - offset)
+            index = pad_tap(base + offset, size, padding_mode, align_corners)
             if index is not None:
                 taps.append((index, weight, slope * scale))
         return taps
