@@ -12,7 +12,19 @@ The array functions follow ``torch.nn.functional`` names and semantics and
 take NumPy arrays (CPU) or GPU arrays (CUDA).
 """
 
-from .grids import affine_grid, affine_grid_backward
+from .grids import (
+    affine_grid,
+    affine_grid_backward,
+    attention_grid,
+    attention_grid_backward,
+    projective_grid,
+    projective_grid_backward,
+    similarity_grid,
+    similarity_grid_backward,
+    tps_control_points,
+    tps_grid,
+    tps_grid_backward,
+)
 from .sampling import grid_sample, grid_sample_backward
 
 __version__ = "0.1.0"
@@ -20,6 +32,15 @@ __version__ = "0.1.0"
 __all__ = [
     "affine_grid",
     "affine_grid_backward",
+    "attention_grid",
+    "attention_grid_backward",
+    "projective_grid",
+    "projective_grid_backward",
+    "similarity_grid",
+    "similarity_grid_backward",
+    "tps_control_points",
+    "tps_grid",
+    "tps_grid_backward",
     "grid_sample",
     "grid_sample_backward",
 ]

@@ -124,3 +124,60 @@ def grad_grid_for(grad_grid, dims):
     if tuple(grad_grid.shape) != expected:
         raise ValueError(f"grad_grid must have shape {expected} for size {dims}, got {_describe(grad_grid)}")
     return float_dtype(grad_grid, "grad_grid")
+
+
+def size_2d(value, op):
+    """Return ``size`` (N, C, H, W) for ``op``, which supports 2-D grids only."""
+    dims = size(value)
+    if len(dims) != 4:
+        raise ValueError(f"size must have 4 entries (N, C, H, W): {op} makes 2-D grids only, got {dims}")
+    return dims
+
+
+def shape_for(array, name, expected, what):
+    """Check that ``array`` has shape ``expected`` (``what`` explains it); return its float dtype."""
+    if tuple(array.shape) != tuple(expected):
+        raise ValueError(f"{name} must have shape {tuple(expected)} ({what}), got {_describe(array)}")
+    return float_dtype(array, name)
+
+
+def control_points(value):
+    """Thin-plate spline control points: (rows, columns) ints, or a (K, 2) array of (x, y) points.
+
+    Returns the (rows, columns) tuple, each at least 2, or the points as a
+    float64 (K, 2) array of at least 3 finite, distinct points not all on one
+    line (else the spline's linear system is singular).
+    """
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"control_points must be (rows, columns) or a (K, 2) array of points, got {_describe(value)}")
+    if np.ndim(value) == 1:
+        try:
+            grid = tuple(operator.index(d) for d in value)
+        except TypeError:
+            raise TypeError(f"control_points (rows, columns) must be ints, got {value!r}") from None
+        if len(grid) != 2 or min(grid) < 2:
+            raise ValueError(f"control_points (rows, columns) must be 2 ints, each at least 2, got {grid}")
+        return grid
+    try:
+        points = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"control_points must be (rows, columns) or a (K, 2) array of points, "
+                        f"got {_describe(value)}") from None
+    if points.ndim != 2 or points.shape[1] != 2 or points.shape[0] < 3:
+        raise ValueError(f"control_points must be (rows, columns) or a (K, 2) array of K >= 3 (x, y) points, "
+                         f"got shape {points.shape}")
+    if not np.all(np.isfinite(points)):
+        raise ValueError("control_points must be finite, got NaN or Inf")
+    if len(np.unique(points, axis=0)) != len(points):
+        raise ValueError("control_points must be distinct, got repeated points")
+    if np.linalg.matrix_rank(np.column_stack([np.ones(len(points)), points])) < 3:
+        raise ValueError("control_points must not all lie on one line (the thin-plate spline is then undefined)")
+    return points
+
+
+def parameters(params, name, names, batch=None):
+    """Check that ``params`` is (N, len(names)), with N == ``batch`` if given; return its float dtype."""
+    layout = f"({', '.join(names)})"
+    ndim(params, name, (2,), f"a 2-D array (N, {len(names)}) of rows {layout}")
+    rows = params.shape[0] if batch is None else batch
+    return shape_for(params, name, (rows, len(names)), f"rows {layout}")

@@ -410,3 +410,28 @@ def affine_base_coordinate(i, size, align_corners, like):
     if align_corners:
         return numerator / type(like)(size - 1)
     return numerator / type(like)(size)
+
+
+PROJECTIVE_MIN_DENOMINATOR = 2.0**-20  # exact in float32 and float64
+
+
+@register_jitable
+def projective_denominator(w):
+    """The denominator ``w = h_3 · (x, y, 1)`` of a projective grid, kept away from 0.
+
+    Returns
+    -------
+    w : float
+        ``w``, or ``±2**-20`` with the sign of ``w`` (0 counts as positive)
+        where ``|w| < 2**-20``: points near the horizon line then map to huge
+        finite coordinates, which the samplers treat as far outside. NaN
+        stays NaN.
+    slope : float
+        ``d (returned w) / dw``: 1, or 0 where clamped.
+    """
+    limit = type(w)(PROJECTIVE_MIN_DENOMINATOR)
+    if abs(w) < limit:
+        if w >= type(w)(0):
+            return limit, type(w)(0)
+        return -limit, type(w)(0)
+    return w, type(w)(1)

@@ -299,3 +299,120 @@ def torch_grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_
         return output.detach().numpy()
     output.backward(torch.tensor(np.asarray(grad_output, dtype=np.float64)))
     return output.detach().numpy(), input_t.grad.numpy(), grid_t.grad.numpy()
+
+
+# ------------------------------------------------------- other grid families
+# The paper's other transformations (Jaderberg et al. 2015, §3.2 and §4):
+# projective, thin-plate spline, attention and similarity, from the formulas.
+PROJECTIVE_MIN_W = 2.0**-20  # |w| is raised to this, keeping its sign (0 counts as +)
+
+
+def _projective_w(w):
+    """The clamped denominator and its derivative d(clamped)/dw."""
+    if abs(w) < PROJECTIVE_MIN_W:
+        return (PROJECTIVE_MIN_W if w >= 0 else -PROJECTIVE_MIN_W), 0.0
+    return w, 1.0
+
+
+def projective_grid(theta, size, align_corners=False):
+    """(x_s, y_s) = (h_1 · p, h_2 · p) / (h_3 · p) with p = (x, y, 1), h_i the rows of theta[n]."""
+    theta = np.asarray(theta, dtype=np.float64)
+    n_batch, spatial = size[0], tuple(size[2:])
+    grid = np.zeros((n_batch, *spatial, 2))
+    for n in range(n_batch):
+        for index, point in _base_points(spatial, align_corners):
+            w, _ = _projective_w(sum(theta[n, 2, j] * point[j] for j in range(3)))
+            for row in range(2):
+                grid[(n, *index, row)] = sum(theta[n, row, j] * point[j] for j in range(3)) / w
+    return grid
+
+
+def projective_grid_backward(grad_grid, theta, size, align_corners=False):
+    """Quotient rule: d x_s/d h_1j = p_j / w, d x_s/d h_3j = -x_s p_j / w (0 where w is clamped)."""
+    grad_grid = np.asarray(grad_grid, dtype=np.float64)
+    theta = np.asarray(theta, dtype=np.float64)
+    n_batch, spatial = size[0], tuple(size[2:])
+    grad_theta = np.zeros((n_batch, 3, 3))
+    for n in range(n_batch):
+        for index, point in _base_points(spatial, align_corners):
+            w, slope = _projective_w(sum(theta[n, 2, j] * point[j] for j in range(3)))
+            source = [sum(theta[n, row, j] * point[j] for j in range(3)) / w for row in range(2)]
+            g = grad_grid[(n, *index)]
+            for j in range(3):
+                for row in range(2):
+                    grad_theta[n, row, j] += g[row] * point[j] / w
+                grad_theta[n, 2, j] -= slope * (g[0] * source[0] + g[1] * source[1]) * point[j] / w
+    return grad_theta
+
+
+def tps_control_points(rows, columns):
+    """A rows x columns grid of points in [-1, 1]², row by row: point r * columns + c is (x_c, y_r)."""
+    return [(x, y) for y in np.linspace(-1.0, 1.0, rows) for x in np.linspace(-1.0, 1.0, columns)]
+
+
+def tps_radial(squared_distance):
+    """The thin-plate kernel U = r² log r², with U(0) = 0."""
+    return 0.0 if squared_distance == 0 else squared_distance * math.log(squared_distance)
+
+
+def tps_grid(theta, size, control_points, align_corners=False):
+    """Bookstein's thin-plate spline through control point c_k -> theta[n, k], at every output pixel.
+
+    Per batch item and output component, solve the (K + 3) system
+    [[U(|c_i - c_j|), 1, x_i, y_i], [1, 0...], [x_j, 0...], [y_j, 0...]] [w; a] = [theta[:, component]; 0]
+    and evaluate f(p) = a_0 + a_1 x + a_2 y + sum_k w_k U(|p - c_k|).
+    """
+    theta = np.asarray(theta, dtype=np.float64)
+    points = np.asarray(control_points, dtype=np.float64)
+    n_batch, spatial, count = size[0], tuple(size[2:]), len(points)
+    system = np.zeros((count + 3, count + 3))
+    for i in range(count):
+        for j in range(count):
+            system[i, j] = tps_radial(float(np.sum((points[i] - points[j]) ** 2)))
+        system[i, count:] = system[count:, i] = (1.0, points[i, 0], points[i, 1])
+    grid = np.zeros((n_batch, *spatial, 2))
+    for n in range(n_batch):
+        coefficients = np.linalg.solve(system, np.vstack([theta[n], np.zeros((3, 2))]))
+        weights, affine = coefficients[:count], coefficients[count:]
+        for index, point in _base_points(spatial, align_corners):
+            for component in range(2):
+                value = affine[0, component] + affine[1, component] * point[0] + affine[2, component] * point[1]
+                for k in range(count):
+                    value += weights[k, component] * tps_radial(float(np.sum((point[:2] - points[k]) ** 2)))
+                grid[(n, *index, component)] = value
+    return grid
+
+
+def tps_grid_backward(grad_grid, size, control_points, align_corners=False):
+    """The transpose of the linear map theta -> tps_grid: grad_theta[n, k, c] = <grad_grid[n], tps_grid(e_kc)>."""
+    grad_grid = np.asarray(grad_grid, dtype=np.float64)
+    count = len(control_points)
+    grad_theta = np.zeros((size[0], count, 2))
+    for k in range(count):
+        for component in range(2):
+            unit = np.zeros((1, count, 2))
+            unit[0, k, component] = 1.0
+            response = tps_grid(unit, (1, *size[1:]), control_points, align_corners)[0]
+            for n in range(size[0]):
+                grad_theta[n, k, component] = np.sum(grad_grid[n] * response)
+    return grad_theta
+
+
+def similarity_grid(params, size, align_corners=False):
+    """(s, angle, tx, ty): x_s = s (cos a x - sin a y) + tx, y_s = s (sin a x + cos a y) + ty."""
+    params = np.asarray(params, dtype=np.float64)
+    n_batch, spatial = size[0], tuple(size[2:])
+    grid = np.zeros((n_batch, *spatial, 2))
+    for n in range(n_batch):
+        s, angle, tx, ty = params[n]
+        for index, (x, y, _) in _base_points(spatial, align_corners):
+            grid[(n, *index, 0)] = s * (math.cos(angle) * x - math.sin(angle) * y) + tx
+            grid[(n, *index, 1)] = s * (math.sin(angle) * x + math.cos(angle) * y) + ty
+    return grid
+
+
+def attention_grid(params, size, align_corners=False):
+    """(s, tx, ty): x_s = s x + tx, y_s = s y + ty, a similarity without rotation."""
+    params = np.asarray(params, dtype=np.float64)
+    return similarity_grid(np.stack([params[:, 0], np.zeros(len(params)), params[:, 1], params[:, 2]], axis=1),
+                           size, align_corners)

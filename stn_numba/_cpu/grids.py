@@ -1,4 +1,5 @@
-"""CPU kernels of ``affine_grid`` and its backward.
+"""CPU kernels of the grid generators (affine, projective, thin-plate spline,
+attention and similarity) and their backward.
 
 The grid generator of Jaderberg et al., "Spatial Transformer Networks"
 (NeurIPS 2015): each output point is ``theta @ (x, y[, z], 1)`` over the
@@ -12,10 +13,12 @@ only; each chunk sums its rows into private partial sums, which are then added
 in chunk order. Summing rows first keeps float32 sums accurate.
 """
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
-from .._coords import affine_base_coordinate
+from .._coords import affine_base_coordinate, projective_denominator
 
 _CHUNK_POINTS = 65536  # points per backward chunk
 
@@ -119,3 +122,178 @@ def affine_grid_3d_backward(grad_grid, grad_theta, align_corners):
     _affine_grid_backward(
         grad_grid.reshape(n_batch, depth * height, width, 3), grad_theta,
         depth, height, align_corners)
+
+
+# ------------------------------------------------------------- projective grid
+@njit(parallel=True, cache=True)
+def projective_grid_2d(theta, grid, align_corners):
+    """``theta`` (N, 3, 3) into ``grid`` (N, H, W, 2): ``(h_1 · p, h_2 · p) / (h_3 · p)``, p = (x, y, 1).
+
+    The denominator is kept away from 0 by `projective_denominator`.
+    """
+    n_batch, height, width, _ = grid.shape
+    xs = _base_coordinates(width, align_corners, grid)
+    ys = _base_coordinates(height, align_corners, grid)
+    for item in prange(n_batch * height):
+        n = item // height
+        row = item % height
+        y = ys[row]
+        offset_x = theta[n, 0, 1] * y + theta[n, 0, 2]
+        offset_y = theta[n, 1, 1] * y + theta[n, 1, 2]
+        offset_w = theta[n, 2, 1] * y + theta[n, 2, 2]
+        for w in range(width):
+            x = xs[w]
+            denominator, _ = projective_denominator(theta[n, 2, 0] * x + offset_w)
+            grid[n, row, w, 0] = (theta[n, 0, 0] * x + offset_x) / denominator
+            grid[n, row, w, 1] = (theta[n, 1, 0] * x + offset_y) / denominator
+
+
+@njit(parallel=True, cache=True)
+def projective_grid_2d_backward(grad_grid, theta, grad_theta, align_corners):
+    """Overwrite ``grad_theta`` (N, 3, 3) from ``grad_grid`` (N, H, W, 2) by the quotient rule.
+
+    Per point, with the source point s = (h_1 · p, h_2 · p) / w:
+    row i < 2 of theta gets ``g_i p / w``, row 2 gets ``-(g · s) p / w``
+    (times 0 where w was clamped). Chunked like `_affine_grid_backward`.
+    """
+    n_batch, height, width, _ = grad_grid.shape
+    xs = _base_coordinates(width, align_corners, grad_grid)
+    ys = _base_coordinates(height, align_corners, grad_grid)
+    rows_per_chunk = max(1, _CHUNK_POINTS // max(1, width))
+    chunks = max(1, (height + rows_per_chunk - 1) // rows_per_chunk)
+    partial = np.zeros((n_batch, chunks, 3, 3), grad_grid.dtype)
+    zero = grad_grid.dtype.type(0)
+    for item in prange(n_batch * chunks):
+        n = item // chunks
+        chunk = item % chunks
+        sums = partial[n, chunk]
+        for row in range(chunk * rows_per_chunk, min(height, (chunk + 1) * rows_per_chunk)):
+            y = ys[row]
+            offset_x = theta[n, 0, 1] * y + theta[n, 0, 2]
+            offset_y = theta[n, 1, 1] * y + theta[n, 1, 2]
+            offset_w = theta[n, 2, 1] * y + theta[n, 2, 2]
+            # Row sums of the three per-point factors, plain and times x.
+            plain_x = plain_y = plain_w = zero
+            weighted_x = weighted_y = weighted_w = zero
+            for w in range(width):
+                x = xs[w]
+                denominator, slope = projective_denominator(theta[n, 2, 0] * x + offset_w)
+                factor_x = grad_grid[n, row, w, 0] / denominator
+                factor_y = grad_grid[n, row, w, 1] / denominator
+                source_x = (theta[n, 0, 0] * x + offset_x) / denominator
+                source_y = (theta[n, 1, 0] * x + offset_y) / denominator
+                factor_w = -slope * (factor_x * source_x + factor_y * source_y)
+                plain_x += factor_x
+                plain_y += factor_y
+                plain_w += factor_w
+                weighted_x += factor_x * x
+                weighted_y += factor_y * x
+                weighted_w += factor_w * x
+            sums[0, 0] += weighted_x
+            sums[0, 1] += plain_x * y
+            sums[0, 2] += plain_x
+            sums[1, 0] += weighted_y
+            sums[1, 1] += plain_y * y
+            sums[1, 2] += plain_y
+            sums[2, 0] += weighted_w
+            sums[2, 1] += plain_w * y
+            sums[2, 2] += plain_w
+    for n in prange(n_batch):
+        grad_theta[n] = 0
+        for chunk in range(chunks):
+            grad_theta[n] += partial[n, chunk]
+
+
+# ---------------------------------------------------------- thin-plate spline
+@njit(parallel=True, cache=True)
+def tps_grid_2d(matrix, theta, grid):
+    """``grid[n, p] = Σ_k matrix[p, k] theta[n, k]``: ``matrix`` (P, K), ``theta`` (N, K, 2), ``grid`` (N, P, 2).
+
+    The thin-plate spline as a linear map; ``matrix`` is built and cached by
+    `stn_numba.grids.tps_grid`.
+    """
+    n_batch, points, _ = grid.shape
+    count = matrix.shape[1]
+    for item in prange(n_batch * points):
+        n = item // points
+        p = item % points
+        x = matrix[p, 0] * theta[n, 0, 0]
+        y = matrix[p, 0] * theta[n, 0, 1]
+        for k in range(1, count):
+            x += matrix[p, k] * theta[n, k, 0]
+            y += matrix[p, k] * theta[n, k, 1]
+        grid[n, p, 0] = x
+        grid[n, p, 1] = y
+
+
+@njit(parallel=True, cache=True)
+def tps_grid_2d_backward(matrix, grad_grid, grad_theta):
+    """Overwrite ``grad_theta`` (N, K, 2) with ``matrixᵀ @ grad_grid[n]`` (``grad_grid`` (N, P, 2)).
+
+    One task per (n, k) sums over the points in order: bitwise deterministic
+    for any thread count.
+    """
+    n_batch, points, _ = grad_grid.shape
+    count = matrix.shape[1]
+    for item in prange(n_batch * count):
+        n = item // count
+        k = item % count
+        x = matrix[0, k] * grad_grid[n, 0, 0]
+        y = matrix[0, k] * grad_grid[n, 0, 1]
+        for p in range(1, points):
+            x += matrix[p, k] * grad_grid[n, p, 0]
+            y += matrix[p, k] * grad_grid[n, p, 1]
+        grad_theta[n, k, 0] = x
+        grad_theta[n, k, 1] = y
+
+
+# ------------------------------------------------- attention and similarity
+@njit(parallel=True, cache=True)
+def attention_to_affine_2d(params, theta):
+    """Rows (s, tx, ty) of ``params`` (N, 3) into ``theta`` (N, 2, 3) = [[s, 0, tx], [0, s, ty]]."""
+    zero = theta.dtype.type(0)
+    for n in prange(params.shape[0]):
+        theta[n, 0, 0] = params[n, 0]
+        theta[n, 0, 1] = zero
+        theta[n, 0, 2] = params[n, 1]
+        theta[n, 1, 0] = zero
+        theta[n, 1, 1] = params[n, 0]
+        theta[n, 1, 2] = params[n, 2]
+
+
+@njit(parallel=True, cache=True)
+def attention_to_affine_2d_backward(grad_theta, grad_params):
+    """Overwrite ``grad_params`` (N, 3) with (g00 + g11, g02, g12) of ``grad_theta`` (N, 2, 3)."""
+    for n in prange(grad_theta.shape[0]):
+        grad_params[n, 0] = grad_theta[n, 0, 0] + grad_theta[n, 1, 1]
+        grad_params[n, 1] = grad_theta[n, 0, 2]
+        grad_params[n, 2] = grad_theta[n, 1, 2]
+
+
+@njit(parallel=True, cache=True)
+def similarity_to_affine_2d(params, theta):
+    """Rows (s, angle, tx, ty) of ``params`` (N, 4) into ``theta`` (N, 2, 3) = [s R(angle) | (tx, ty)]."""
+    for n in prange(params.shape[0]):
+        scale = params[n, 0]
+        cosine = scale * math.cos(params[n, 1])
+        sine = scale * math.sin(params[n, 1])
+        theta[n, 0, 0] = cosine
+        theta[n, 0, 1] = -sine
+        theta[n, 0, 2] = params[n, 2]
+        theta[n, 1, 0] = sine
+        theta[n, 1, 1] = cosine
+        theta[n, 1, 2] = params[n, 3]
+
+
+@njit(parallel=True, cache=True)
+def similarity_to_affine_2d_backward(grad_theta, params, grad_params):
+    """Overwrite ``grad_params`` (N, 4) with the chain rule through `similarity_to_affine_2d`."""
+    for n in prange(params.shape[0]):
+        cosine = math.cos(params[n, 1])
+        sine = math.sin(params[n, 1])
+        diagonal = grad_theta[n, 0, 0] + grad_theta[n, 1, 1]
+        skew = grad_theta[n, 1, 0] - grad_theta[n, 0, 1]
+        grad_params[n, 0] = cosine * diagonal + sine * skew
+        grad_params[n, 1] = params[n, 0] * (cosine * skew - sine * diagonal)
+        grad_params[n, 2] = grad_theta[n, 0, 2]
+        grad_params[n, 3] = grad_theta[n, 1, 2]
