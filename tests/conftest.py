@@ -32,7 +32,11 @@ def _layout_variants(array):
     strided[...] = array
     read_only = array.copy()
     read_only.flags.writeable = False
+    buffer = np.empty(array.nbytes + 1, np.uint8)
+    unaligned = np.frombuffer(buffer, array.dtype, array.size, offset=1).reshape(array.shape)
+    unaligned[...] = array
     return {
+        "unaligned": unaligned,
         "strided": strided,
         "negative_strides": np.ascontiguousarray(array[::-1, ..., ::-1])[::-1, ..., ::-1],
         "fortran": np.asfortranarray(array),
@@ -43,7 +47,7 @@ def _layout_variants(array):
 
 @pytest.fixture
 def layout_variants():
-    """Non-contiguous, negatively strided, Fortran-ordered, read-only and byte-swapped copies of an array."""
+    """Strided, negatively strided, Fortran-ordered, read-only, unaligned and byte-swapped copies of an array."""
     return _layout_variants
 
 
@@ -64,3 +68,19 @@ def _results_for_every_thread_count(call):
 def results_for_every_thread_count():
     """Run a callable twice per thread count; bitwise-deterministic code gives equal results."""
     return _results_for_every_thread_count
+
+
+def _compiled_specialisations():
+    """The compiled specialisations of every CPU kernel: a set of (kernel, signature)."""
+    from stn_numba._cpu import grids, sampling
+
+    return {(f"{module.__name__}.{name}", str(signature))
+            for module in (grids, sampling)
+            for name, kernel in vars(module).items() if hasattr(kernel, "signatures")
+            for signature in kernel.signatures}
+
+
+@pytest.fixture
+def compiled_specialisations():
+    """Compiled kernel specialisations, to check that layouts reach kernels as one array type."""
+    return _compiled_specialisations
