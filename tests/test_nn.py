@@ -14,6 +14,7 @@ CONV_CASES = [
     dict(),
     dict(stride=2, padding=1),
     dict(stride=(2, 1), padding=(0, 2), dilation=(2, 1)),
+    dict(stride=(1, 3), padding=(3, 4), dilation=(1, 2)),   # padding wider than the kernel
 ]
 
 
@@ -204,6 +205,20 @@ def test_batch_norm_layer_matches_torch_over_training_and_eval(rng):
         np.testing.assert_allclose(a.grad, b.grad.numpy(), rtol=1e-10, atol=1e-12)
     for key, value in theirs.state_dict().items():
         np.testing.assert_allclose(mine.state_dict()[key], value.numpy(), rtol=1e-12, err_msg=key)
+
+
+def test_max_pool_ties_and_nan_follow_torch():
+    torch = _torch()
+    x = np.array([[[[1.0, 3.0, 3.0, 0.0], [3.0, 2.0, np.nan, 1.0], [-np.inf, -np.inf, 5.0, 5.0],
+                    [-np.inf, -np.inf, np.nan, 4.0]]]])
+    mine = Tensor(x, requires_grad=True)
+    out = F.max_pool2d(mine, 2)
+    out.backward(np.arange(1.0, 5.0).reshape(out.shape))
+    theirs = _to_torch(torch, x, True)
+    expected = torch.nn.functional.max_pool2d(theirs, 2)
+    expected.backward(torch.arange(1.0, 5.0, dtype=torch.float64).reshape(expected.shape))
+    np.testing.assert_array_equal(out.data, expected.detach().numpy())
+    np.testing.assert_array_equal(mine.grad, theirs.grad.numpy())
 
 
 def test_dropout_keeps_the_expected_fraction_and_scales():

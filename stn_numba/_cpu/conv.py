@@ -1,20 +1,25 @@
 """Window gathering for convolution and pooling on the CPU.
 
 Convolution is computed as im2col + one BLAS matrix product: :func:`im2col`
-copies every receptive field into a row of a matrix (N·Ho·Wo, C·kh·kw), so the
-forward pass is ``cols @ weight.T`` and the weight gradient ``grad.T @ cols``,
-each a single large GEMM. :func:`col2im` scatters the gradient of the columns
-back onto the image. Both are Numba kernels that handle zero padding with
-bounds checks (no padded copy). ``col2im`` gives each (n, c) plane to one task,
-which adds its taps in a fixed order, so it is bitwise deterministic.
+copies every receptive field into a column of a matrix (C·kh·kw, N·Ho·Wo), so
+the forward pass is ``weight2d @ cols`` and the weight gradient
+``grad2d @ cols.T``, each a single GEMM. :func:`col2im` scatters the gradient
+of the columns back onto the image. Both are Numba kernels whose inner loops
+copy or add runs along an image row (contiguous for stride 1); zero padding is
+handled by index ranges, without a padded copy.
 
-Pooling gathers its windows as (N, C, Ho, Wo, kh·kw) with NumPy strides.
+Max pooling is a Numba kernel that records the flat index of each window's
+maximum; average pooling gathers its windows with NumPy strides.
+
+Every backward kernel gives each (n, c) plane to one task, which adds in a
+fixed order, so the results are bitwise deterministic for any thread count.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
 from numba import njit, prange
+from numba.extending import register_jitable
 
 
 @dataclass(frozen=True)
@@ -56,26 +61,39 @@ class Geometry:
         return (self.n, self.c, self.h, self.w)
 
 
+@register_jitable
+def _valid_range(out, stride, offset, size):
+    """The outputs o in [lo, hi) whose tap o·stride + offset lies in [0, size)."""
+    lo = 0
+    if offset < 0:
+        lo = (-offset + stride - 1) // stride
+    hi = (size - 1 - offset) // stride + 1 if size - 1 - offset >= 0 else 0
+    return min(lo, out), max(min(hi, out), min(lo, out))
+
+
 @njit(parallel=True, cache=True)
 def _im2col_kernel(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
     n_images, channels, height, width = x.shape
     zero = x.dtype.type(0)
-    for task in prange(n_images * ho):
-        n = task // ho
-        oh = task - n * ho
-        for ow in range(wo):
-            row = task * wo + ow
-            k = 0
-            for c in range(channels):
-                for i in range(kh):
-                    y = oh * sh - ph + i * dh
-                    for j in range(kw):
-                        xx = ow * sw - pw + j * dw
-                        if 0 <= y < height and 0 <= xx < width:
-                            cols[row, k] = x[n, c, y, xx]
-                        else:
-                            cols[row, k] = zero
-                        k += 1
+    for k in prange(channels * kh * kw):
+        c = k // (kh * kw)
+        i = (k // kw) % kh
+        j = k % kw
+        x_offset = j * dw - pw
+        lo, hi = _valid_range(wo, sw, x_offset, width)
+        row = cols[k]
+        for n in range(n_images):
+            for oh in range(ho):
+                y = oh * sh - ph + i * dh
+                base = (n * ho + oh) * wo
+                if y < 0 or y >= height:
+                    row[base:base + wo] = zero
+                    continue
+                source = x[n, c, y]
+                row[base:base + lo] = zero
+                for ow in range(lo, hi):
+                    row[base + ow] = source[ow * sw + x_offset]
+                row[base + hi:base + wo] = zero
 
 
 @njit(parallel=True, cache=True)
@@ -86,17 +104,64 @@ def _col2im_kernel(cols, dx, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
         c = task - n * channels
         plane = dx[n, c]
         plane[:, :] = 0
+        for i in range(kh):
+            for j in range(kw):
+                row = cols[(c * kh + i) * kw + j]
+                x_offset = j * dw - pw
+                lo, hi = _valid_range(wo, sw, x_offset, width)
+                for oh in range(ho):
+                    y = oh * sh - ph + i * dh
+                    if y < 0 or y >= height:
+                        continue
+                    base = (n * ho + oh) * wo
+                    target = plane[y]
+                    for ow in range(lo, hi):
+                        target[ow * sw + x_offset] += row[base + ow]
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_kernel(x, out, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
+    n_images, channels, height, width = x.shape
+    ho, wo = out.shape[2], out.shape[3]
+    for task in prange(n_images * channels):
+        n = task // channels
+        c = task - n * channels
+        plane = x[n, c]
+        for oh in range(ho):
+            y0 = oh * sh - ph
+            for ow in range(wo):
+                x0 = ow * sw - pw
+                best = -np.inf
+                best_index = -1
+                for i in range(kh):
+                    y = y0 + i * dh
+                    if y < 0 or y >= height:
+                        continue
+                    for j in range(kw):
+                        xx = x0 + j * dw
+                        if xx < 0 or xx >= width:
+                            continue
+                        value = plane[y, xx]
+                        # As torch: the first maximum wins, a NaN always does.
+                        if best_index < 0 or value > best or value != value:
+                            best = value
+                            best_index = y * width + xx
+                out[n, c, oh, ow] = best
+                argmax[n, c, oh, ow] = best_index
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_backward_kernel(grad, argmax, dx):
+    n_images, channels = dx.shape[0], dx.shape[1]
+    ho, wo = grad.shape[2], grad.shape[3]
+    for task in prange(n_images * channels):
+        n = task // channels
+        c = task - n * channels
+        plane = dx[n, c].ravel()
+        plane[:] = 0
         for oh in range(ho):
             for ow in range(wo):
-                row = (n * ho + oh) * wo + ow
-                k = c * kh * kw
-                for i in range(kh):
-                    y = oh * sh - ph + i * dh
-                    for j in range(kw):
-                        xx = ow * sw - pw + j * dw
-                        if 0 <= y < height and 0 <= xx < width:
-                            plane[y, xx] += cols[row, k]
-                        k += 1
+                plane[argmax[n, c, oh, ow]] += grad[n, c, oh, ow]
 
 
 def _geometry_args(g):
@@ -104,31 +169,49 @@ def _geometry_args(g):
 
 
 def im2col(x, geometry):
-    """Receptive fields of ``x`` (N, C, H, W) as rows: (N·Ho·Wo, C·kh·kw), in x's dtype."""
+    """Receptive fields of ``x`` (N, C, H, W) as columns: (C·kh·kw, N·Ho·Wo), in x's dtype."""
     g = geometry
-    cols = np.empty((g.n * g.ho * g.wo, g.c * g.taps), x.dtype)
+    cols = np.empty((g.c * g.taps, g.n * g.ho * g.wo), x.dtype)
     if cols.size:
         _im2col_kernel(np.ascontiguousarray(x), cols, *_geometry_args(g))
     return cols
 
 
 def col2im(cols, geometry):
-    """Adjoint of :func:`im2col`: sum each row's entries back onto the image (N, C, H, W)."""
+    """Adjoint of :func:`im2col`: sum each column's entries back onto the image (N, C, H, W)."""
     dx = np.zeros(geometry.input_shape, cols.dtype)
     if cols.size:
         _col2im_kernel(np.ascontiguousarray(cols), dx, *_geometry_args(geometry))
     return dx
 
 
-def rows_to_nchw(rows, geometry):
-    """(N·Ho·Wo, O) → contiguous (N, O, Ho, Wo)."""
+def gemm_to_nchw(product, geometry):
+    """(O, N·Ho·Wo) → contiguous (N, O, Ho, Wo)."""
     g = geometry
-    return np.ascontiguousarray(rows.reshape(g.n, g.ho, g.wo, -1).transpose(0, 3, 1, 2))
+    return np.ascontiguousarray(product.reshape(-1, g.n, g.ho, g.wo).transpose(1, 0, 2, 3))
 
 
-def nchw_to_rows(array):
-    """(N, O, Ho, Wo) → contiguous (N·Ho·Wo, O)."""
-    return np.ascontiguousarray(array.transpose(0, 2, 3, 1)).reshape(-1, array.shape[1])
+def nchw_to_gemm(array):
+    """(N, O, Ho, Wo) → contiguous (O, N·Ho·Wo)."""
+    return np.ascontiguousarray(array.transpose(1, 0, 2, 3)).reshape(array.shape[1], -1)
+
+
+def max_pool(x, geometry):
+    """Max pooling of (N, C, H, W): the output and, per output, the flat in-plane index of its maximum."""
+    g = geometry
+    out = np.empty((g.n, g.c, g.ho, g.wo), x.dtype)
+    argmax = np.empty(out.shape, np.int64)
+    if out.size:
+        _max_pool_kernel(np.ascontiguousarray(x), out, argmax, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+    return out, argmax
+
+
+def max_pool_backward(grad, argmax, geometry):
+    """Route each output's gradient to its maximum (deterministic: one task per plane)."""
+    dx = np.zeros(geometry.input_shape, grad.dtype)
+    if grad.size:
+        _max_pool_backward_kernel(np.ascontiguousarray(grad), argmax, dx)
+    return dx
 
 
 def _window_view(padded, g):
@@ -141,11 +224,11 @@ def _window_view(padded, g):
         strides=(sn, sc, sy * g.sh, sx * g.sw, sy * g.dh, sx * g.dw), writeable=False)
 
 
-def windows(x, geometry, fill):
-    """Pooling windows of ``x`` as a contiguous (N, C, Ho, Wo, kh·kw) array; padding reads ``fill``."""
+def windows(x, geometry):
+    """Pooling windows of ``x`` as a contiguous (N, C, Ho, Wo, kh·kw) array; padding reads 0."""
     g = geometry
     if g.ph or g.pw:
-        x = np.pad(x, ((0, 0), (0, 0), (g.ph, g.ph), (g.pw, g.pw)), constant_values=fill)
+        x = np.pad(x, ((0, 0), (0, 0), (g.ph, g.ph), (g.pw, g.pw)))
     view = _window_view(x, g)
     return view.reshape(view.shape[:4] + (g.taps,))
 

@@ -230,25 +230,25 @@ class _Conv2d(Function):
 
     def forward(self, x, weight, bias=None, *, stride, padding, dilation):
         geometry = _conv.Geometry.of(x.shape, weight.shape[2:], stride, padding, dilation)
-        cols = _conv.im2col(x, geometry)                       # (N·Ho·Wo, C·kh·kw)
+        cols = _conv.im2col(x, geometry)                       # (C·kh·kw, N·Ho·Wo)
         weight2d = weight.reshape(weight.shape[0], -1)         # (O, C·kh·kw)
-        out = cols @ weight2d.T                                # (N·Ho·Wo, O)
+        out = weight2d @ cols                                  # (O, N·Ho·Wo)
         if bias is not None:
-            out += bias
+            out += bias[:, None]
         self.geometry, self.weight_shape = geometry, weight.shape
         self.cols = cols if self.needs_input_grad[1] else None
         self.weight2d = weight2d if self.needs_input_grad[0] else None
-        return _conv.rows_to_nchw(out, geometry)
+        return _conv.gemm_to_nchw(out, geometry)
 
     def backward(self, grad):
-        g = _conv.nchw_to_rows(grad)                           # (N·Ho·Wo, O)
+        g = _conv.nchw_to_gemm(grad)                           # (O, N·Ho·Wo)
         gx = gw = gb = None
         if self.needs_input_grad[0]:
-            gx = _conv.col2im(g @ self.weight2d, self.geometry)
+            gx = _conv.col2im(self.weight2d.T @ g, self.geometry)
         if self.needs_input_grad[1]:
-            gw = (g.T @ self.cols).reshape(self.weight_shape)
+            gw = (g @ self.cols.T).reshape(self.weight_shape)
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            gb = g.sum(axis=0)
+            gb = g.sum(axis=1)
         return gx, gw, gb
 
 
@@ -300,23 +300,20 @@ def _pool_geometry(input, kernel_size, stride, padding, dilation, name):
 
 class _MaxPool2d(Function):
     def forward(self, x, geometry):
-        # -inf padding: padded taps never win, as in torch.
-        windows = _conv.windows(x, geometry, fill=-np.inf)     # (N, C, Ho, Wo, kh·kw)
-        self.argmax = np.argmax(windows, axis=-1)[..., None]   # first maximum (NaN wins)
+        out, self.argmax = _conv.max_pool(x, geometry)
         self.geometry = geometry
-        return np.take_along_axis(windows, self.argmax, axis=-1)[..., 0]
+        return out
 
     def backward(self, grad):
-        taps = np.zeros(grad.shape + (self.geometry.taps,), grad.dtype)
-        np.put_along_axis(taps, self.argmax, grad[..., None], axis=-1)
-        return _conv.windows_backward(taps, self.geometry)
+        return _conv.max_pool_backward(grad, self.argmax, self.geometry)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """2-D max pooling as ``torch.nn.functional.max_pool2d``.
 
-    The gradient goes to the first maximum of each window. ``ceil_mode`` and
+    The gradient goes to the first maximum of each window (a NaN counts as a
+    maximum, as in torch). ``ceil_mode`` and
     ``return_indices`` are not supported (they must keep their defaults).
     """
     if ceil_mode or return_indices:
@@ -332,7 +329,7 @@ class _AvgPool2d(Function):
         else:
             divisor = _conv.in_bounds_taps(geometry, x.dtype)
         self.divisor, self.geometry = divisor, geometry
-        return _conv.windows(x, geometry, fill=0).sum(axis=-1) / divisor
+        return _conv.windows(x, geometry).sum(axis=-1) / divisor
 
     def backward(self, grad):
         share = grad / self.divisor

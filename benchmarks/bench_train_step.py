@@ -1,0 +1,192 @@
+"""One training step of the PyTorch spatial-transformer tutorial model: stn_numba vs torch CPU.
+
+Run from the repository root::
+
+    python -m benchmarks.bench_train_step              # batch 64, 28×28, float32, 2 threads
+    python -m benchmarks.bench_train_step --quick      # smoke run: numbers mean nothing
+
+A step is ``zero_grad``, forward (localisation net, ``affine_grid``,
+``grid_sample``, classifier with dropout in training mode), ``nll_loss``,
+backward and an SGD step with momentum. Each implementation runs in its own
+worker process (their OpenMP pools would compete in one), with every thread
+pool sized to ``--threads``; the table gives medians after warm-up steps and
+the ratio to torch. Run it on an otherwise idle machine.
+
+:func:`tutorial_net` is the tutorial's model written once against the
+``torch.nn`` API; ``tests/test_torch_tutorial.py`` builds it with both
+libraries and checks that they agree.
+"""
+
+import argparse
+import sys
+
+import numpy as np
+
+IMPLEMENTATIONS = ("torch", "stn_numba")
+
+
+def tutorial_net(nn, F):
+    """The PyTorch STN tutorial's ``Net``, built with the given ``nn`` and ``F`` modules.
+
+    Localisation: conv 8@7 → max-pool 2 → ReLU → conv 10@5 → max-pool 2 →
+    ReLU → fc 90→32→6 (θ); then ``affine_grid`` + ``grid_sample``; classifier:
+    conv 10@5, conv 20@5 with channel dropout, fc 320→50→10, log-softmax.
+    The tutorial's identity initialisation of θ is left to the caller.
+    """
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
+            self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
+            self.conv2_drop = nn.Dropout2d()
+            self.fc1 = nn.Linear(320, 50)
+            self.fc2 = nn.Linear(50, 10)
+
+            # Spatial transformer localization-network
+            self.localization = nn.Sequential(
+                nn.Conv2d(1, 8, kernel_size=7),
+                nn.MaxPool2d(2, stride=2),
+                nn.ReLU(True),
+                nn.Conv2d(8, 10, kernel_size=5),
+                nn.MaxPool2d(2, stride=2),
+                nn.ReLU(True),
+            )
+
+            # Regressor for the 3 * 2 affine matrix
+            self.fc_loc = nn.Sequential(
+                nn.Linear(10 * 3 * 3, 32),
+                nn.ReLU(True),
+                nn.Linear(32, 3 * 2),
+            )
+
+        def stn(self, x):
+            xs = self.localization(x)
+            xs = xs.view(-1, 10 * 3 * 3)
+            theta = self.fc_loc(xs)
+            theta = theta.view(-1, 2, 3)
+
+            grid = F.affine_grid(theta, x.size(), align_corners=False)
+            x = F.grid_sample(x, grid, align_corners=False)
+            return x
+
+        def forward(self, x):
+            x = self.stn(x)
+
+            x = F.relu(F.max_pool2d(self.conv1(x), 2))
+            x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))
+            x = x.view(-1, 320)
+            x = F.relu(self.fc1(x))
+            x = F.dropout(x, training=self.training)
+            x = self.fc2(x)
+            return F.log_softmax(x, dim=1)
+
+    return Net()
+
+
+def _batch(batch, size, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 1, (batch, 1, size, size)).astype(np.float32), rng.integers(0, 10, batch)
+
+
+def _torch_step(batch, size):
+    import torch
+
+    torch.manual_seed(0)
+    model = tutorial_net(torch.nn, torch.nn.functional).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    images, targets = _batch(batch, size)
+    images, targets = torch.from_numpy(images), torch.from_numpy(targets)
+
+    def step():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.nll_loss(model(images), targets)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
+
+
+def _stn_numba_step(batch, size):
+    import stn_numba.nn as nn
+    import stn_numba.nn.functional as F
+    from stn_numba import optim
+    from stn_numba.tensor import Tensor, manual_seed
+
+    manual_seed(0)
+    model = tutorial_net(nn, F).train()
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    images, targets = _batch(batch, size)
+    images = Tensor(images)
+
+    def step():
+        optimizer.zero_grad()
+        loss = F.nll_loss(model(images), targets)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    return step
+
+
+def worker(args):
+    from ._harness import emit, set_threads, time_call
+
+    step = {"torch": _torch_step, "stn_numba": _stn_numba_step}[args.impl](args.batch, args.size)
+    threads = set_threads(args.threads)
+    timing = time_call(step, warmup=args.warmup, min_repeats=args.repeats, max_repeats=10 * args.repeats,
+                       budget_s=args.budget)
+    emit({"impl": args.impl, "threads": threads, "loss": step(), **timing})
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--size", type=int, default=28)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--impl", default=",".join(IMPLEMENTATIONS),
+                        help=f"comma-separated among {', '.join(IMPLEMENTATIONS)}")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=30, help="at least this many timed steps")
+    parser.add_argument("--budget", type=float, default=5.0, help="seconds of timed steps per implementation")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 warm-up, 3 repeats")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.warmup, args.repeats, args.budget = 1, 3, 0.0
+    return args
+
+
+def main(argv=None):
+    args = _parse(argv)
+    if args.worker:
+        worker(args)
+        return 0
+    from ._harness import WorkerError, machine_info, run_worker
+
+    machine = machine_info(args.threads)
+    print(f"Tutorial STN training step, batch {args.batch}, {args.size}×{args.size}, float32, "
+          f"{args.threads} threads, {machine.get('cpu', 'unknown CPU')}")
+    results = {}
+    for impl in args.impl.split(","):
+        if impl not in IMPLEMENTATIONS:
+            raise SystemExit(f"--impl: unknown implementation {impl!r}; choose among {IMPLEMENTATIONS}")
+        worker_args = ["--worker", "--impl", impl, "--batch", args.batch, "--size", args.size,
+                       "--threads", args.threads, "--warmup", args.warmup, "--repeats", args.repeats,
+                       "--budget", args.budget]
+        try:
+            results[impl] = run_worker("benchmarks.bench_train_step", worker_args, threads=args.threads)
+        except WorkerError as error:
+            print(f"{impl}: not measured ({error})", file=sys.stderr)
+    baseline = results.get("torch", {}).get("median_ms")
+    print("| implementation | median ms | IQR ms | steps | ratio vs torch |")
+    print("|---|---|---|---|---|")
+    for impl, r in results.items():
+        ratio = f"{r['median_ms'] / baseline:.2f}×" if baseline else "—"
+        print(f"| {impl} | {r['median_ms']:.2f} | {r['iqr_ms']:.2f} | {r['repeats']} | {ratio} |")
+    return 0 if results else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
