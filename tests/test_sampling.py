@@ -91,6 +91,13 @@ def special_case(rng, dim, mode, align_corners, dtype=np.float64):
     return input.astype(dtype), grid.astype(dtype), grad_output.astype(dtype)
 
 
+def large_case(rng, dim, align_corners):
+    """float64 points up to 2**23 pixels away, below the clamp bound of 2**24 pixels, on a dyadic cube."""
+    size = 5 if align_corners else 4
+    pixels = [2.0**23 + 0.25, -(2.0**23) - 0.75, 1e6 + 0.375, -1e6 + 2.5, 12345.625]
+    return nonfinite_case(rng, dim, pixel_to_grid(pixels, size, align_corners), np.float64, spatial=(size,) * 3)
+
+
 def smooth_pixels(rng, count, size):
     """Pixel coordinates at least 0.03 pixels from every multiple of 0.5, where all kinks lie.
 
@@ -127,7 +134,9 @@ def assert_backward_close(got, expected, dtype):
 def test_reference_matches_torch(rng, dim, mode, padding_mode, align_corners):
     pytest.importorskip("torch")
     args = (mode, padding_mode, align_corners)
-    for input, grid, grad_output in [*random_cases(rng, dim, spread=1.5), special_case(rng, dim, mode, align_corners)]:
+    cases = [*random_cases(rng, dim, spread=1.5), special_case(rng, dim, mode, align_corners),
+             large_case(rng, dim, align_corners)]
+    for input, grid, grad_output in cases:
         output, grad_input, grad_grid = reference.torch_grid_sample(input, grid, *args, grad_output=grad_output)
         np.testing.assert_allclose(reference.grid_sample(input, grid, *args), output, rtol=1e-12, atol=1e-12)
         assert_backward_close(reference.grid_sample_backward(grad_output, input, grid, *args),
@@ -484,11 +493,11 @@ def test_huge_coordinates_are_far_outside(rng, dim, mode, padding_mode, align_co
 
 @pytest.mark.parametrize(COMBO_ARGS, COMBOS)
 def test_large_coordinates_below_the_clamp_bound_match_reference(rng, dim, mode, padding_mode, align_corners):
-    """Up to 2**24 pixels away every padding mode, reflection included, matches torch (float64)."""
-    size = 5 if align_corners else 4  # a cube of a dyadic size: exact pixel offsets
-    pixels = [2.0**23 + 0.25, -(2.0**23) - 0.75, 1e6 + 0.375, -1e6 + 2.5, 12345.625]
-    input, grid, grad_output = nonfinite_case(rng, dim, pixel_to_grid(pixels, size, align_corners), np.float64,
-                                              spatial=(size,) * 3)
+    """Up to 2**24 pixels away every padding mode, reflection included, matches torch (float64).
+
+    (``test_reference_matches_torch`` checks the reference on these points.)
+    """
+    input, grid, grad_output = large_case(rng, dim, align_corners)
     args = (mode, padding_mode, align_corners)
     np.testing.assert_allclose(stn_numba.grid_sample(input, grid, *args),
                                reference.grid_sample(input, grid, *args), rtol=1e-9, atol=1e-9)
