@@ -474,7 +474,8 @@ def test_huge_coordinates_are_far_outside(rng, dim, mode, padding_mode, align_co
     output = stn_numba.grid_sample(input, grid, *args)
     grad_input, grad_grid = stn_numba.grid_sample_backward(grad_output, input, grid, *args)
     assert_finite(output, grad_input, grad_grid)
-    again = (stn_numba.grid_sample(input, grid, *args), *stn_numba.grid_sample_backward(grad_output, input, grid, *args))
+    again = (stn_numba.grid_sample(input, grid, *args),
+             *stn_numba.grid_sample_backward(grad_output, input, grid, *args))
     for first, second in zip((output, grad_input, grad_grid), again):
         np.testing.assert_array_equal(first, second)
     if padding_mode != "reflection":

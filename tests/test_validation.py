@@ -84,8 +84,8 @@ CASES = {
     "backward_padding": (sample_backward(padding_mode="wrap"), ValueError, "padding_mode", "wrap"),
     "backward_bicubic_5d": (sample_backward(grad_output=zeros(2, 3, 2, 4, 3), input=VOLUME, grid=GRID_3D,
                                             mode="bicubic"), ValueError, "mode", "bicubic"),
-    "backward_mixed_float": (sample_backward(input=zeros(2, 3, 5, 6, dtype=F32), grad_output=zeros(2, 3, 4, 3, dtype=F32)),
-                             TypeError, "grid", "float64"),
+    "backward_mixed_float": (sample_backward(input=zeros(2, 3, 5, 6, dtype=F32),
+                                             grad_output=zeros(2, 3, 4, 3, dtype=F32)), TypeError, "grid", "float64"),
     # affine_grid
     "theta_2d": (grid(theta=zeros(2, 3)), ValueError, "theta", r"\(2, 3\)"),
     "theta_shape": (grid(theta=zeros(2, 2, 2)), ValueError, "theta", r"\(2, 2, 2\)"),
