@@ -1,0 +1,107 @@
+"""Smoke test of the benchmark suite: ``python -m benchmarks --quick`` on tiny shapes.
+
+It checks that the report is written and well-formed, and that every
+implementation computed the same thing as torch (the sums of |output| agree),
+so a broken benchmark (wrong coordinate convention, wrong op) fails here.
+Timings are not checked: they mean nothing on a loaded CI machine.
+"""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+# OpenCV's fixed-point interpolation weights (1/32 steps) are coarser than float32.
+CHECKSUM_TOLERANCE = {"stn_numba": 1e-5, "scipy": 1e-5, "opencv": 1e-2}
+
+
+def run_benchmarks(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "benchmarks", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    process = run_benchmarks("--quick", "--shapes", "tiny", "--out", out, "--startup-families", "grid_sample 2-D")
+    assert process.returncode == 0, process.stderr[-3000:]
+    return out, process
+
+
+def test_json_report(quick_run):
+    out, _ = quick_run
+    payload = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert payload["machine"]["cpu"] and payload["machine"]["threads"] == 2
+    assert "numpy" in payload["machine"]["versions"]
+    assert payload["copy_bandwidth"]["gb_per_s"] > 0
+    assert len(payload["settings"]["cases"]) == 3
+    timed = [row for row in payload["rows"] if "median_ms" in row]
+    impls = {row["impl"] for row in timed}
+    assert {"stn_numba", "scipy"} <= impls
+    for row in timed:
+        assert row["median_ms"] > 0 and row["q1_ms"] <= row["median_ms"] <= row["q3_ms"]
+        assert row["repeats"] >= 2 and row["bytes"] > 0 and row["floor_ms"] > 0
+        assert row["gb_per_s"] > 0
+    stn_ops = {(row["spec"], row["op"]) for row in timed if row["impl"] == "stn_numba"}
+    assert len(stn_ops) >= 3 * 3  # affine_grid, grid_sample, fwd+bwd on every shape
+    for row in payload["rows"]:
+        if "median_ms" not in row:
+            assert row["note"].startswith("n/a")
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="torch is the anchor of the ratios")
+def test_every_implementation_agrees_with_torch(quick_run):
+    out, _ = quick_run
+    payload = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    compared = 0
+    for row in payload["rows"]:
+        if "median_ms" not in row or row["impl"] == "torch":
+            continue
+        assert row["ratio_vs_torch"] > 0
+        assert row["rel_diff_vs_torch"] < CHECKSUM_TOLERANCE[row["impl"]], row
+        compared += 1
+    assert compared >= 9
+
+
+def test_markdown_report(quick_run):
+    out, process = quick_run
+    payload = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    text = (out / "results.md").read_text(encoding="utf-8")
+    assert payload["machine"]["cpu"] in text and "Memory-copy floor" in text
+    table = [line for line in text.splitlines() if line.startswith("| ") and " → " in line]
+    assert len(table) == len(payload["rows"])
+    header = next(line for line in text.splitlines() if line.startswith("| shape |"))
+    assert all(line.count("|") == header.count("|") for line in table)
+    assert "| shape |" in process.stdout  # the table is printed too
+
+
+def test_startup_measured(quick_run):
+    out, _ = quick_run
+    payload = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    startup = payload["startup"]
+    assert "skipped" not in startup, startup.get("skipped")
+    assert startup["cold"]["compile_s"]["grid_sample 2-D"] > 0
+    assert startup["warm"]["import_s"] > 0 and startup["warm"]["first_grid_sample_s"] > 0
+    assert "first call (compile) of grid_sample 2-D" in (out / "results.md").read_text(encoding="utf-8")
+
+
+def test_ratio_chart(quick_run):
+    out, _ = quick_run
+    text = (out / "results.md").read_text(encoding="utf-8")
+    if HAS_MATPLOTLIB and HAS_TORCH:
+        assert (out / "ratios.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "ratios.png" in text
+    else:
+        assert "Chart not drawn" in text
+
+
+def test_bad_option_is_refused():
+    process = run_benchmarks("--shapes", "3x3", timeout=60)
+    assert process.returncode == 2
+    assert "--shapes" in process.stderr and "'3x3'" in process.stderr
