@@ -136,7 +136,7 @@ class CudaBackend:
     def zeros(self, shape, dtype):
         array = self.empty(shape, dtype)
         if array.size:
-            from .grids import fill_zeros
+            from .sampling import fill_zeros
 
             fill_zeros(array, stream=self.stream)
         return array

@@ -1,0 +1,56 @@
+"""Shared cases of the CUDA suite: tiny inputs, the mode combinations, tolerances."""
+
+import numba
+import numpy as np
+import pytest
+
+#: Whether numba.cuda is the CUDA simulator (NUMBA_ENABLE_CUDASIM=1 before numba was imported).
+SIMULATED = bool(numba.config.ENABLE_CUDASIM)
+
+DTYPES = [np.float32, np.float64]
+PADDINGS = ["zeros", "border", "reflection"]
+INPUT_SHAPES = {2: (2, 2, 3, 4), 3: (2, 2, 2, 3, 4)}
+OUTPUT_SPATIAL = {2: (3, 4), 3: (2, 3, 3)}
+
+
+def modes_for(dim):
+    return ["bilinear", "nearest"] + (["bicubic"] if dim == 2 else [])
+
+
+COMBO_ARGS = "dim, mode, padding_mode, align_corners"
+COMBOS = [
+    pytest.param(dim, mode, padding, align, id=f"{dim}d-{mode}-{padding}-{'aligned' if align else 'unaligned'}")
+    for dim in (2, 3)
+    for mode in modes_for(dim)
+    for padding in PADDINGS
+    for align in (False, True)
+]
+
+
+def tolerances(dtype):
+    """CPU and GPU differ in summation order and fused multiply-adds, so only in rounding."""
+    return {"rtol": 1e-12, "atol": 1e-12} if dtype == np.float64 else {"rtol": 2e-5, "atol": 2e-5}
+
+
+def random_case(rng, dim, dtype, spread=1.3):
+    """(input, grid, grad_output): points inside and up to ``spread`` - 1 outside [-1, 1],
+    some with a component exactly on a border or the centre."""
+    shape = INPUT_SHAPES[dim]
+    input = rng.standard_normal(shape)
+    grid = rng.uniform(-spread, spread, (shape[0], *OUTPUT_SPATIAL[dim], dim))
+    special = [-1.0, 1.0, 0.0, 0.5, -1.5]  # edges or corner centres, the centre, outside
+    flat = grid.reshape(-1, dim)
+    flat[: len(special), 0] = special
+    flat[len(special) : 2 * len(special), dim - 1] = special
+    grad_output = rng.standard_normal((shape[0], shape[1], *OUTPUT_SPATIAL[dim]))
+    return input.astype(dtype), grid.astype(dtype), grad_output.astype(dtype)
+
+
+def host(array):
+    """A device array's contents as a NumPy array."""
+    return array.copy_to_host()
+
+
+def bits(array):
+    """The raw bytes of an array, to compare results bitwise."""
+    return np.ascontiguousarray(array).view(np.uint8)
