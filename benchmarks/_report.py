@@ -34,7 +34,8 @@ def timing_table(rows, shape_order):
             cells = [
                 row["shape"], row["op"], row["label"], _number(row["median_ms"]), _number(row["iqr_ms"], 2),
                 str(row["repeats"]), "—" if ratio is None else f"{ratio:.2f}×", _number(row["gb_per_s"]),
-                _number(row["floor_percent"], 2) + "%", _number(row["floor_ms"]), "—" if diff is None else f"{diff:.0e}",
+                _number(row["floor_percent"], 2) + "%", _number(row["floor_ms"]),
+                "—" if diff is None else f"{diff:.0e}",
             ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -75,7 +76,8 @@ def markdown(payload):
         f"({machine['usable_cpus']} usable), {machine['platform']}",
         f"- Threads per implementation: {settings['threads']} (each implementation in its own process)",
         f"- Versions: {versions}",
-        f"- Date: {machine['date']}{' — quick run (tiny repeat counts, not for conclusions)' if settings['quick'] else ''}",
+        f"- Date: {machine['date']}" + (" — quick run (tiny repeat counts, not for conclusions)"
+                                        if settings["quick"] else ""),
         f"- Memory-copy floor: `np.copyto` of {bandwidth['megabytes']} MiB, one thread: "
         f"{bandwidth['gb_per_s']:.1f} GB/s (read + write bytes / time)",
         f"- Timing: {policy['warmup']} untimed warm-up call(s) after a first (compiling) call, then at least "
