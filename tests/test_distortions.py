@@ -148,7 +148,8 @@ def test_corner_homography_maps_corners_to_the_square():
     homographies = distortions.corner_homography(corners)
     assert homographies.shape == (3, 3, 3) and np.all(homographies[:, 2, 2] == 1)
     mapped = np.einsum("nij,nkj->nki", homographies, np.concatenate([corners, np.ones((3, 4, 1))], -1))
-    np.testing.assert_allclose(mapped[..., :2] / mapped[..., 2:], np.broadcast_to([[-1, -1], [1, -1], [1, 1], [-1, 1]], (3, 4, 2)), atol=1e-12)
+    square = np.broadcast_to([[-1, -1], [1, -1], [1, 1], [-1, 1]], (3, 4, 2))
+    np.testing.assert_allclose(mapped[..., :2] / mapped[..., 2:], square, atol=1e-12)
 
 
 def test_projective_with_unmoved_corners_is_identity(digits):
@@ -162,6 +163,21 @@ def test_projective_scaling_alone_matches_the_affine_path(digits):
     out = distortions.DISTORTIONS["P"].apply(digits, {"corners": np.tile(0.8 * square, (len(digits), 1, 1))})
     scaled = distortions.DISTORTIONS["R"].apply(digits, similarity(0.0, 0.8, n=len(digits)))
     np.testing.assert_allclose(out, scaled, atol=1e-5)
+
+
+def test_projective_warp_matches_scipy_map_coordinates(digits):
+    corners = distortions.DISTORTIONS["P"].draw(digits[:2], np.random.default_rng(12))["corners"]
+    out = distortions.DISTORTIONS["P"].apply(digits[:2], {"corners": corners})
+    homographies = distortions.corner_homography(corners)  # checked on the corners above
+    centres = (2 * np.arange(28) + 1) / 28 - 1  # pixel centres, align_corners=False
+    x, y = np.meshgrid(centres, centres)
+    for image, warped, h in zip(digits[:2, 0], out[:, 0], homographies):
+        mapped = np.einsum("ij,jhw->ihw", h, np.stack([x, y, np.ones_like(x)]))
+        source_x, source_y = ((mapped[:2] / mapped[2]) + 1) * 28 / 2 - 0.5
+        inside = (source_x >= 1) & (source_x <= 26) & (source_y >= 1) & (source_y <= 26)
+        assert inside.sum() > 300
+        reference = ndimage.map_coordinates(image, [source_y, source_x], order=1)
+        np.testing.assert_allclose(warped[inside], reference[inside], atol=1e-5)
 
 
 def test_projective_draws():

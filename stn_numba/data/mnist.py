@@ -157,7 +157,9 @@ def _check_mnist_arrays(images, labels, images_path, labels_path):
             f"got {images.dtype.name} of shape {images.shape}"
         )
     if labels.dtype != np.uint8 or labels.ndim != 1:
-        raise ValueError(f"{labels_path}: expected uint8 labels of shape (N,), got {labels.dtype.name} of shape {labels.shape}")
+        raise ValueError(
+            f"{labels_path}: expected uint8 labels of shape (N,), got {labels.dtype.name} of shape {labels.shape}"
+        )
     if labels.shape[0] != images.shape[0]:
         raise ValueError(
             f"{labels_path} holds {labels.shape[0]} labels but {images_path} holds {images.shape[0]} images"
