@@ -55,8 +55,12 @@ class CpuBackend:
 
     @staticmethod
     def contiguous(array, dtype):
-        """``array`` as C-contiguous native-endian ``dtype``; copies only when needed."""
-        return np.ascontiguousarray(array, dtype=dtype)
+        """``array`` as C-contiguous, native-endian, writeable ``dtype``; copies only when needed.
+
+        Read-only arrays are copied too: Numba would otherwise compile a second
+        specialisation of every kernel for them.
+        """
+        return np.require(array, dtype, ["C", "A", "W"])
 
     @staticmethod
     def empty(shape, dtype):

@@ -59,7 +59,8 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     ----------
     input : array_like, float32 or float64
         Images (N, C, H, W) or volumes (N, C, D, H, W). Any strides and byte
-        order; inputs that are not C-contiguous and native-endian are copied.
+        order; inputs that are not C-contiguous, native-endian and writeable
+        are copied (nothing is ever written to them).
     grid : array_like, same dtype as ``input``
         Source points (N, H_out, W_out, 2) or (N, D_out, H_out, W_out, 3) in
         normalised coordinates, last axis (x, y) or (x, y, z). The output size
