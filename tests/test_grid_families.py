@@ -5,6 +5,11 @@ backward with float64 central differences, and its identity parameters with
 the identity affine grid.
 """
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -250,6 +255,29 @@ def test_tps_matrix_is_cached_per_configuration(rng):
     stn_numba.tps_grid(theta.astype(np.float32), (1, 1, 4, 4), (3, 3))
     stn_numba.tps_grid(theta, (1, 1, 4, 4), (3, 3), align_corners=True)
     assert grids._tps_matrix.cache_info().misses == 3
+
+
+BLAS_THREADS_SCRIPT = """
+import hashlib, numpy as np, stn_numba
+rng = np.random.default_rng(0)
+size = (2, 1, 256, 256)  # large enough for OpenBLAS to use several threads
+for dtype in (np.float64, np.float32):
+    theta = rng.standard_normal((2, 16, 2)).astype(dtype)
+    grad_grid = rng.standard_normal((2, 256, 256, 2)).astype(dtype)
+    for result in (stn_numba.tps_grid(theta, size), stn_numba.tps_grid_backward(grad_grid, size)):
+        print(hashlib.sha256(result.tobytes()).hexdigest())
+"""
+
+
+def test_tps_is_bitwise_identical_for_any_blas_thread_count():
+    # OpenBLAS reads its thread count at import, so each count runs in its own process.
+    root = pathlib.Path(__file__).resolve().parents[1]
+    outputs = [
+        subprocess.run([sys.executable, "-c", BLAS_THREADS_SCRIPT], cwd=root, check=True, capture_output=True,
+                       text=True, env={**os.environ, "OPENBLAS_NUM_THREADS": str(threads)}).stdout
+        for threads in (1, 3)
+    ]
+    assert len(outputs[0].split()) == 4 and outputs[0] == outputs[1]
 
 
 # ------------------------------------------------------- attention and similarity
