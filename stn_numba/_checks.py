@@ -148,9 +148,14 @@ def control_points(value):
     float64 (K, 2) array of at least 3 finite, distinct points not all on one
     line (else the spline's linear system is singular).
     """
-    if isinstance(value, (str, bytes)):
-        raise TypeError(f"control_points must be (rows, columns) or a (K, 2) array of points, got {_describe(value)}")
-    if np.ndim(value) == 1:
+    expected = "control_points must be (rows, columns) or a (K, 2) array of (x, y) points"
+    try:
+        rank = np.ndim(value)
+    except ValueError:  # a ragged nested sequence
+        raise ValueError(f"{expected}, got the ragged sequence {value!r}") from None
+    if rank == 0 or isinstance(value, (str, bytes)):
+        raise TypeError(f"{expected}, got {_describe(value)}")
+    if rank == 1:
         try:
             grid = tuple(operator.index(d) for d in value)
         except TypeError:
@@ -161,11 +166,9 @@ def control_points(value):
     try:
         points = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError(f"control_points must be (rows, columns) or a (K, 2) array of points, "
-                        f"got {_describe(value)}") from None
+        raise TypeError(f"{expected}, got {_describe(value)}") from None
     if points.ndim != 2 or points.shape[1] != 2 or points.shape[0] < 3:
-        raise ValueError(f"control_points must be (rows, columns) or a (K, 2) array of K >= 3 (x, y) points, "
-                         f"got shape {points.shape}")
+        raise ValueError(f"{expected}, at least 3 of them, got shape {points.shape}")
     if not np.all(np.isfinite(points)):
         raise ValueError("control_points must be finite, got NaN or Inf")
     if len(np.unique(points, axis=0)) != len(points):
