@@ -250,9 +250,10 @@ def _tps_matrix(height, width, points, align_corners, dtype):
     Bookstein's interpolation system ``L [w; a] = [theta; 0]``, with
     ``L = [[U(|c_i - c_j|), P], [Pᵀ, 0]]`` and ``P`` the rows (1, x_k, y_k),
     gives ``f(p) = b(p) L⁻¹ [theta; 0]`` at a pixel with
-    ``b(p) = (U(|p - c_k|)..., 1, x, y)``. L is symmetric, so
-    ``Mᵀ = (L⁻¹ Bᵀ)[:K]``: one scipy solve in float64 per configuration,
-    cached (``points`` is a tuple of (x, y) pairs, so it can be a key).
+    ``b(p) = (U(|p - c_k|)..., 1, x, y)``. With B the rows b(p) of all
+    pixels and L symmetric, ``Mᵀ = (L⁻¹ Bᵀ)[:K]``: one scipy solve in float64
+    per configuration, cached (``points`` is a tuple of (x, y) pairs, so it
+    can be a key).
     """
     control = np.array(points)
     count = len(control)
@@ -384,8 +385,8 @@ def _to_affine(kernel_name, params, names, device, stream, batch=None):
 def attention_to_affine(params, *, device=None, stream=None):
     """Affine matrices of attention transforms: (s, tx, ty) → [[s, 0, tx], [0, s, ty]].
 
-    The paper's attention transformation (Jaderberg et al., 2015, §3.2):
-    an isotropic scale and a translation, which crop and zoom.
+    The paper's attention transformation (Jaderberg et al., 2015, eq. (2)
+    in §3.2): an isotropic scale and a translation, which crop and zoom.
 
     Parameters
     ----------
@@ -431,8 +432,8 @@ def similarity_to_affine(params, *, device=None, stream=None):
     """Affine matrices of similarity transforms: (s, angle, tx, ty) → [s R(angle) | (tx, ty)].
 
     ``theta = [[s cos a, -s sin a, tx], [s sin a, s cos a, ty]]``: scale,
-    rotation and translation (Jaderberg et al., 2015, §4.1, the "R" and "RTS"
-    experiments). The rotation acts on the grid's (x, y), with y pointing
+    rotation and translation, the distortions of the rotated and RTS MNIST
+    experiments (Jaderberg et al., 2015, §4.1). The rotation acts on the grid's (x, y), with y pointing
     down the image: a positive angle turns the sampling grid clockwise on
     screen, so the output shows the input turned counter-clockwise.
 
