@@ -315,6 +315,14 @@ def test_conversions_to_affine(rng, dtype):
     np.testing.assert_array_equal(theta[0], np.array([[s, 0, tx], [0, s, ty]], dtype))
 
 
+def test_positive_angle_turns_the_content_counter_clockwise_on_screen():
+    image = np.zeros((1, 1, 5, 5))
+    image[0, 0, 2, 3] = 1.0  # right of the centre
+    grid = stn_numba.similarity_grid(np.array([[1.0, np.pi / 2, 0, 0]]), image.shape, align_corners=True)
+    output = stn_numba.grid_sample(image, grid, mode="nearest", align_corners=True)
+    assert np.argwhere(output[0, 0] > 0.5).tolist() == [[1, 2]]  # above the centre
+
+
 @pytest.mark.parametrize("align_corners", ALIGN)
 def test_attention_and_similarity_identity(align_corners):
     size = (2, 1, 3, 4)
