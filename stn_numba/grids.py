@@ -8,6 +8,11 @@ or its corner pixels' centres (align_corners=True), exactly as in
 
 Every function validates its arguments, picks the CPU or CUDA kernel
 (:mod:`stn_numba._device`) and calls it; nothing else happens here.
+
+GPU arrays (numba device arrays, CuPy arrays, torch CUDA tensors) are used in
+place and give numba device arrays, which ``cupy.asarray(grid)`` and
+``torch.as_tensor(grid, device="cuda")`` view without a copy (through
+``__cuda_array_interface__``); see :mod:`stn_numba.sampling`.
 """
 
 import functools
