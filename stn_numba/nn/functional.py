@@ -246,7 +246,7 @@ class _Conv2d(Function):
         if self.needs_input_grad[0]:
             gx = _conv.col2im(self.weight2d.T @ g, self.geometry)
         if self.needs_input_grad[1]:
-            gw = (g @ self.cols.T).reshape(self.weight_shape)
+            gw = _conv.matmul_transposed(g, self.cols).reshape(self.weight_shape)
         if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
             gb = g.sum(axis=1)
         return gx, gw, gb
