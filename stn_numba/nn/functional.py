@@ -634,3 +634,113 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     return _GridSample.apply(input, grid, mode=mode, padding_mode=padding_mode,
                              align_corners=align_corners)
 
+
+
+# ---------------------------------------------------------------- other transform families
+
+
+class _ProjectiveGrid(Function):
+    def forward(self, theta, size, align_corners):
+        self.theta, self.size, self.align_corners = theta, size, align_corners
+        return grids.projective_grid(theta, size, align_corners)
+
+    def backward(self, grad):
+        return grids.projective_grid_backward(grad, self.theta, self.size, self.align_corners)
+
+
+def projective_grid(theta, size, align_corners=False):
+    """Sampling grid of homographies, differentiable; see :func:`stn_numba.grids.projective_grid`.
+
+    The paper's projective transformation (Jaderberg et al., 2015, §3.2). No
+    torch counterpart.
+
+    Parameters
+    ----------
+    theta : Tensor, shape (N, 3, 3)
+    size : sequence of int
+        (N, C, H, W).
+    align_corners : bool
+    """
+    _float_tensor(theta, "theta")
+    return _ProjectiveGrid.apply(theta, size=tuple(int(s) for s in size), align_corners=align_corners)
+
+
+class _TpsGrid(Function):
+    def forward(self, theta, size, control_points, align_corners):
+        self.options = (size, control_points, align_corners)
+        return grids.tps_grid(theta, *self.options)
+
+    def backward(self, grad):
+        return grids.tps_grid_backward(grad, *self.options)
+
+
+def tps_grid(theta, size, control_points=(4, 4), align_corners=False):
+    """Thin-plate spline sampling grid, differentiable; see :func:`stn_numba.grids.tps_grid`.
+
+    The paper's thin-plate spline transformation (Jaderberg et al., 2015,
+    §3.2). No torch counterpart.
+
+    Parameters
+    ----------
+    theta : Tensor, shape (N, K, 2)
+        Source positions of the K control points.
+    size : sequence of int
+        (N, C, H, W).
+    control_points : (int, int) or array_like
+        As in :func:`stn_numba.grids.tps_control_points`.
+    align_corners : bool
+    """
+    _float_tensor(theta, "theta")
+    return _TpsGrid.apply(theta, size=tuple(int(s) for s in size), control_points=control_points,
+                          align_corners=align_corners)
+
+
+class _AttentionGrid(Function):
+    def forward(self, params, size, align_corners):
+        self.size, self.align_corners = size, align_corners
+        return grids.attention_grid(params, size, align_corners)
+
+    def backward(self, grad):
+        return grids.attention_grid_backward(grad, self.size, self.align_corners)
+
+
+def attention_grid(params, size, align_corners=False):
+    """Attention (scale + translation) sampling grid, differentiable; see :func:`stn_numba.grids.attention_grid`.
+
+    Parameters
+    ----------
+    params : Tensor, shape (N, 3)
+        Rows (s, tx, ty).
+    size : sequence of int
+        (N, C, H, W).
+    align_corners : bool
+    """
+    _float_tensor(params, "params")
+    return _AttentionGrid.apply(params, size=tuple(int(s) for s in size), align_corners=align_corners)
+
+
+class _SimilarityGrid(Function):
+    def forward(self, params, size, align_corners):
+        self.params, self.size, self.align_corners = params, size, align_corners
+        return grids.similarity_grid(params, size, align_corners)
+
+    def backward(self, grad):
+        return grids.similarity_grid_backward(grad, self.params, self.size, self.align_corners)
+
+
+def similarity_grid(params, size, align_corners=False):
+    """Similarity (scale, rotation, translation) sampling grid, differentiable; see :func:`stn_numba.grids.similarity_grid`.
+
+    Parameters
+    ----------
+    params : Tensor, shape (N, 4)
+        Rows (s, angle, tx, ty), the angle in radians.
+    size : sequence of int
+        (N, C, H, W).
+    align_corners : bool
+    """
+    _float_tensor(params, "params")
+    return _SimilarityGrid.apply(params, size=tuple(int(s) for s in size), align_corners=align_corners)
+
+
+__all__ += ["projective_grid", "tps_grid", "attention_grid", "similarity_grid"]
