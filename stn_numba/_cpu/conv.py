@@ -156,34 +156,33 @@ def _col2im_kernel(cols, dx, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
 
 
 @njit(parallel=True, cache=True)
-def _max_pool_kernel(x, out, argmax, kh, kw, sh, sw, ph, pw, dh, dw):
+def _max_pool_kernel(x, out, argmax, row_taps, col_taps, kh, kw, sh, sw, ph, pw, dh, dw):
     n_images, channels, height, width = x.shape
     ho, wo = out.shape[2], out.shape[3]
+    lowest = x.dtype.type(-np.inf)
     for task in prange(n_images * channels):
         n = task // channels
         c = task - n * channels
         plane = x[n, c]
+        out_plane = out[n, c]
+        argmax_plane = argmax[n, c]
         for oh in range(ho):
             y0 = oh * sh - ph
             for ow in range(wo):
                 x0 = ow * sw - pw
-                best = -np.inf
-                best_index = -1
-                for i in range(kh):
+                # As torch: start at -inf on the first tap; a larger value or a NaN takes over.
+                best = lowest
+                best_index = (y0 + row_taps[oh, 0] * dh) * width + x0 + col_taps[ow, 0] * dw
+                for i in range(row_taps[oh, 0], row_taps[oh, 1]):
                     y = y0 + i * dh
-                    if y < 0 or y >= height:
-                        continue
-                    for j in range(kw):
-                        xx = x0 + j * dw
-                        if xx < 0 or xx >= width:
-                            continue
-                        value = plane[y, xx]
-                        # As torch: the first maximum wins, a NaN always does.
-                        if best_index < 0 or value > best or value != value:
+                    row = plane[y]
+                    for j in range(col_taps[ow, 0], col_taps[ow, 1]):
+                        value = row[x0 + j * dw]
+                        if value > best or value != value:
                             best = value
-                            best_index = y * width + xx
-                out[n, c, oh, ow] = best
-                argmax[n, c, oh, ow] = best_index
+                            best_index = y * width + x0 + j * dw
+                out_plane[oh, ow] = best
+                argmax_plane[oh, ow] = best_index
 
 
 @njit(parallel=True, cache=True)
@@ -250,13 +249,23 @@ def nchw_to_gemm(array):
     return np.ascontiguousarray(array.transpose(1, 0, 2, 3)).reshape(array.shape[1], -1)
 
 
+def _tap_ranges(out, stride, pad, dilation, kernel, size):
+    """For each output index, the [first, last + 1) kernel taps that fall inside the input."""
+    start = np.arange(out) * stride - pad
+    first = np.maximum(0, -(start // dilation))
+    first = np.where(start + first * dilation < 0, first + 1, first)
+    last = np.minimum(kernel, (size - 1 - start) // dilation + 1)
+    return np.stack([first, np.maximum(first, last)], axis=1).astype(np.int64)
+
+
 def max_pool(x, geometry):
     """Max pooling of (N, C, H, W): the output and, per output, the flat in-plane index of its maximum."""
     g = geometry
     out = np.empty((g.n, g.c, g.ho, g.wo), x.dtype)
     argmax = np.empty(out.shape, np.int64)
     if out.size:
-        _max_pool_kernel(np.ascontiguousarray(x), out, argmax, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+        _max_pool_kernel(np.ascontiguousarray(x), out, argmax, _tap_ranges(g.ho, g.sh, g.ph, g.dh, g.kh, g.h),
+                         _tap_ranges(g.wo, g.sw, g.pw, g.dw, g.kw, g.w), g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
     return out, argmax
 
 
