@@ -23,6 +23,7 @@ from .modules import (
     Sigmoid,
     Tanh,
 )
+from .transformer import SpatialTransformer
 
 __all__ = [
     "functional",
@@ -41,4 +42,5 @@ __all__ = [
     "Sequential",
     "Sigmoid",
     "Tanh",
+    "SpatialTransformer",
 ]
