@@ -1,11 +1,14 @@
-"""CUDA kernels of ``affine_grid`` and its backward.
+"""CUDA kernels of the grid generators and their backward.
 
-Twins of :mod:`stn_numba._cpu.grids`: the host-side launchers below have the
-CPU kernels' names and argument order, plus the ``stream`` they launch on. As
-on the CPU, a 2-D grid is a 3-D one of depth 1, so one kernel serves both.
+Twins of :mod:`stn_numba._cpu.grids` (affine, projective and thin-plate spline
+grids; attention and similarity parameters to affine matrices): the host-side
+launchers below have the CPU kernels' names and argument order, plus the
+``stream`` they launch on. As on the CPU, a 2-D affine grid is a 3-D one of
+depth 1, so one kernel serves both.
 
-The forward runs one thread per grid point. The backward is a sum over every
-point of an image; it is a tree of passes in which each thread adds
+A grid kernel runs one thread per grid point; a parameter conversion one thread
+per image. A grid's backward is a sum over every point of an image; it is a
+tree of passes in which each thread adds
 ``_FAN_IN`` values in a fixed order: thread ``t`` of a pass over ``T`` values
 adds values ``t, t + U, t + 2U, ...`` (``U = ceil(T / _FAN_IN)``), so adjacent
 threads read adjacent memory. The tree depends on the shapes only, so
@@ -13,10 +16,11 @@ threads read adjacent memory. The tree depends on the shapes only, so
 configuration, with no atomics.
 """
 
+import math
 
 from numba import cuda
 
-from .._coords import affine_base_coordinate
+from .._coords import affine_base_coordinate, projective_denominator
 from . import launch
 
 _FAN_IN = 32  # values one thread adds in one reduction pass
@@ -44,12 +48,12 @@ def _affine_grid(theta, grid, depth, height, align_corners):
 
 
 @cuda.jit
-def _affine_grid_backward_partials(grad_grid, partial, depth, height, width, align_corners):
-    """``partial[n, t, a, k]`` = sum over points ``p = t, t + T, ...`` (``_FAN_IN`` of them) of
-    ``grad_grid[n, p, a] * base_k(p)``, base = (x, y[, z], 1); ``grad_grid`` is (N, P, A),
-    ``partial`` (N, T, A, A+1) with ``T = ceil(P / _FAN_IN)``."""
-    n_batch, chunks, axes, _ = partial.shape
-    points = grad_grid.shape[1]
+def _affine_grid_backward_partials(grad_grid, depth, height, width, align_corners, partial):
+    """``partial[n, t, a*(A+1) + k]`` = sum over points ``p = t, t + T, ...`` (``_FAN_IN`` of them)
+    of ``grad_grid[n, p, a] * base_k(p)``, base = (x, y[, z], 1); ``grad_grid`` is (N, P, A),
+    ``partial`` (N, T, A*(A+1)): one thread per (n, t, a)."""
+    n_batch, chunks, _ = partial.shape
+    points, axes = grad_grid.shape[1], grad_grid.shape[2]
     item = cuda.grid(1)
     if item >= n_batch * chunks * axes:
         return
@@ -70,11 +74,12 @@ def _affine_grid_backward_partials(grad_grid, partial, depth, height, width, ali
             sum_y += g * affine_base_coordinate(row % height, height, align_corners, like)
             sum_z += g * affine_base_coordinate(row // height, depth, align_corners, like)
             sum_1 += g
-    partial[n, t, a, 0] = sum_x
-    partial[n, t, a, 1] = sum_y
+    first = a * (axes + 1)
+    partial[n, t, first] = sum_x
+    partial[n, t, first + 1] = sum_y
     if axes == 3:
-        partial[n, t, a, 2] = sum_z
-    partial[n, t, a, axes] = sum_1
+        partial[n, t, first + 2] = sum_z
+    partial[n, t, first + axes] = sum_1
 
 
 @cuda.jit
@@ -97,27 +102,36 @@ def _sum_strided(values, sums):
     sums[n, u, m] = total
 
 
-def _affine_grid_backward(grad_grid, grad_theta, align_corners, stream):
-    """``grad_grid`` (N, D, H, W, A) into ``grad_theta`` (N, A, A+1) through the reduction tree."""
-    n_batch, depth, height, width, axes = grad_grid.shape
-    points = depth * height * width
-    terms = axes * (axes + 1)
+def _sum_over_points(out, points, lanes, stream, first_pass, *args):
+    """Overwrite ``out`` (N, ...) with per-image sums over ``points`` points, through the tree.
+
+    ``first_pass(*args, partial)`` writes the first level, ``partial`` (N, T, out.size / N) with
+    ``T = ceil(points / _FAN_IN)``, from ``lanes`` threads per (n, t); `_sum_strided` passes follow.
+    """
+    n_batch = out.shape[0]
+    terms = out.size // n_batch
     chunks = max(1, -(-points // _FAN_IN))
 
     def buffer(count):
         if count == 1:
-            return grad_theta.reshape(n_batch, 1, terms)
-        return cuda.device_array((n_batch, count, terms), dtype=grad_theta.dtype, stream=stream)
+            return out.reshape(n_batch, 1, terms)
+        return cuda.device_array((n_batch, count, terms), dtype=out.dtype, stream=stream)
 
     partial = buffer(chunks)
-    launch(_affine_grid_backward_partials, n_batch * chunks * axes, stream)(
-        grad_grid.reshape(n_batch, points, axes), partial.reshape(n_batch, chunks, axes, axes + 1),
-        depth, height, width, align_corners)
+    launch(first_pass, n_batch * chunks * lanes, stream)(*args, partial)
     while chunks > 1:
         groups = -(-chunks // _FAN_IN)
         sums = buffer(groups)
         launch(_sum_strided, n_batch * groups * terms, stream)(partial, sums)
         partial, chunks = sums, groups
+
+
+def _affine_grid_backward(grad_grid, grad_theta, align_corners, stream):
+    """``grad_grid`` (N, D, H, W, A) into ``grad_theta`` (N, A, A+1)."""
+    n_batch, depth, height, width, axes = grad_grid.shape
+    points = depth * height * width
+    _sum_over_points(grad_theta, points, axes, stream, _affine_grid_backward_partials,
+                     grad_grid.reshape(n_batch, points, axes), depth, height, width, align_corners)
 
 
 def affine_grid_2d(theta, grid, align_corners, stream=0):
@@ -142,3 +156,206 @@ def affine_grid_2d_backward(grad_grid, grad_theta, align_corners, stream=0):
 def affine_grid_3d_backward(grad_grid, grad_theta, align_corners, stream=0):
     """Overwrite ``grad_theta`` (N, 3, 4) from ``grad_grid`` (N, D, H, W, 3)."""
     _affine_grid_backward(grad_grid, grad_theta, align_corners, stream)
+
+
+# ------------------------------------------------------------- projective grid
+@cuda.jit
+def _projective_grid(theta, grid, align_corners):
+    """``theta`` (N, 3, 3) into ``grid`` (N, H, W, 2): ``(h_1 · p, h_2 · p) / (h_3 · p)``, p = (x, y, 1)."""
+    n_batch, height, width, _ = grid.shape
+    item = cuda.grid(1)
+    if item >= n_batch * height * width:
+        return
+    w = item % width
+    row = (item // width) % height
+    n = item // (width * height)
+    like = grid.dtype.type(0)
+    x = affine_base_coordinate(w, width, align_corners, like)
+    y = affine_base_coordinate(row, height, align_corners, like)
+    offset_x = theta[n, 0, 1] * y + theta[n, 0, 2]
+    offset_y = theta[n, 1, 1] * y + theta[n, 1, 2]
+    offset_w = theta[n, 2, 1] * y + theta[n, 2, 2]
+    denominator, _ = projective_denominator(theta[n, 2, 0] * x + offset_w)
+    grid[n, row, w, 0] = (theta[n, 0, 0] * x + offset_x) / denominator
+    grid[n, row, w, 1] = (theta[n, 1, 0] * x + offset_y) / denominator
+
+
+@cuda.jit
+def _projective_grid_backward_partials(grad_grid, theta, height, width, align_corners, partial):
+    """``partial[n, t, 3*i + k]`` = sum over points ``p = t, t + T, ...`` of ``f_i(p) * base_k(p)``,
+    base = (x, y, 1), f = (g_x / w, g_y / w, -(g · s) / w times the clamp's slope), s the source point
+    (the quotient rule); ``grad_grid`` is (N, P, 2): one thread per (n, t)."""
+    n_batch, chunks, _ = partial.shape
+    points = grad_grid.shape[1]
+    item = cuda.grid(1)
+    if item >= n_batch * chunks:
+        return
+    t = item % chunks
+    n = item // chunks
+    zero = grad_grid.dtype.type(0)
+    sums = cuda.local.array(9, grad_grid.dtype)
+    for k in range(9):
+        sums[k] = zero
+    for q in range(_FAN_IN):
+        p = q * chunks + t
+        if p < points:
+            x = affine_base_coordinate(p % width, width, align_corners, zero)
+            y = affine_base_coordinate(p // width, height, align_corners, zero)
+            # the forward's association: a x + (b y + c)
+            denominator, slope = projective_denominator(theta[n, 2, 0] * x + (theta[n, 2, 1] * y + theta[n, 2, 2]))
+            factor_x = grad_grid[n, p, 0] / denominator
+            factor_y = grad_grid[n, p, 1] / denominator
+            source_x = (theta[n, 0, 0] * x + (theta[n, 0, 1] * y + theta[n, 0, 2])) / denominator
+            source_y = (theta[n, 1, 0] * x + (theta[n, 1, 1] * y + theta[n, 1, 2])) / denominator
+            factor_w = -slope * (factor_x * source_x + factor_y * source_y)
+            sums[0] += factor_x * x
+            sums[1] += factor_x * y
+            sums[2] += factor_x
+            sums[3] += factor_y * x
+            sums[4] += factor_y * y
+            sums[5] += factor_y
+            sums[6] += factor_w * x
+            sums[7] += factor_w * y
+            sums[8] += factor_w
+    for k in range(9):
+        partial[n, t, k] = sums[k]
+
+
+# ---------------------------------------------------------- thin-plate spline
+@cuda.jit
+def _tps_grid(matrix, theta, grid):
+    """``grid[n, p, c]`` = sum over k of ``matrix[p, k] * theta[n, k, c]``, in order of k:
+    one thread per (n, p)."""
+    n_batch, points, _ = grid.shape
+    item = cuda.grid(1)
+    if item >= n_batch * points:
+        return
+    p = item % points
+    n = item // points
+    for c in range(2):
+        total = grid.dtype.type(0)
+        for k in range(matrix.shape[1]):
+            total += matrix[p, k] * theta[n, k, c]
+        grid[n, p, c] = total
+
+
+@cuda.jit
+def _tps_grid_backward_partials(matrix, grad_grid, partial):
+    """``partial[n, t, 2*k + c]`` = sum over points ``p = t, t + T, ...`` of
+    ``matrix[p, k] * grad_grid[n, p, c]``: one thread per (n, t, k, c)."""
+    n_batch, chunks, terms = partial.shape
+    points = grad_grid.shape[1]
+    item = cuda.grid(1)
+    if item >= n_batch * chunks * terms:
+        return
+    term = item % terms
+    t = (item // terms) % chunks
+    n = item // (terms * chunks)
+    k = term // 2
+    c = term % 2
+    total = grad_grid.dtype.type(0)
+    for q in range(_FAN_IN):
+        p = q * chunks + t
+        if p < points:
+            total += matrix[p, k] * grad_grid[n, p, c]
+    partial[n, t, term] = total
+
+
+# ------------------------------------------------- attention and similarity
+@cuda.jit
+def _attention_to_affine(params, theta):
+    n = cuda.grid(1)
+    if n >= params.shape[0]:
+        return
+    zero = theta.dtype.type(0)
+    theta[n, 0, 0] = params[n, 0]
+    theta[n, 0, 1] = zero
+    theta[n, 0, 2] = params[n, 1]
+    theta[n, 1, 0] = zero
+    theta[n, 1, 1] = params[n, 0]
+    theta[n, 1, 2] = params[n, 2]
+
+
+@cuda.jit
+def _attention_to_affine_backward(grad_theta, grad_params):
+    n = cuda.grid(1)
+    if n >= grad_theta.shape[0]:
+        return
+    grad_params[n, 0] = grad_theta[n, 0, 0] + grad_theta[n, 1, 1]
+    grad_params[n, 1] = grad_theta[n, 0, 2]
+    grad_params[n, 2] = grad_theta[n, 1, 2]
+
+
+@cuda.jit
+def _similarity_to_affine(params, theta):
+    n = cuda.grid(1)
+    if n >= params.shape[0]:
+        return
+    scale = params[n, 0]
+    cosine = scale * math.cos(params[n, 1])
+    sine = scale * math.sin(params[n, 1])
+    theta[n, 0, 0] = cosine
+    theta[n, 0, 1] = -sine
+    theta[n, 0, 2] = params[n, 2]
+    theta[n, 1, 0] = sine
+    theta[n, 1, 1] = cosine
+    theta[n, 1, 2] = params[n, 3]
+
+
+@cuda.jit
+def _similarity_to_affine_backward(grad_theta, params, grad_params):
+    n = cuda.grid(1)
+    if n >= params.shape[0]:
+        return
+    cosine = math.cos(params[n, 1])
+    sine = math.sin(params[n, 1])
+    diagonal = grad_theta[n, 0, 0] + grad_theta[n, 1, 1]
+    skew = grad_theta[n, 1, 0] - grad_theta[n, 0, 1]
+    grad_params[n, 0] = cosine * diagonal + sine * skew
+    grad_params[n, 1] = params[n, 0] * (cosine * skew - sine * diagonal)
+    grad_params[n, 2] = grad_theta[n, 0, 2]
+    grad_params[n, 3] = grad_theta[n, 1, 2]
+
+
+def projective_grid_2d(theta, grid, align_corners, stream=0):
+    """``theta`` (N, 3, 3) into ``grid`` (N, H, W, 2)."""
+    n_batch, height, width, _ = grid.shape
+    launch(_projective_grid, n_batch * height * width, stream)(theta, grid, align_corners)
+
+
+def projective_grid_2d_backward(grad_grid, theta, grad_theta, align_corners, stream=0):
+    """Overwrite ``grad_theta`` (N, 3, 3) from ``grad_grid`` (N, H, W, 2) by the quotient rule."""
+    n_batch, height, width, _ = grad_grid.shape
+    _sum_over_points(grad_theta, height * width, 1, stream, _projective_grid_backward_partials,
+                     grad_grid.reshape(n_batch, height * width, 2), theta, height, width, align_corners)
+
+
+def tps_grid_2d(matrix, theta, grid, stream=0):
+    """``grid[n] = matrix @ theta[n]``: ``matrix`` (P, K), ``theta`` (N, K, 2), ``grid`` (N, P, 2)."""
+    launch(_tps_grid, grid.shape[0] * grid.shape[1], stream)(matrix, theta, grid)
+
+
+def tps_grid_2d_backward(matrix, grad_grid, grad_theta, stream=0):
+    """Overwrite ``grad_theta`` (N, K, 2) with ``matrixᵀ @ grad_grid[n]`` (``grad_grid`` (N, P, 2))."""
+    terms = 2 * matrix.shape[1]
+    _sum_over_points(grad_theta, grad_grid.shape[1], terms, stream, _tps_grid_backward_partials, matrix, grad_grid)
+
+
+def attention_to_affine_2d(params, theta, stream=0):
+    """Rows (s, tx, ty) of ``params`` (N, 3) into ``theta`` (N, 2, 3) = [[s, 0, tx], [0, s, ty]]."""
+    launch(_attention_to_affine, params.shape[0], stream)(params, theta)
+
+
+def attention_to_affine_2d_backward(grad_theta, grad_params, stream=0):
+    """Overwrite ``grad_params`` (N, 3) with (g00 + g11, g02, g12) of ``grad_theta`` (N, 2, 3)."""
+    launch(_attention_to_affine_backward, grad_theta.shape[0], stream)(grad_theta, grad_params)
+
+
+def similarity_to_affine_2d(params, theta, stream=0):
+    """Rows (s, angle, tx, ty) of ``params`` (N, 4) into ``theta`` (N, 2, 3) = [s R(angle) | (tx, ty)]."""
+    launch(_similarity_to_affine, params.shape[0], stream)(params, theta)
+
+
+def similarity_to_affine_2d_backward(grad_theta, params, grad_params, stream=0):
+    """Overwrite ``grad_params`` (N, 4) with the chain rule through `similarity_to_affine_2d`."""
+    launch(_similarity_to_affine_backward, params.shape[0], stream)(grad_theta, params, grad_params)

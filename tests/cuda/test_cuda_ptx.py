@@ -39,14 +39,26 @@ except Exception as error:
 
 from stn_numba._cuda import grids, sampling
 
+# libdevice's float32 cosf/sinf reduce huge arguments (Payne-Hanek) with one float64 multiply by
+# pi/2 * 2**-64: the only float64 allowed, and only in the kernels that call them.
+TRIGONOMETRIC = {"_similarity_to_affine", "_similarity_to_affine_backward"}
+LIBDEVICE_REDUCTION = re.compile(r"cvt\\.rn\\.f64\\.s64|mul\\.f64 .*0d3BF921FB54442D19|cvt\\.rn\\.f32\\.f64")
 i64, b1 = t.int64, t.boolean
 index = lambda ndim: t.Array(i64, ndim, "C")
 for dtype in (t.float32, t.float64):
     a = lambda ndim: t.Array(dtype, ndim, "C")
     kernels = [
         (grids._affine_grid, (a(3), a(4), i64, i64, b1)),
-        (grids._affine_grid_backward_partials, (a(3), a(4), i64, i64, i64, b1)),
+        (grids._affine_grid_backward_partials, (a(3), i64, i64, i64, b1, a(3))),
         (grids._sum_strided, (a(3), a(3))),
+        (grids._projective_grid, (a(3), a(4), b1)),
+        (grids._projective_grid_backward_partials, (a(3), a(3), i64, i64, b1, a(3))),
+        (grids._tps_grid, (a(2), a(3), a(3))),
+        (grids._tps_grid_backward_partials, (a(2), a(3), a(3))),
+        (grids._attention_to_affine, (a(2), a(3))),
+        (grids._attention_to_affine_backward, (a(3), a(2))),
+        (grids._similarity_to_affine, (a(2), a(3))),
+        (grids._similarity_to_affine_backward, (a(3), a(2), a(2))),
         (sampling._fill_zeros, (a(1),)),
         (sampling._sample, (a(3), a(3), a(3), i64, i64, i64, i64, i64, b1)),
         (sampling._sample_backward, (a(3), a(3), a(3), a(3), a(3), i64, i64, i64, i64, i64, b1, b1)),
@@ -58,9 +70,12 @@ for dtype in (t.float32, t.float64):
         kernels += [(sampling._fill_zeros, (index(1),)), (sampling._chunk_sums, (index(1), index(1))),
                     (sampling._chunk_scan, (index(1), index(1), index(1)))]
     for kernel, signature in kernels:
+        name = kernel.py_func.__name__
         ptx, _ = cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
-        print(json.dumps({"kernel": kernel.py_func.__name__, "dtype": str(dtype), "signature": str(signature),
-                          "f64_instructions": len(re.findall(r"^\\s*[a-z][\\w.]*\\.f64\\b", ptx, re.M))}))
+        f64 = re.findall(r"^\\s*([a-z][\\w.]*\\.f64\\b.*)$", ptx, re.M)
+        if name in TRIGONOMETRIC:
+            f64 = [line for line in f64 if not LIBDEVICE_REDUCTION.match(line)]
+        print(json.dumps({"kernel": name, "dtype": str(dtype), "signature": str(signature), "f64_instructions": f64}))
 """
 
 
@@ -74,8 +89,8 @@ def test_every_kernel_compiles_to_ptx_and_float32_kernels_use_no_float64():
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     if lines and "skip" in lines[0]:
         pytest.skip(f"cannot compile PTX here (needs the CUDA toolkit's NVVM and NVRTC): {lines[0]['skip']}")
-    assert len(lines) == 21
+    assert len(lines) == 37
     for line in lines:
         if line["dtype"] == "float32":
-            assert line["f64_instructions"] == 0, line
+            assert not line["f64_instructions"], line
     assert any(line["f64_instructions"] for line in lines if line["dtype"] == "float64")  # the check can see f64
