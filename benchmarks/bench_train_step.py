@@ -9,8 +9,9 @@ A step is ``zero_grad``, forward (localisation net, ``affine_grid``,
 ``grid_sample``, classifier with dropout in training mode), ``nll_loss``,
 backward and an SGD step with momentum. Each implementation runs in its own
 worker process (their OpenMP pools would compete in one), with every thread
-pool sized to ``--threads``; the table gives medians after warm-up steps and
-the ratio to torch. Run it on an otherwise idle machine.
+pool sized to ``--threads``; the table gives medians (and minima, which a
+busy machine disturbs less) after warm-up steps and the ratios to torch. Run
+it on an otherwise idle machine.
 
 :func:`tutorial_net` is the tutorial's model written once against the
 ``torch.nn`` API; ``tests/test_torch_tutorial.py`` builds it with both
@@ -180,11 +181,14 @@ def main(argv=None):
         except WorkerError as error:
             print(f"{impl}: not measured ({error})", file=sys.stderr)
     baseline = results.get("torch", {}).get("median_ms")
-    print("| implementation | median ms | IQR ms | steps | ratio vs torch |")
-    print("|---|---|---|---|---|")
+    fastest = results.get("torch", {}).get("min_ms")
+    print("| implementation | median ms | IQR ms | min ms | steps | ratio vs torch (medians) | ratio (minima) |")
+    print("|---|---|---|---|---|---|---|")
     for impl, r in results.items():
         ratio = f"{r['median_ms'] / baseline:.2f}×" if baseline else "—"
-        print(f"| {impl} | {r['median_ms']:.2f} | {r['iqr_ms']:.2f} | {r['repeats']} | {ratio} |")
+        min_ratio = f"{r['min_ms'] / fastest:.2f}×" if fastest else "—"
+        print(f"| {impl} | {r['median_ms']:.2f} | {r['iqr_ms']:.2f} | {r['min_ms']:.2f} | {r['repeats']} "
+              f"| {ratio} | {min_ratio} |")
     return 0 if results else 1
 
 
