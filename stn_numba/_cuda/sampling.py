@@ -25,7 +25,12 @@ scatter; there are two versions:
   input pixel and image, and room for one record (int64 key + one float)
   per tap, N * points * taps records (taps: 1 nearest, 4 bilinear,
   8 trilinear, 16 bicubic), e.g. 12 bytes * 4 taps = 48 bytes per float32
-  bilinear output point.
+  bilinear output point. Extra time: two more passes over the points (count,
+  place) that redo the tap math, the scan, and the per-pixel sort, which
+  grows as k log k in the k taps landing on a pixel (large when upsampling
+  a lot). Only the CUDA simulator has measured it so far, on tiny shapes
+  (1-3x the atomic backward there); simulator times say nothing about a
+  GPU, where ``benchmarks/bench_cuda.py`` measures both.
 """
 
 import numpy as np
