@@ -15,9 +15,9 @@ Random numbers (parameter initialisation, dropout) come from one module-level
 ``numpy.random.Generator``; :func:`manual_seed` reseeds it.
 
 Differences from torch: gradients of non-leaf tensors are not kept
-(``retain_grad`` does not exist); a graph may be backpropagated more than once
-(saved arrays are not freed); no in-place operations on tensors that are part
-of a graph.
+(``retain_grad`` does not exist); no in-place operations on tensors that are
+part of a graph. As in torch, :meth:`Tensor.backward` frees the arrays the
+graph saved unless ``retain_graph=True``.
 """
 
 import contextlib
@@ -181,6 +181,12 @@ class Function:
     def backward(self, grad_output):
         raise NotImplementedError(f"{type(self).__name__} has no backward")
 
+    def release(self):
+        """Drop the arrays saved for backward (called after backward unless the graph is retained)."""
+        kept = {"parents": self.parents, "needs_input_grad": self.needs_input_grad, "released": True}
+        self.__dict__.clear()
+        self.__dict__.update(kept)
+
     @classmethod
     def apply(cls, *inputs, **options):
         """Run ``forward`` on the inputs' arrays and record the node if a gradient is needed.
@@ -303,7 +309,7 @@ class Tensor:
 
     # -------------------------------------------------- backward
 
-    def backward(self, grad=None):
+    def backward(self, grad=None, retain_graph=False):
         """Accumulate d(self)/d(leaf) into ``.grad`` of every leaf that requires it.
 
         Parameters
@@ -311,6 +317,9 @@ class Tensor:
         grad : array_like, optional
             The gradient of some scalar with respect to this tensor. May be
             omitted for a one-element tensor (it is then 1).
+        retain_graph : bool, optional
+            Keep the arrays the graph saved, so that it can be backpropagated
+            again. By default they are freed as the backward pass goes, as in torch.
         """
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad "
@@ -336,7 +345,12 @@ class Tensor:
                 node.grad = g.copy() if node.grad is None else node.grad + g
                 continue
             ctx = node._ctx
+            if getattr(ctx, "released", False):
+                raise RuntimeError("backward through a graph a second time: its saved arrays were freed by "
+                                   "the first backward; pass retain_graph=True to the first one")
             parent_grads = ctx.backward(g)
+            if not retain_graph:
+                ctx.release()
             if not isinstance(parent_grads, tuple):
                 parent_grads = (parent_grads,)
             for parent, needed, pg in zip(ctx.parents, ctx.needs_input_grad, parent_grads):

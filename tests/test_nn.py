@@ -207,6 +207,31 @@ def test_batch_norm_layer_matches_torch_over_training_and_eval(rng):
         np.testing.assert_allclose(mine.state_dict()[key], value.numpy(), rtol=1e-12, err_msg=key)
 
 
+def test_window_kernels_are_bitwise_deterministic_for_any_thread_count(rng):
+    numba = pytest.importorskip("numba")
+    from stn_numba._cpu import conv
+
+    x = rng.standard_normal((3, 4, 11, 9)).astype(np.float32)
+    geometry = conv.Geometry.of(x.shape, (3, 2), (2, 1), (1, 1), (1, 2))
+    pool = conv.Geometry.of(x.shape, (3, 3), (2, 2), (1, 1), (1, 1))
+
+    def run():
+        cols = conv.im2col(x, geometry)
+        out, argmax = conv.max_pool(x, pool)
+        return (cols, conv.col2im(cols, geometry), out, conv.max_pool_backward(out, argmax, pool))
+
+    saved = numba.get_num_threads()
+    try:
+        results = []
+        for threads in (1, numba.config.NUMBA_NUM_THREADS):
+            numba.set_num_threads(threads)
+            results.append(run())
+    finally:
+        numba.set_num_threads(saved)
+    for first, second in zip(*results):
+        assert first.tobytes() == second.tobytes()
+
+
 def test_max_pool_ties_and_nan_follow_torch():
     torch = _torch()
     x = np.array([[[[1.0, 3.0, 3.0, 0.0], [3.0, 2.0, np.nan, 1.0], [-np.inf, -np.inf, 5.0, 5.0],

@@ -182,6 +182,16 @@ def test_shared_gradient_arrays_are_not_aliased():
     np.testing.assert_array_equal(b.grad, 1.0)
 
 
+def test_backward_frees_the_graph_unless_retained():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_array_equal(x.grad, 4 * x.data)
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        y.backward()
+
+
 def test_non_leaf_grads_are_not_kept_and_leaves_without_requires_grad_get_none():
     x = Tensor(np.ones(3), requires_grad=True)
     constant = Tensor(np.full(3, 2.0))
