@@ -146,6 +146,9 @@ def _parse(argv):
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=28)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="OpenBLAS/MKL threads of the stn_numba worker (default: --threads); its GEMMs are "
+                             "small, and on a busy machine 1 was measured faster than 2")
     parser.add_argument("--impl", default=",".join(IMPLEMENTATIONS),
                         help=f"comma-separated among {', '.join(IMPLEMENTATIONS)}")
     parser.add_argument("--warmup", type=int, default=5)
@@ -167,8 +170,9 @@ def main(argv=None):
     from ._harness import WorkerError, machine_info, run_worker
 
     machine = machine_info(args.threads)
+    blas = "" if args.blas_threads is None else f" (stn_numba BLAS: {args.blas_threads})"
     print(f"Tutorial STN training step, batch {args.batch}, {args.size}×{args.size}, float32, "
-          f"{args.threads} threads, {machine.get('cpu', 'unknown CPU')}")
+          f"{args.threads} threads{blas}, {machine.get('cpu', 'unknown CPU')}")
     results = {}
     for impl in args.impl.split(","):
         if impl not in IMPLEMENTATIONS:
@@ -176,8 +180,11 @@ def main(argv=None):
         worker_args = ["--worker", "--impl", impl, "--batch", args.batch, "--size", args.size,
                        "--threads", args.threads, "--warmup", args.warmup, "--repeats", args.repeats,
                        "--budget", args.budget]
+        env = None
+        if impl == "stn_numba" and args.blas_threads is not None:
+            env = {"OPENBLAS_NUM_THREADS": args.blas_threads, "MKL_NUM_THREADS": args.blas_threads}
         try:
-            results[impl] = run_worker("benchmarks.bench_train_step", worker_args, threads=args.threads)
+            results[impl] = run_worker("benchmarks.bench_train_step", worker_args, threads=args.threads, env=env)
         except WorkerError as error:
             print(f"{impl}: not measured ({error})", file=sys.stderr)
     baseline = results.get("torch", {}).get("median_ms")
