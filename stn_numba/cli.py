@@ -1,0 +1,174 @@
+"""The ``stn-numba`` command (also ``python -m stn_numba``).
+
+::
+
+    stn-numba demo [--out DIR] [--epochs N] [--quick]
+    stn-numba train --out DIR [--distortion R|RTS|P|E|TC] [--model cnn|st-cnn]
+                    [--transform affine|attention|similarity|projective|tps]
+                    [--epochs N] [--batch-size N] [--lr LR] [--seed N] [--resume] [--mnist-dir DIR]
+    stn-numba evaluate CHECKPOINT [--distortion ...] [--mnist-dir DIR] [--json]
+
+Bad arguments print the usage and exit with status 2; a run that cannot go
+on (unreadable data, an unwritable directory, nothing to resume) prints one
+line and exits with status 1; Ctrl-C exits with 130, and ``--resume``
+continues from the last complete epoch.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from . import experiments
+from .data import DISTORTIONS
+from .nn.transformer import TRANSFORMS
+
+__all__ = ["main"]
+
+_TRAIN_DEFAULTS = experiments.Config()
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="stn-numba",
+        description="Spatial transformer networks (Jaderberg et al., 2015) on distorted MNIST, in NumPy + Numba.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="train a CNN and an ST-CNN on RTS digits, print a table, write report.json and figures",
+        description="Train a CNN and an ST-CNN (same classifier) on rotated, translated and scaled (RTS) "
+                    "digits of the bundled 4,000/1,000 MNIST split; write DIR/report.json, "
+                    "DIR/transformed.png, DIR/curves.png and each model's checkpoint.")
+    demo.add_argument("--out", default="stn-demo", metavar="DIR", help="output directory (default: %(default)s)")
+    demo.add_argument("--epochs", type=_positive_int, metavar="N",
+                      help=f"epochs per model (default: {experiments.DEMO_EPOCHS}, 1 with --quick)")
+    demo.add_argument("--quick", action="store_true",
+                      help=f"smoke run on {experiments.QUICK_DIGITS[0]} training and "
+                           f"{experiments.QUICK_DIGITS[1]} test digits")
+
+    train = commands.add_parser(
+        "train", help="train one model, checkpointing every epoch",
+        description="Train one model on one distortion. Every epoch writes DIR/checkpoint.npz (atomically) "
+                    "and appends a line to DIR/metrics.jsonl; --resume continues from the checkpoint.")
+    train.add_argument("--out", required=True, metavar="DIR", help="directory for the checkpoint and metrics")
+    train.add_argument("--distortion", choices=tuple(DISTORTIONS),
+                       help=f"the paper's distortion (default: {_TRAIN_DEFAULTS.distortion})")
+    train.add_argument("--model", choices=experiments.MODELS, help=f"default: {_TRAIN_DEFAULTS.model}")
+    train.add_argument("--transform", choices=tuple(TRANSFORMS),
+                       help=f"the spatial transformer's family (default: {_TRAIN_DEFAULTS.transform})")
+    train.add_argument("--epochs", type=_positive_int, metavar="N", help=f"default: {_TRAIN_DEFAULTS.epochs}")
+    train.add_argument("--batch-size", type=_positive_int, metavar="N",
+                       help=f"default: {_TRAIN_DEFAULTS.batch_size}")
+    train.add_argument("--lr", type=_positive_float, help=f"initial learning rate (default: {_TRAIN_DEFAULTS.lr})")
+    train.add_argument("--seed", type=int, help=f"default: {_TRAIN_DEFAULTS.seed}")
+    train.add_argument("--train-limit", type=_positive_int, metavar="N", help="use only the first N training digits")
+    train.add_argument("--test-limit", type=_positive_int, metavar="N", help="use only the first N test digits")
+    train.add_argument("--mnist-dir", metavar="DIR",
+                       help="a folder with the four MNIST IDX files (default: the bundled subset)")
+    train.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.npz")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="test error of a checkpoint",
+        description="Evaluate a checkpoint written by 'stn-numba train' or 'stn-numba demo' on the fixed test set.")
+    evaluate.add_argument("checkpoint", metavar="CHECKPOINT", help="a checkpoint.npz")
+    evaluate.add_argument("--distortion", choices=tuple(DISTORTIONS),
+                          help="test on this distortion (default: the one it was trained on)")
+    evaluate.add_argument("--mnist-dir", metavar="DIR", help="a folder with the four MNIST IDX files")
+    evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def _demo(args):
+    print(f"stn-numba demo: CNN vs ST-CNN on RTS digits, writing to {args.out}", flush=True)
+    report = experiments.run_demo(args.out, epochs=args.epochs, quick=args.quick, echo=_echo)
+    machine = report["machine"]
+    print()
+    print(experiments.results_table(report))
+    print(f"{report['epochs']} epochs on {report['train_digits']} training digits, test error on "
+          f"{report['test_digits']} test digits; {machine['cpu']}, {machine['numba_threads']} threads, "
+          f"total {report['total_seconds']:.0f} s")
+    print("wrote " + ", ".join(os.path.join(args.out, name)
+                               for name in ("report.json", "transformed.png", "curves.png")))
+    return 0
+
+
+def _train(args):
+    given = {field.name: getattr(args, field.name) for field in dataclasses.fields(experiments.Config)
+             if getattr(args, field.name, None) is not None}
+    if args.resume:
+        path = os.path.join(args.out, experiments.CHECKPOINT)
+        if not os.path.exists(path):
+            raise experiments.ExperimentError(f"nothing to resume: {path} does not exist")
+        _, saved = experiments.read_checkpoint(path)
+        config = dataclasses.replace(saved, **given)
+    else:
+        config = experiments.Config(**given)
+    run = experiments.train(config, args.out, resume=args.resume, echo=_echo)
+    summary = run.summary
+    print(f"{config.model} on {config.distortion}: test error {summary['test_error_pct']:.2f}% after "
+          f"{summary['epochs']} epochs ({summary['train_seconds']:.1f} s of training); "
+          f"checkpoint {os.path.join(args.out, experiments.CHECKPOINT)}, "
+          f"metrics {os.path.join(args.out, experiments.METRICS)}")
+    return 0
+
+
+def _evaluate(args):
+    result = experiments.evaluate_checkpoint(args.checkpoint, args.distortion, args.mnist_dir)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        config = result["config"]
+        model = config["model"] + (f" ({config['transform']})" if config["model"] == "st-cnn" else "")
+        print(f"{model} after {result['epoch']} epochs on {config['distortion']}: test error "
+              f"{result['test_error_pct']:.2f}%, loss {result['test_loss']:.4f} on {result['test_digits']} "
+              f"{result['distortion']} test digits")
+    return 0
+
+
+def _echo(line):
+    print(line, flush=True)
+
+
+def _describe(error):
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.strerror}: {error.filename}"
+    return str(error)
+
+
+def main(argv=None):
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "demo":
+            return _demo(args)
+        if args.command == "train":
+            return _train(args)
+        return _evaluate(args)
+    except (OSError, ValueError, experiments.ExperimentError) as error:
+        print(f"stn-numba {args.command}: error: {_describe(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"stn-numba {args.command}: interrupted", file=sys.stderr)
+        return 130
