@@ -35,7 +35,7 @@ _CUBIC_A = -0.75  # cubic convolution parameter, as in PyTorch
 _MIN_SAFE_BOUND = 2**24
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def unnormalize(g, size, align_corners):
     """Map a grid value in [-1, 1] to a pixel coordinate.
 
@@ -71,7 +71,7 @@ def unnormalize(g, size, align_corners):
     return x, scale
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def clip_coordinate(x, size):
     """Clip ``x`` to ``[0, size-1]``.
 
@@ -92,7 +92,7 @@ def clip_coordinate(x, size):
     return x, type(x)(1)
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def reflect_coordinate(x, size, align_corners):
     """Reflect ``x`` about the image borders until it lies between them.
 
@@ -134,7 +134,7 @@ def reflect_coordinate(x, size, align_corners):
     return (twice_span - remainder) + low, -sign
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def safe_coordinate(x, size):
     """Clamp ``x`` to ``±max(2**24, 4*size)`` so it converts to int64 safely.
 
@@ -145,7 +145,7 @@ def safe_coordinate(x, size):
     return min(max(x, -bound), bound)
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def pad_coordinate(x, size, padding_mode, align_corners):
     """Apply the padding mode to a pixel coordinate (bilinear and nearest).
 
@@ -166,7 +166,7 @@ def pad_coordinate(x, size, padding_mode, align_corners):
     return safe_coordinate(x, size), type(x)(1)
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def floor_index(x):
     """``floor(x)`` as int64, for a coordinate already made safe."""
     i = np.int64(x)
@@ -175,7 +175,7 @@ def floor_index(x):
     return i
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def nearest_index(x):
     """``x`` rounded half to even (``np.rint``) as int64, for a safe ``x``."""
     i = floor_index(x)
@@ -186,7 +186,7 @@ def nearest_index(x):
     return i
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def reflect_index(i, size, align_corners):
     """Reflect an integer tap index into ``[0, size-1]``.
 
@@ -209,7 +209,7 @@ def reflect_index(i, size, align_corners):
     return m
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def pad_index(i, size, padding_mode, align_corners):
     """Map an integer tap index into the image.
 
@@ -231,7 +231,7 @@ def pad_index(i, size, padding_mode, align_corners):
     return index, inside
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def cubic_coefficients(t):
     """Cubic convolution weights of the taps at offsets -1, 0, 1, 2.
 
@@ -256,7 +256,7 @@ def cubic_coefficients(t):
     )
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def cubic_coefficient_derivatives(t):
     """``d/dt`` of each weight returned by `cubic_coefficients`."""
     one = type(t)(1)
@@ -276,7 +276,7 @@ def cubic_coefficient_derivatives(t):
     )
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def linear_taps(g, size, padding_mode, align_corners):
     """The two linear-interpolation taps of grid value ``g`` along one axis.
 
@@ -316,7 +316,7 @@ def linear_taps(g, size, padding_mode, align_corners):
     )
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def nearest_tap(g, size, padding_mode, align_corners):
     """The nearest-neighbour tap of grid value ``g`` along one axis.
 
@@ -338,7 +338,7 @@ def nearest_tap(g, size, padding_mode, align_corners):
     return index, type(g)(1) if inside and not is_nan else zero
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def cubic_taps(g, size, padding_mode, align_corners):
     """The four cubic-convolution taps of grid value ``g`` along one axis.
 
@@ -394,7 +394,7 @@ def cubic_taps(g, size, padding_mode, align_corners):
     )
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def affine_base_coordinate(i, size, align_corners, like):
     """The normalised coordinate of pixel ``i`` of ``size`` (``affine_grid``).
 
@@ -415,7 +415,7 @@ def affine_base_coordinate(i, size, align_corners, like):
 PROJECTIVE_MIN_DENOMINATOR = 2.0**-20  # exact in float32 and float64
 
 
-@register_jitable
+@register_jitable(forceinline=True)
 def projective_denominator(w):
     """The denominator ``w = h_3 · (x, y, 1)`` of a projective grid, kept away from 0.
 

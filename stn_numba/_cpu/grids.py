@@ -85,9 +85,12 @@ def _affine_grid_backward(grad_grid, grad_theta, depth, height, align_corners):
                     sums[a, 2] += plain * z
                 sums[a, axes] += plain
     for n in prange(n_batch):
-        grad_theta[n] = 0
-        for chunk in range(chunks):
-            grad_theta[n] += partial[n, chunk]
+        for a in range(axes):
+            for k in range(axes + 1):
+                total = zero
+                for chunk in range(chunks):
+                    total += partial[n, chunk, a, k]
+                grad_theta[n, a, k] = total
 
 
 @njit(cache=True)
@@ -199,9 +202,12 @@ def projective_grid_2d_backward(grad_grid, theta, grad_theta, align_corners):
             sums[2, 1] += plain_w * y
             sums[2, 2] += plain_w
     for n in prange(n_batch):
-        grad_theta[n] = 0
-        for chunk in range(chunks):
-            grad_theta[n] += partial[n, chunk]
+        for a in range(axes):
+            for k in range(axes + 1):
+                total = zero
+                for chunk in range(chunks):
+                    total += partial[n, chunk, a, k]
+                grad_theta[n, a, k] = total
 
 
 # ---------------------------------------------------------- thin-plate spline

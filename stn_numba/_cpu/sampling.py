@@ -23,10 +23,10 @@ shapes, so results are bitwise identical for any thread count.
 import numpy as np
 from numba import njit, prange
 
-from .._codes import BICUBIC, NEAREST
+from .._codes import BICUBIC, BORDER, NEAREST, REFLECTION, ZEROS
 from .._coords import cubic_taps, linear_taps, nearest_tap
 
-_BLOCK = 256  # points whose taps are tabulated at once (tables stay in cache)
+_BLOCK = 512  # points whose taps are tabulated at once (tables stay in cache)
 _PARALLEL_CHUNKS = 4  # backward: cut images so that N * chunks reaches this
 _MIN_CHUNK_POINTS = 16384  # backward: fewest points worth a private buffer
 _PARTIAL_BUDGET = 2**25  # backward: most elements of private buffers
@@ -45,135 +45,210 @@ def _taps_per_axis(mode):
 
 @njit(cache=True)
 def _workspace(taps, axes, dtype):
-    """Tap tables for one group of work items (two allocations).
+    """Tap tables for one group of work items.
 
     Axis 2 is a trivial depth axis (index 0, weight 1) for 2-D grids.
     """
-    axis_table = 3 * 4 * _BLOCK
-    tap_table = taps * _BLOCK
-    indices = np.zeros(axis_table + tap_table, np.int64)
-    values = np.zeros(2 * axis_table + 5 * tap_table + _BLOCK, dtype)
-    axis_index = indices[:axis_table].reshape(3, 4, _BLOCK)
-    index = indices[axis_table:].reshape(taps, _BLOCK)
-    axis_weight = values[:axis_table].reshape(3, 4, _BLOCK)
-    axis_slope = values[axis_table:2 * axis_table].reshape(3, 4, _BLOCK)
-    rest = values[2 * axis_table:]
-    weight = rest[:tap_table].reshape(taps, _BLOCK)
-    slopes = rest[tap_table:4 * tap_table].reshape(3, taps, _BLOCK)
-    products = rest[4 * tap_table:5 * tap_table].reshape(taps, _BLOCK)
-    accumulator = rest[5 * tap_table:]
+    coordinate = np.empty(_BLOCK, dtype)
+    axis_index = np.zeros((3, 4, _BLOCK), np.int64)
+    axis_weight = np.zeros((3, 4, _BLOCK), dtype)
+    axis_slope = np.zeros((3, 4, _BLOCK), dtype)
     if axes == 2:
         axis_weight[2, 0, :] = 1
-    return (axis_index, axis_weight, axis_slope, index, weight, slopes,
-            products, accumulator)
+    index = np.empty((taps, _BLOCK), np.int64)
+    weight = np.empty((taps, _BLOCK), dtype)
+    slopes = np.empty((3, taps, _BLOCK), dtype)
+    products = np.empty((taps, _BLOCK), dtype)
+    accumulator = np.empty(_BLOCK, dtype)
+    return (coordinate, axis_index, axis_weight, axis_slope, index, weight,
+            slopes, products, accumulator)
+
+
+@njit(inline="always")
+def _axis_taps_loop(coordinate, count, size, mode, padding_mode,
+                    align_corners, index, weight, slope, a):
+    # Inlined with a constant padding_mode, so each loop vectorises.
+    if mode == NEAREST:
+        for p in range(count):
+            index[a, 0, p], weight[a, 0, p] = nearest_tap(
+                coordinate[p], size, padding_mode, align_corners)
+    elif mode == BICUBIC:
+        for p in range(count):
+            i, w, d = cubic_taps(coordinate[p], size, padding_mode,
+                                 align_corners)
+            index[a, 0, p], index[a, 1, p], index[a, 2, p], index[a, 3, p] = i
+            weight[a, 0, p], weight[a, 1, p], weight[a, 2, p], weight[a, 3, p] = w
+            slope[a, 0, p], slope[a, 1, p], slope[a, 2, p], slope[a, 3, p] = d
+    else:
+        for p in range(count):
+            (index[a, 0, p], index[a, 1, p], weight[a, 0, p], weight[a, 1, p],
+             slope[a, 0, p], slope[a, 1, p]) = linear_taps(
+                coordinate[p], size, padding_mode, align_corners)
 
 
 @njit(cache=True)
-def _axis_taps(grid, n, start, count, axis, size, mode, padding_mode,
-               align_corners, index, weight, slope):
-    """Tabulate the 1-D taps of points ``start..start+count`` along one axis.
-
-    ``index``, ``weight`` and ``slope`` are (taps per axis, _BLOCK) tables.
-    """
-    if mode == NEAREST:
-        for p in range(count):
-            i, w = nearest_tap(grid[n, start + p, axis], size, padding_mode,
-                               align_corners)
-            index[0, p] = i
-            weight[0, p] = w
-            slope[0, p] = 0
-    elif mode == BICUBIC:
-        for p in range(count):
-            i, w, d = cubic_taps(grid[n, start + p, axis], size, padding_mode,
-                                 align_corners)
-            index[0, p], index[1, p], index[2, p], index[3, p] = i
-            weight[0, p], weight[1, p], weight[2, p], weight[3, p] = w
-            slope[0, p], slope[1, p], slope[2, p], slope[3, p] = d
+def _axis_taps(coordinate, count, size, mode, padding_mode, align_corners,
+               index, weight, slope, a):
+    """Tabulate the 1-D taps of ``count`` grid values along axis ``a`` into
+    the (axis, tap, point) tables; the slope of a nearest tap stays 0."""
+    if padding_mode == ZEROS:
+        _axis_taps_loop(coordinate, count, size, mode, ZEROS, align_corners,
+                        index, weight, slope, a)
+    elif padding_mode == BORDER:
+        _axis_taps_loop(coordinate, count, size, mode, BORDER, align_corners,
+                        index, weight, slope, a)
     else:
+        _axis_taps_loop(coordinate, count, size, mode, REFLECTION,
+                        align_corners, index, weight, slope, a)
+
+
+@njit(cache=True)
+def _copy_component(grid, n, start, count, axis, coordinate):
+    """Copy one grid component into a contiguous buffer, so that the tap
+    loops read unit-stride data and vectorise."""
+    for p in range(count):
+        coordinate[p] = grid[n, start + p, axis]
+
+
+@njit(cache=True)
+def _combine_taps(count, height, width, axis_index, axis_weight, kz, ky, kx,
+                  index, weight, t):
+    """Tap ``t`` = per-axis taps (kx, ky, kz): flat index and weight."""
+    for p in range(count):
+        index[t, p] = ((axis_index[2, kz, p] * height + axis_index[1, ky, p])
+                       * width + axis_index[0, kx, p])
+    for p in range(count):
+        weight[t, p] = (axis_weight[2, kz, p] * axis_weight[1, ky, p]
+                        * axis_weight[0, kx, p])
+
+
+@njit(cache=True)
+def _combine_slopes(count, axes, axis_weight, axis_slope, kz, ky, kx,
+                    slopes, t):
+    """Derivatives of tap ``t``'s weight along each grid component."""
+    for p in range(count):
+        slopes[0, t, p] = (axis_weight[2, kz, p] * axis_weight[1, ky, p]
+                           * axis_slope[0, kx, p])
+    for p in range(count):
+        slopes[1, t, p] = (axis_weight[2, kz, p] * axis_slope[1, ky, p]
+                           * axis_weight[0, kx, p])
+    if axes == 3:
         for p in range(count):
-            i0, i1, w0, w1, d0, d1 = linear_taps(
-                grid[n, start + p, axis], size, padding_mode, align_corners)
-            index[0, p] = i0
-            index[1, p] = i1
-            weight[0, p] = w0
-            weight[1, p] = w1
-            slope[0, p] = d0
-            slope[1, p] = d1
+            slopes[2, t, p] = (axis_slope[2, kz, p] * axis_weight[1, ky, p]
+                               * axis_weight[0, kx, p])
 
 
 @njit(cache=True)
 def _tabulate(grid, n, start, count, depth, height, width, mode,
               padding_mode, align_corners, with_slopes, workspace):
     """Fill the tap tables of a block: flat index, weight, and (if asked)
-    the weight's derivative along each grid component."""
-    axis_index, axis_weight, axis_slope, index, weight, slopes = workspace[:6]
+    the weight's derivative along each grid component.
+
+    The taps are the outer product of the per-axis taps. Tables are passed
+    whole with row numbers (views would cost reference counting), and every
+    inner loop runs over points with unit stride, so it vectorises.
+    """
+    (coordinate, axis_index, axis_weight, axis_slope, index, weight,
+     slopes) = workspace[:7]
     axes = grid.shape[2]
     sizes = (width, height, depth)
     for a in range(axes):
-        _axis_taps(grid, n, start, count, a, sizes[a], mode, padding_mode,
-                   align_corners, axis_index[a], axis_weight[a],
-                   axis_slope[a])
+        _copy_component(grid, n, start, count, a, coordinate)
+        _axis_taps(coordinate, count, sizes[a], mode, padding_mode,
+                   align_corners, axis_index, axis_weight, axis_slope, a)
     per_axis = _taps_per_axis(mode)
     t = 0
     for kz in range(per_axis if axes == 3 else 1):
         for ky in range(per_axis):
             for kx in range(per_axis):
-                for p in range(count):
-                    index[t, p] = ((axis_index[2, kz, p] * height
-                                    + axis_index[1, ky, p]) * width
-                                   + axis_index[0, kx, p])
-                    weight[t, p] = (axis_weight[2, kz, p] * axis_weight[1, ky, p]
-                                    * axis_weight[0, kx, p])
+                _combine_taps(count, height, width, axis_index, axis_weight,
+                              kz, ky, kx, index, weight, t)
                 if with_slopes:
-                    for p in range(count):
-                        slopes[0, t, p] = (axis_weight[2, kz, p]
-                                           * axis_weight[1, ky, p]
-                                           * axis_slope[0, kx, p])
-                    for p in range(count):
-                        slopes[1, t, p] = (axis_weight[2, kz, p]
-                                           * axis_slope[1, ky, p]
-                                           * axis_weight[0, kx, p])
-                    if axes == 3:
-                        for p in range(count):
-                            slopes[2, t, p] = (axis_slope[2, kz, p]
-                                               * axis_weight[1, ky, p]
-                                               * axis_weight[0, kx, p])
+                    _combine_slopes(count, axes, axis_weight, axis_slope,
+                                    kz, ky, kx, slopes, t)
                 t += 1
-    return t
+
+
+@njit(inline="always")
+def _gather_loop(source, index, weight, taps, count, out):
+    zero = out.dtype.type(0)
+    for p in range(count):
+        total = zero
+        for t in range(taps):
+            w = weight[t, p]
+            term = w * source[index[t, p]]
+            if w != zero:
+                total += term
+        out[p] = total
 
 
 @njit(cache=True)
 def _gather(source, index, weight, taps, count, out):
     """``out[p] = sum_t weight[t, p] * source[index[t, p]]``, skipping
     zero-weight taps (so an Inf pixel cannot reach points that skip it)."""
-    zero = out.dtype.type(0)
-    for p in range(count):
-        out[p] = zero
-    for t in range(taps):
-        for p in range(count):
-            w = weight[t, p]
-            if w != zero:
-                out[p] += w * source[index[t, p]]
+    # A constant tap count lets LLVM unroll the tap loop.
+    if taps == 4:
+        _gather_loop(source, index, weight, 4, count, out)
+    elif taps == 8:
+        _gather_loop(source, index, weight, 8, count, out)
+    elif taps == 1:
+        _gather_loop(source, index, weight, 1, count, out)
+    else:
+        _gather_loop(source, index, weight, taps, count, out)
 
 
-@njit(cache=True)
-def _accumulate_products(source, index, taps, count, grad_out, products):
-    """``products[t, p] += grad_out[p] * source[index[t, p]]``."""
-    for t in range(taps):
-        for p in range(count):
-            products[t, p] += grad_out[p] * source[index[t, p]]
-
-
-@njit(cache=True)
-def _scatter(target, index, weight, taps, count, grad_out):
-    """``target[index[t, p]] += grad_out[p] * weight[t, p]``, in a fixed
-    order, skipping zero-weight taps."""
+@njit(inline="always")
+def _backward_channel_loop(source, target, index, weight, taps, count,
+                           grad_out, products, with_products, with_scatter):
     zero = weight.dtype.type(0)
-    for t in range(taps):
+    for p in range(count):
+        g = grad_out[p]
+        for t in range(taps):
+            i = index[t, p]
+            if with_products:
+                products[t, p] += g * source[i]
+            if with_scatter:
+                w = weight[t, p]
+                if w != zero:
+                    target[i] += g * w
+
+
+@njit(cache=True)
+def _backward_channel(source, target, index, weight, taps, count, grad_out,
+                      products, with_products, with_scatter):
+    """For one channel: ``products[t, p] += grad_out[p] *
+    source[index[t, p]]`` (for grad_grid) and ``target[index[t, p]] +=
+    grad_out[p] * weight[t, p]`` (grad_input; zero weights skipped), in a
+    fixed order."""
+    if taps == 4:
+        _backward_channel_loop(source, target, index, weight, 4, count,
+                               grad_out, products, with_products, with_scatter)
+    elif taps == 8:
+        _backward_channel_loop(source, target, index, weight, 8, count,
+                               grad_out, products, with_products, with_scatter)
+    elif taps == 1:
+        _backward_channel_loop(source, target, index, weight, 1, count,
+                               grad_out, products, with_products, with_scatter)
+    else:
+        _backward_channel_loop(source, target, index, weight, taps, count,
+                               grad_out, products, with_products, with_scatter)
+
+
+@njit(inline="always")
+def _grid_gradient_loop(slopes, products, taps, count, grad_grid, n, start,
+                        accumulator):
+    zero = products.dtype.type(0)
+    for a in range(grad_grid.shape[2]):
         for p in range(count):
-            w = weight[t, p]
-            if w != zero:
-                target[index[t, p]] += grad_out[p] * w
+            total = zero
+            for t in range(taps):
+                s = slopes[a, t, p]
+                term = s * products[t, p]
+                if s != zero:
+                    total += term
+            accumulator[p] = total
+        for p in range(count):
+            grad_grid[n, start + p, a] = accumulator[p]
 
 
 @njit(cache=True)
@@ -181,17 +256,24 @@ def _grid_gradient(slopes, products, taps, count, grad_grid, n, start,
                    accumulator):
     """``grad_grid[n, p, a] = sum_t slopes[a, t, p] * products[t, p]``,
     skipping zero slopes."""
-    zero = accumulator.dtype.type(0)
-    for a in range(grad_grid.shape[2]):
+    if taps == 4:
+        _grid_gradient_loop(slopes, products, 4, count, grad_grid, n, start,
+                            accumulator)
+    elif taps == 8:
+        _grid_gradient_loop(slopes, products, 8, count, grad_grid, n, start,
+                            accumulator)
+    else:
+        _grid_gradient_loop(slopes, products, taps, count, grad_grid, n,
+                            start, accumulator)
+
+
+@njit(cache=True)
+def _zero_columns(table, count):
+    """``table[:, :count] = 0`` (a loop, not an array expression, so no
+    nested parfor is generated inside the callers' prange)."""
+    for r in range(table.shape[0]):
         for p in range(count):
-            accumulator[p] = zero
-        for t in range(taps):
-            for p in range(count):
-                s = slopes[a, t, p]
-                if s != zero:
-                    accumulator[p] += s * products[t, p]
-        for p in range(count):
-            grad_grid[n, start + p, a] = accumulator[p]
+            table[r, p] = 0
 
 
 @njit(parallel=True, cache=True)
@@ -202,7 +284,7 @@ def _sample(source, grid, output, mode, padding_mode, align_corners):
     axes = grid.shape[2]
     volume = depth * height * width
     if volume == 0:
-        output[:] = 0
+        _zero_columns(output.reshape(n_batch * channels, points), points)
         return
     flat = source.reshape(n_batch, channels, volume)
     taps = _taps_per_axis(mode) ** axes
@@ -211,7 +293,7 @@ def _sample(source, grid, output, mode, padding_mode, align_corners):
     groups = min(items, _MAX_GROUPS)
     for group in prange(groups):
         workspace = _workspace(taps, axes, grid.dtype)
-        index, weight = workspace[3], workspace[4]
+        index, weight = workspace[4], workspace[5]
         for item in range(group * items // groups,
                           (group + 1) * items // groups):
             n = item // blocks
@@ -247,7 +329,7 @@ def _sample_backward(grad_output, source, grid, grad_source, grad_grid, mode,
     axes = grid.shape[2]
     volume = depth * height * width
     if volume == 0:
-        grad_grid[:] = 0
+        _zero_columns(grad_grid.reshape(n_batch * points, axes), axes)
         return
     flat = source.reshape(n_batch, channels, volume)
     taps = _taps_per_axis(mode) ** axes
@@ -256,13 +338,13 @@ def _sample_backward(grad_output, source, grid, grad_source, grad_grid, mode,
                               input_requires_grad)
     private = np.empty((n_batch, chunks - 1 if input_requires_grad else 0,
                         channels, volume), grid.dtype)
-    no_target = np.empty((0, 0), grid.dtype)
+    no_target = np.empty((channels, 0), grid.dtype)
     items = n_batch * chunks
     groups = min(items, _MAX_GROUPS)
     for group in prange(groups):
         workspace = _workspace(taps, axes, grid.dtype)
-        index, weight, slopes = workspace[3], workspace[4], workspace[5]
-        products, accumulator = workspace[6], workspace[7]
+        index, weight, slopes = workspace[4], workspace[5], workspace[6]
+        products, accumulator = workspace[7], workspace[8]
         for item in range(group * items // groups,
                           (group + 1) * items // groups):
             n = item // chunks
@@ -273,26 +355,24 @@ def _sample_backward(grad_output, source, grid, grad_source, grad_grid, mode,
                     target = grad_source[n]
                 else:
                     target = private[n, chunk - 1]
-                target[:] = 0
+                _zero_columns(target, volume)
             stop = (chunk + 1) * points // chunks
             for start in range(chunk * points // chunks, stop, _BLOCK):
                 count = min(_BLOCK, stop - start)
                 _tabulate(grid, n, start, count, depth, height, width, mode,
                           padding_mode, align_corners, with_slopes, workspace)
                 if with_slopes:
-                    products[:, :count] = 0
-                    for c in range(channels):
-                        _accumulate_products(flat[n, c], index, taps, count,
-                                             grad_output[n, c, start:],
-                                             products)
+                    _zero_columns(products, count)
+                for c in range(channels):
+                    _backward_channel(flat[n, c], target[c],
+                                      index, weight, taps, count,
+                                      grad_output[n, c, start:], products,
+                                      with_slopes, input_requires_grad)
+                if with_slopes:
                     _grid_gradient(slopes, products, taps, count, grad_grid,
                                    n, start, accumulator)
                 else:
-                    grad_grid[n, start:start + count] = 0
-                if input_requires_grad:
-                    for c in range(channels):
-                        _scatter(target[c], index, weight, taps, count,
-                                 grad_output[n, c, start:])
+                    _zero_columns(grad_grid[n, start:start + count], axes)
     if input_requires_grad and chunks > 1:
         size = channels * volume
         total = grad_source.reshape(n_batch, size)
