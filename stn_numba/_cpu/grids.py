@@ -31,6 +31,20 @@ def _base_coordinates(size, align_corners, like):
     return out
 
 
+@njit(cache=True)
+def _sum_chunks(partial, total):
+    """``total[n] = sum over chunks of partial[n, chunk]``, in chunk order
+    (there is at least one chunk)."""
+    n_batch, chunks, rows, columns = partial.shape
+    for n in range(n_batch):
+        for r in range(rows):
+            for k in range(columns):
+                value = partial[n, 0, r, k]
+                for chunk in range(1, chunks):
+                    value += partial[n, chunk, r, k]
+                total[n, r, k] = value
+
+
 @njit(parallel=True, cache=True)
 def _affine_grid(theta, grid, depth, height, align_corners):
     """``theta`` (N, A, A+1) into ``grid`` (N, depth*height, W, A)."""
@@ -84,13 +98,7 @@ def _affine_grid_backward(grad_grid, grad_theta, depth, height, align_corners):
                 if axes == 3:
                     sums[a, 2] += plain * z
                 sums[a, axes] += plain
-    for n in prange(n_batch):
-        for a in range(axes):
-            for k in range(axes + 1):
-                total = zero
-                for chunk in range(chunks):
-                    total += partial[n, chunk, a, k]
-                grad_theta[n, a, k] = total
+    _sum_chunks(partial, grad_theta)
 
 
 @njit(cache=True)
@@ -201,13 +209,7 @@ def projective_grid_2d_backward(grad_grid, theta, grad_theta, align_corners):
             sums[2, 0] += weighted_w
             sums[2, 1] += plain_w * y
             sums[2, 2] += plain_w
-    for n in prange(n_batch):
-        for a in range(axes):
-            for k in range(axes + 1):
-                total = zero
-                for chunk in range(chunks):
-                    total += partial[n, chunk, a, k]
-                grad_theta[n, a, k] = total
+    _sum_chunks(partial, grad_theta)
 
 
 # ---------------------------------------------------------- thin-plate spline
