@@ -232,6 +232,18 @@ def _write_atomically(path, text):
             os.remove(temporary)
 
 
+def _output_directory(path):
+    """Create ``path`` if needed; an ExperimentError naming it if that fails."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ExperimentError(f"cannot use {path} as the output directory: it is a file")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise ExperimentError(f"cannot use {path} as the output directory: {error.strerror}") from None
+    return path
+
+
 def read_checkpoint(path):
     """Load a training checkpoint; return ``(state, config)``.
 
@@ -310,13 +322,13 @@ def train(config, out_dir, *, resume=False, overwrite=False, progress=None, echo
     ExperimentError
         Nothing to resume, a checkpoint of another configuration, or an
         existing checkpoint without ``resume`` or ``overwrite``.
+        Also when ``out_dir`` cannot be created.
     OSError
-        ``out_dir`` cannot be created or written.
+        ``out_dir`` cannot be written.
     """
     from tqdm.auto import tqdm
 
-    out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = _output_directory(out_dir)
     checkpoint_path = os.path.join(out_dir, CHECKPOINT)
     metrics_path = os.path.join(out_dir, METRICS)
     if os.path.exists(checkpoint_path) and not (resume or overwrite):
@@ -436,10 +448,10 @@ def machine_info():
 
 
 def _tile(images, columns, gap=2):
-    """Tile (N, 1, H, W) images into one (rows·(H+gap)-gap, columns·(W+gap)-gap) picture, gaps at 1."""
+    """Tile (N, 1, H, W) images into one (rows·(H+gap)-gap, columns·(W+gap)-gap) picture with grey gaps."""
     n, _, height, width = images.shape
     rows = -(-n // columns)
-    picture = np.ones((rows * (height + gap) - gap, columns * (width + gap) - gap), np.float32)
+    picture = np.full((rows * (height + gap) - gap, columns * (width + gap) - gap), 0.3, np.float32)
     for i, image in enumerate(images):
         r, c = divmod(i, columns)
         picture[r * (height + gap):r * (height + gap) + height, c * (width + gap):c * (width + gap) + width] = image[0]
@@ -462,7 +474,7 @@ def plot_transformed(run, path, count=32, columns=8):
     run.model.eval()
     with no_grad():
         transformed = run.model.transformer(Tensor(images)).data
-    figure = _figure(10, 5.4)
+    figure = _figure(10, 1.0 + 4.8 * len(images) / columns / columns)
     for position, (title, picture) in enumerate([("Distorted test digits", images),
                                                  ("After the spatial transformer", transformed)]):
         axes = figure.add_subplot(1, 2, position + 1)
@@ -522,8 +534,7 @@ def run_demo(out_dir, epochs=None, quick=False, progress=None, echo=print):
         raise ExperimentError("the demo draws its figures with matplotlib, which is not installed: "
                               "pip install 'stn-numba[plot]'") from None
 
-    out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = _output_directory(out_dir)
     base = Config(distortion="RTS", epochs=epochs or (1 if quick else DEMO_EPOCHS))
     if quick:
         base = dataclasses.replace(base, train_limit=QUICK_DIGITS[0], test_limit=QUICK_DIGITS[1])
