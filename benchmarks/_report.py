@@ -53,7 +53,7 @@ def startup_table(startup):
         "| measure | seconds |",
         "|---|---|",
         f"| warm: `import stn_numba` | {warm['import_s']:.3f} |",
-        f"| warm: first `grid_sample` 2-D call | {warm['first_grid_sample_s']:.3f} |",
+        f"| warm: first call ({warm['first_call']}) | {warm['first_call_s']:.3f} |",
         f"| warm: import + first call | {warm['import_and_first_call_s']:.3f} |",
         f"| warm: whole process (interpreter start included) | {warm['wall_s']:.3f} |",
         f"| cold: `import stn_numba` | {cold['import_s']:.3f} |",

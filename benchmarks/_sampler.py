@@ -420,7 +420,12 @@ def measure(impl, cases, ops, quick):
                 rows.append({**row, "note": function})
                 continue
             # The first call compiles (Numba) and gives the checksum; time_call warms up again.
-            row["checksum"] = checksum(function())
+            try:
+                row["checksum"] = checksum(function())
+            except Exception as error:  # one broken op (e.g. a changed signature) must not hide the others
+                message = (str(error).splitlines() or [""])[0]
+                rows.append({**row, "note": f"error: {type(error).__name__}: {message}"})
+                continue
             row.update(_harness.time_call(function, sync=sync, **repeat_policy(quick)))
             rows.append(row)
     return {"impl": impl.key, "rows": rows}
@@ -461,6 +466,7 @@ def collect(impl_keys, cases, ops, threads, quick, timeout=None, log=print):
                                              threads=threads, timeout=timeout)
                 reason = result.get("unavailable")
                 rows.extend(result.get("rows", ()))
+                log(f"[bench] {impl.label}: worker done in {result['wall_s']:.1f} s")
             except _harness.WorkerError as error:
                 reason = f"worker failed: {error}"
         if reason is not None:

@@ -4,7 +4,8 @@ Run as ``python -m benchmarks._startup --mode cold|warm`` it is the worker:
 ``cold`` (an empty private ``NUMBA_CACHE_DIR``) times the import and then the
 first call of each kernel family, which is its compile (the tiny call itself
 is negligible); ``warm`` (the same directory, now filled) times the import
-and the first ``grid_sample`` call. :func:`measure_startup` runs both.
+and the first ``grid_sample`` 2-D call (or another family's, for smoke tests).
+:func:`measure_startup` runs both.
 
 Only the standard library is imported before the clock starts.
 """
@@ -54,16 +55,17 @@ def _worker(mode, families):
 
     _harness.set_threads(int(os.environ.get("NUMBA_NUM_THREADS", "1")))
     calls = dict(_first_calls(stn_numba, np, 2) + _first_calls(stn_numba, np, 3))
-    result = {"mode": mode, "import_s": imported - START}
-    if mode == "warm":
-        start = time.perf_counter()
-        calls[WARM_CALL]()
-        result["first_grid_sample_s"] = time.perf_counter() - start
-        result["import_and_first_call_s"] = time.perf_counter() - START
-        return result
     unknown = sorted(set(families) - set(calls))
     if unknown:
         raise ValueError(f"--families: unknown kernel families {unknown}; known: {', '.join(calls)}")
+    result = {"mode": mode, "import_s": imported - START}
+    if mode == "warm":
+        (name,) = families
+        start = time.perf_counter()
+        calls[name]()
+        result.update(first_call=name, first_call_s=time.perf_counter() - start,
+                      import_and_first_call_s=time.perf_counter() - START)
+        return result
     result["compile_s"] = {}
     for name, call in calls.items():
         if not families or name in families:
@@ -81,8 +83,9 @@ def measure_startup(threads, families=None, warm_runs=3, timeout=None):
     threads : int
         Thread count of the workers.
     families : sequence of str, optional
-        Kernel families to compile cold, e.g. ``["grid_sample 2-D"]`` (default
-        all); the warm runs' ``grid_sample 2-D`` is always among them.
+        Kernel families to compile cold, e.g. ``["affine_grid 2-D"]`` (default
+        all). The warm runs' first call is ``grid_sample 2-D`` when it is
+        among them, else the first of them (a smoke test's cheap choice).
     warm_runs : int, optional
         Warm-cache processes; the median of each figure is reported.
     timeout : float, optional
@@ -92,29 +95,30 @@ def measure_startup(threads, families=None, warm_runs=3, timeout=None):
     -------
     dict
         ``cold`` (import_s, compile_s per family, process wall_s) and ``warm``
-        (import_s, first_grid_sample_s, import_and_first_call_s, wall_s: medians
-        over ``warm_runs`` processes).
+        (first_call, and the medians over ``warm_runs`` processes of import_s,
+        first_call_s, import_and_first_call_s, wall_s).
     """
-    if families:
-        families = list(dict.fromkeys(list(families) + [WARM_CALL]))  # the warm runs need it cached
+    families = list(families or ())
+    first_call = WARM_CALL if not families or WARM_CALL in families else families[0]
     cache = tempfile.mkdtemp(prefix="stn_numba_bench_cache_")
     try:
         env = {"NUMBA_CACHE_DIR": cache}
-        args = ["--mode", "cold"] + (["--families", ",".join(families)] if families else [])
-        cold = _harness.run_worker("benchmarks._startup", args, threads=threads, env=env, timeout=timeout)
-        warm = [_harness.run_worker("benchmarks._startup", ["--mode", "warm"], threads=threads, env=env,
-                                    timeout=timeout) for _ in range(warm_runs)]
+        cold = _harness.run_worker("benchmarks._startup", ["--mode", "cold", "--families", ",".join(families)],
+                                   threads=threads, env=env, timeout=timeout)
+        warm = [_harness.run_worker("benchmarks._startup", ["--mode", "warm", "--families", first_call],
+                                    threads=threads, env=env, timeout=timeout) for _ in range(warm_runs)]
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    keys = ("import_s", "first_grid_sample_s", "import_and_first_call_s", "wall_s")
+    keys = ("import_s", "first_call_s", "import_and_first_call_s", "wall_s")
     warm_median = {key: sorted(run[key] for run in warm)[len(warm) // 2] for key in keys}
-    return {"cold": cold, "warm": {**warm_median, "runs": len(warm)}, "dtype": DTYPE, "threads": threads}
+    return {"cold": cold, "warm": {"first_call": first_call, **warm_median, "runs": len(warm)},
+            "dtype": DTYPE, "threads": threads}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Worker: time import stn_numba and first calls.")
     parser.add_argument("--mode", choices=("cold", "warm"), required=True)
-    parser.add_argument("--families", default="")
+    parser.add_argument("--families", default="", help="cold: those to compile (default all); warm: the one to call")
     args = parser.parse_args(argv)
     _harness.emit(_worker(args.mode, [name for name in args.families.split(",") if name]))
 
