@@ -1,0 +1,131 @@
+"""Numba's threading layer: stn_numba helps Numba find TBB and never overrides a user's choice.
+
+Numba runs ``parallel=True`` kernels on one of three threading layers, chosen
+once per process when the first parallel kernel runs:
+
+=========  =================================  ===============================
+layer      calls from several Python threads  calls in a child after ``fork``
+=========  =================================  ===============================
+tbb        safe                               safe
+omp        safe                               GNU OpenMP (Linux): Numba aborts
+                                              the child ("fork() called from a
+                                              process already using GNU
+                                              OpenMP, this is unsafe")
+workqueue  Numba aborts the whole process     safe
+=========  =================================  ===============================
+
+Only TBB is safe for both, and Numba's default already tries it first. But
+``pip install tbb`` puts ``libtbb.so.12`` in ``<prefix>/lib``, which the
+dynamic loader does not search in a virtual environment (numba/numba#6108), so
+Numba silently falls back to omp. (It is not a version constraint: Numba 0.68
+needs TBB_INTERFACE_VERSION >= 12060, i.e. TBB 2021.6 or later.) Hence
+stn_numba depends on ``tbb`` where it has wheels, and :func:`load_pip_tbb`,
+run when stn_numba is imported, loads that library by its full path before
+Numba looks for it by name. It changes nothing else: ``numba.config`` is not
+touched, so ``NUMBA_THREADING_LAYER`` / ``numba.config.THREADING_LAYER`` and
+the priority order set by a user are obeyed, and nothing happens when Numba
+has already started its threads or a user asked for omp or workqueue.
+
+Where Numba runs on workqueue anyway (no TBB wheel and no OpenMP runtime, as
+on macOS arm64 without libomp), :func:`guard` makes the CPU kernels of the
+array ops wait for each other under a process-wide lock instead of aborting.
+"""
+
+import ctypes
+import importlib.metadata
+import os
+import sys
+import threading
+
+# The name under which Numba dlopens TBB on Linux
+# (numba.np.ufunc.parallel._check_tbb_version_compatible). Other platforms
+# keep Numba's own discovery: only the Linux path is tested.
+_TBB_LIBRARY = "libtbb.so.12"
+# Threading layer settings for which Numba may pick TBB.
+_LAYERS_WITHOUT_TBB = ("omp", "workqueue")
+
+_kernel_lock = threading.Lock()
+_layer = None
+
+
+def threads_started():
+    """Whether Numba has already chosen its threading layer in this process."""
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return False
+    try:
+        numba.threading_layer()
+    except ValueError:
+        return False
+    return True
+
+
+def requested_layer():
+    """The threading layer the user asked Numba for ("default" unless set), without importing Numba."""
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        return str(numba.config.THREADING_LAYER).lower()
+    return os.environ.get("NUMBA_THREADING_LAYER", "default").lower()
+
+
+def load_pip_tbb():
+    """Load the ``tbb`` package's TBB library by path so that Numba's default can choose TBB.
+
+    Returns
+    -------
+    str or None
+        The library loaded, or None when nothing was done: not Linux, Numba's
+        threads already started, a layer without TBB requested, the loader
+        already finds TBB by name, or the ``tbb`` package is not installed.
+    """
+    if not sys.platform.startswith("linux") or threads_started():
+        return None
+    if requested_layer() in _LAYERS_WITHOUT_TBB:
+        return None
+    try:
+        ctypes.CDLL(_TBB_LIBRARY)
+        return None  # the loader finds a TBB by itself: Numba's choice stands
+    except OSError:
+        pass
+    try:
+        files = importlib.metadata.files("tbb") or ()
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.name == _TBB_LIBRARY:
+            path = os.path.realpath(file.locate())
+            try:
+                # Once loaded, the loader resolves Numba's dlopen by name
+                # (and tbbpool's DT_NEEDED) to this library.
+                ctypes.CDLL(path)
+            except OSError:
+                return None
+            return path
+    return None
+
+
+def threading_layer():
+    """The threading layer Numba uses, starting its threads if needed (as any parallel kernel would)."""
+    global _layer
+    if _layer is None:
+        import numba
+
+        numba.get_num_threads()  # starts the threading layer
+        _layer = numba.threading_layer()
+    return _layer
+
+
+def guard(kernel):
+    """``kernel``, or, on Numba's workqueue layer, ``kernel`` called under a process-wide lock.
+
+    workqueue aborts the process when two threads run parallel kernels at
+    once; the lock makes them take turns. TBB and OpenMP need no lock.
+    """
+    if threading_layer() != "workqueue":
+        return kernel
+
+    def serialized(*args):
+        with _kernel_lock:
+            return kernel(*args)
+
+    return serialized

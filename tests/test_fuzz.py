@@ -1,0 +1,496 @@
+"""Fuzzing: random shapes, layouts and hostile values against the loop reference and the non-finite rule.
+
+Cases come from ``tests/strategies.py``: a seeded corpus of
+``STN_NUMBA_FUZZ_CASES`` cases per family (default 40; set 10000 for the long
+mode) and hypothesis strategies. Every case runs the op and its backward on
+views in the case's memory layouts and checks:
+
+- shapes, dtypes, and that no argument was written to;
+- the non-finite rule of CONTRIBUTING.md: with finite ``input`` and
+  ``grad_output`` every result of the sampler is finite, and a point with a NaN
+  component samples nothing;
+- values against ``tests/reference.py``, point by point, wherever the
+  reference is exact: every point except finite ones beyond
+  :func:`reflection_limit` with reflection padding (where the kernels may
+  return any deterministic in-range point; there the output must lie within
+  the input's range and the point is left out of the ``grad_input`` check).
+
+The kernels compute the pixel coordinate in the case's dtype, the reference in
+float64 from the same grid value, so the two may differ by ``delta`` pixels
+(:func:`axis_geometry`). Tolerances follow from that bound, and where a
+coordinate lies within ``delta`` of a kink (a multiple of half a pixel), the
+kernel may match the reference on either side of it.
+"""
+
+import itertools
+import os
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import reference
+import stn_numba
+import strategies
+
+# The fixture is a stateless function, so hypothesis may reuse it across examples.
+HYPOTHESIS = settings(max_examples=max(15, strategies.FUZZ_CASES // 20),
+                      suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+SHOWN_FAILURES = 5
+
+
+# ------------------------------------------------------------------- layouts
+def in_layout(array, layout, layout_variants):
+    """``array``'s values in the memory ``layout`` (one of strategies.LAYOUTS)."""
+    if layout == "contiguous":
+        return array
+    if layout == "permuted":
+        order = np.roll(np.arange(array.ndim), 1)
+        return np.ascontiguousarray(array.transpose(order)).transpose(np.argsort(order))
+    return layout_variants(array)[layout]
+
+
+def frozen(arrays):
+    """Bytes of each array's values, to check that no argument is written to."""
+    return [np.ascontiguousarray(a).tobytes() for a in arrays]
+
+
+def run_failures(cases, check, layout_variants):
+    """Run ``check`` on every (index, case); fail listing the first failing cases."""
+    failures = []
+    count = 0
+    for index, case in cases:
+        count += 1
+        try:
+            check(case, layout_variants)
+        except Exception as error:  # collect, so one run reports every bad case
+            failures.append(f"case {index}: {case.describe()}\n    {type(error).__name__}: {error}")
+    assert not failures, (f"{len(failures)} of {count} cases failed (seed {strategies.FUZZ_SEED}); first ones:\n"
+                          + "\n".join(failures[:SHOWN_FAILURES]))
+
+
+# ------------------------------------------------------------- sampler oracle
+def eps(dtype):
+    return float(np.finfo(dtype).eps)
+
+
+def subnormal(dtype):
+    """An absolute tolerance for results that underflow: a few of the smallest subnormals."""
+    return 64 * float(np.finfo(dtype).smallest_subnormal)
+
+
+def reflection_limit(dtype):
+    """Largest |x| in pixels at which reflection is compared with the reference.
+
+    float64: 2**23, below the clamp bound (the existing large-coordinate tests
+    check the reference there). float32: where the coordinate's rounding error
+    reaches 1e-3 pixels; beyond, the reflected point is only defined up to it.
+    """
+    return min(2.0**23, 1e-3 / (8 * eps(dtype)))
+
+
+def axis_geometry(g, size, align_corners, dtype):
+    """(x, scale, delta): the float64 pixel coordinate of grid value ``g``, dx/dg, and a bound on
+    how far the kernel's coordinate, computed in ``dtype``, may lie from x."""
+    x, scale = reference.unnormalize(g, size, align_corners)
+    return x, scale, 4 * eps(dtype) * (abs(g + 1) * scale + abs(x) + 1)
+
+
+def near_kink(x, delta, size, padding_mode):
+    """Whether x is within ``delta`` of a multiple of 0.5 where the result has a kink or jump."""
+    if padding_mode != "reflection" and not -3.5 <= x <= size + 2.5:
+        return False  # no tap, border or rounding boundary out there
+    return abs(x - round(2 * x) / 2) <= delta
+
+
+def point_result(point, spatial, options, values, upstream, slopes):
+    """The reference at one sample point, with the sizes that bound its rounding.
+
+    ``values`` is the (C, *spatial) image, ``upstream`` the (C,) grad_output
+    there, ``slopes`` dg/dx per component. Returns the output (C,), grad_grid
+    (k,), taps, and: sum |value * weight| (C,), sum |upstream * value * dweight|
+    (k,), sum |upstream| . |value| (k,... summed over taps), per component the
+    largest output change per pixel of coordinate error, and sum |value| (C,).
+    """
+    taps = reference.sample_point_taps(point, spatial, *options)
+    output, output_size = np.zeros(values.shape[0]), np.zeros(values.shape[0])
+    grad_point, gradient_size = np.zeros(len(point)), np.zeros(len(point))
+    upstream_size, output_slope, pixel_size = 0.0, np.zeros(len(point)), np.zeros(values.shape[0])
+    for index, weight, d_point in taps:
+        pixel = values[(slice(None), *index)]
+        pixel_size += np.abs(pixel)
+        output += pixel * weight
+        output_size += np.abs(pixel * weight)
+        grad_point += (upstream @ pixel) * d_point
+        gradient_size += (np.abs(upstream) @ np.abs(pixel)) * np.abs(d_point)
+        upstream_size += np.abs(upstream) @ np.abs(pixel)
+        output_slope += np.abs(d_point) * slopes * np.abs(pixel).max(initial=0)
+    return output, grad_point, taps, output_size, gradient_size, upstream_size, output_slope, pixel_size
+
+
+def weight_ulps(mode):
+    """Absolute error of one tap weight (or its derivative over the scale), in units of eps.
+
+    Cubic weights near |s| = 2 are small differences of terms up to about 36,
+    so their error is absolute, not relative to the weight.
+    """
+    return 64 if mode == "bicubic" else 4
+
+
+def kink_grid_value(x, size, align_corners):
+    """A float64 grid value whose reference coordinate is exactly the kink nearest x, or None."""
+    kink = round(2 * x) / 2
+    g = 2.0 * kink / (size - 1) - 1.0 if align_corners else (2.0 * kink + 1.0) / size - 1.0
+    for _ in range(4):
+        coordinate = reference.unnormalize(g, size, align_corners)[0]
+        if coordinate == kink:
+            return g
+        g = np.nextafter(g, np.inf if coordinate < kink else -np.inf)
+    return None
+
+
+def check_point(case, point, spatial, values, upstream, got_output, got_grad):
+    """Compare one point with the reference; return its taps and coordinate errors (pixels), or raise.
+
+    Components within ``delta`` of a kink are also tried exactly on the kink
+    and nudged by 2 delta to either side; the kernel must match one of the
+    combinations. Tolerances: 64 ulps of the sums and the weights'
+    absolute error (:func:`weight_ulps`), plus the coordinate error times the
+    first derivative (output) or a bound of 5 per pixel squared on the second
+    (grad_grid).
+    """
+    dtype = case.input.dtype
+    k = len(point)
+    geometry = [axis_geometry(point[a], spatial[k - 1 - a], case.align_corners, dtype) for a in range(k)]
+    deltas = np.array([delta if np.isfinite(x) else 0.0 for x, _, delta in geometry])
+    scales = np.array([scale for _, scale, _ in geometry])
+    slopes = np.divide(1.0, scales, out=np.zeros(k), where=scales > 0)
+    options = [[point[a]] for a in range(k)]
+    if not np.isnan(point).any():
+        for a, (x, scale, delta) in enumerate(geometry):
+            size = spatial[k - 1 - a]
+            if np.isfinite(x) and scale > 0 and near_kink(x, delta, size, case.padding_mode):
+                on_kink = kink_grid_value(x, size, case.align_corners)
+                options[a] += [point[a] - 2 * delta / scale, point[a] + 2 * delta / scale] + \
+                    ([] if on_kink is None else [on_kink])
+    first_try = None
+    for candidate in itertools.product(*options):
+        output, grad_point, taps, output_size, gradient_size, upstream_size, output_slope, pixel_size = \
+            point_result(np.array(candidate), spatial, case.options, values, upstream, slopes)
+        rounding = eps(dtype) * weight_ulps(case.mode)
+        output_tolerance = (64 * eps(dtype) * output_size + rounding * pixel_size + 4 * output_slope @ deltas
+                            + subnormal(dtype))
+        gradient_tolerance = (64 * eps(dtype) * gradient_size + rounding * scales * upstream_size
+                              + 20 * scales * upstream_size * deltas.sum() + subnormal(dtype))
+        if (np.all(np.abs(got_output - output) <= output_tolerance)
+                and np.all(np.abs(got_grad - grad_point) <= gradient_tolerance)):
+            return taps, deltas, slopes
+        first_try = first_try or (output, grad_point)
+    raise AssertionError(f"point {point.tolist()} (pixels {[g[0] for g in geometry]}): output {got_output}, "
+                         f"expected {first_try[0]}; grad_grid {got_grad}, expected {first_try[1]}")
+
+
+def rule_point(point, spatial, case):
+    """``point`` with the non-finite rule applied where the reference does not implement it.
+
+    On an axis of size 1 with align_corners=True the reference computes
+    ``(±Inf + 1) * 0 = NaN``, while the rule treats ±Inf as far outside: zeros
+    padding samples nothing (as for NaN), border and reflection read the only
+    pixel (grid value 0) with gradient 0 (the scale is 0).
+    """
+    k = len(point)
+    point = point.copy()
+    for a in range(k):
+        if np.isinf(point[a]) and case.align_corners and spatial[k - 1 - a] == 1:
+            point[a] = np.nan if case.padding_mode == "zeros" else 0.0
+    return point
+
+
+def is_compared(point, spatial, case):
+    """False for points the reference does not define exactly (see reflection_limit)."""
+    if case.padding_mode != "reflection" or np.isnan(point).any():
+        return True
+    k = len(point)
+    for a in range(k):
+        x, _, _ = axis_geometry(point[a], spatial[k - 1 - a], case.align_corners, case.input.dtype)
+        if np.isfinite(x) and abs(x) > reflection_limit(case.input.dtype):
+            return False
+    return True
+
+
+def check_sampler(case, layout_variants):
+    """Run grid_sample and its backward on ``case`` and check everything listed in the module docstring."""
+    dtype = case.input.dtype
+    arrays = [in_layout(getattr(case, name), case.layouts[name], layout_variants)
+              for name in ("input", "grid", "grad_output")]
+    before = frozen(arrays)
+    input, grid, grad_output = arrays
+    output = stn_numba.grid_sample(input, grid, *case.options)
+    grad_input, grad_grid = stn_numba.grid_sample_backward(grad_output, input, grid, *case.options,
+                                                           input_requires_grad=case.input_requires_grad)
+    assert frozen(arrays) == before, "an argument was written to"
+    # grad_grid does not depend on whether grad_input is computed: bitwise
+    other_input, other_grid = stn_numba.grid_sample_backward(
+        case.grad_output, case.input, case.grid, *case.options, input_requires_grad=not case.input_requires_grad)
+    np.testing.assert_array_equal(grad_grid, other_grid, err_msg="grad_grid depends on input_requires_grad")
+    if not case.input_requires_grad:
+        assert grad_input is None
+        grad_input = other_input
+    for name, result, shape in (("output", output, case.grad_output.shape), ("grad_input", grad_input, input.shape),
+                                ("grad_grid", grad_grid, grid.shape)):
+        assert result.dtype == dtype and result.shape == shape, f"{name}: {result.dtype} {result.shape}"
+        assert np.isfinite(result).all(), f"{name} is not finite: {result[~np.isfinite(result)][:4]}"
+
+    spatial = case.input.shape[2:]
+    values = case.input.astype(np.float64)
+    upstream = case.grad_output.astype(np.float64)
+    points = case.grid.astype(np.float64)
+    expected_input, weight_size, weight_error = np.zeros(values.shape), np.zeros(values.shape), np.zeros(values.shape)
+    masked = upstream.copy()
+    for n, out_index in itertools.product(range(points.shape[0]), np.ndindex(points.shape[1:-1])):
+        point = rule_point(points[(n, *out_index)], spatial, case)
+        at = (n, slice(None), *out_index)
+        if not is_compared(point, spatial, case):
+            # any deterministic in-range point: the output lies within the input's range
+            flat = values[n].reshape(values.shape[1], int(np.prod(spatial)))
+            low, high = flat.min(1), flat.max(1)
+            # cubic weights can be negative; float weights sum to 1 only up to rounding
+            spread = (0.4 * (high - low) if case.mode == "bicubic" else 0) + 64 * eps(dtype) * np.abs(flat).max(1)
+            assert np.all(output[at] >= low - spread) and np.all(output[at] <= high + spread), \
+                f"reflected point {point.tolist()} gives {output[at]} outside [{low}, {high}]"
+            masked[at] = 0
+            continue
+        taps, deltas, slopes = check_point(case, point, spatial, values[n], upstream[at], output[at],
+                                           grad_grid[(n, *out_index)])
+        for index, weight, d_point in taps:
+            scatter = upstream[at] * weight
+            expected_input[(n, slice(None), *index)] += scatter
+            weight_size[(n, slice(None), *index)] += np.abs(scatter)
+            # the weight's own rounding and its error from the coordinate's
+            weight_error[(n, slice(None), *index)] += np.abs(upstream[at]) * (
+                eps(dtype) * weight_ulps(case.mode) + 4 * (np.abs(d_point) * slopes) @ deltas)
+    if (masked != upstream).any():
+        grad_input, _ = stn_numba.grid_sample_backward(masked.astype(dtype), case.input, case.grid, *case.options)
+    points_per_image = int(np.prod(points.shape[1:-1]))
+    tolerance = (points_per_image + 16) * eps(dtype) * weight_size + weight_error + subnormal(dtype)
+    bad = np.abs(grad_input - expected_input) > tolerance
+    assert not bad.any(), (f"grad_input differs at {np.argwhere(bad)[:3].tolist()}: got {grad_input[bad][:3]}, "
+                           f"expected {expected_input[bad][:3]}")
+
+
+# ---------------------------------------------------------------- grid oracle
+def assert_close_where_defined(got, expected, tolerance, name, exact_nonfinite):
+    """Compare a float result with a float64 reference computed in another operation order.
+
+    ``tolerance`` is NaN where nothing is compared (sums that might overflow
+    the dtype on the way, or rounding-dependent clamps). Elsewhere: where the
+    reference is finite, the result must be within ``tolerance`` (infinite if
+    the reference overflows the dtype); where it is not, the result must not
+    be finite either, and with ``exact_nonfinite`` be the same NaN or infinity.
+    """
+    expected = np.broadcast_to(expected, got.shape)
+    tolerance = np.broadcast_to(tolerance, got.shape)
+    compared = ~np.isnan(tolerance)
+    tolerance = np.broadcast_to(np.where(compared, tolerance, 0.0), got.shape)
+    limit = np.finfo(got.dtype).max
+    finite = compared & np.isfinite(expected) & (np.abs(expected) <= limit)
+    bad = finite & ~(np.abs(got - expected) <= tolerance)
+    assert not bad.any(), (f"{name} differs at {np.argwhere(bad)[:3].tolist()}: got {got[bad][:3]}, "
+                           f"expected {expected[bad][:3]}, tolerance {tolerance[bad][:3]}")
+    overflow = compared & np.isfinite(expected) & (np.abs(expected) > limit)
+    assert not np.isnan(got[overflow]).any(), f"{name}: NaN where the reference overflows the dtype"
+    nonfinite = compared & ~np.isfinite(expected)
+    assert not np.isfinite(got[nonfinite]).any(), (f"{name}: finite at {np.argwhere(nonfinite & np.isfinite(got))[:3]}"
+                                                   f" where the reference is not")
+    if exact_nonfinite:
+        same = (np.isnan(got) & np.isnan(expected)) | (got == expected)
+        assert same[nonfinite].all(), f"{name}: non-finite values differ from the reference"
+
+
+def rounding_tolerance(sizes, dtype, ulps):
+    """``ulps * eps * sizes``, where ``sizes`` bounds the magnitude of every partial sum.
+
+    NaN (not compared) where finite sizes come near the dtype's largest value,
+    so a partial sum might overflow in one operation order and not the other.
+    Non-finite sizes come from non-finite arguments, whose results are compared
+    as non-finite.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        tolerance = ulps * (eps(dtype) * sizes + subnormal(dtype))
+    return np.where(np.isfinite(sizes) & (sizes >= np.finfo(dtype).max / 8), np.nan, tolerance)
+
+
+def grid_call(case, params, grad_grid):
+    """(grid, grad_params) of the case's family, through the public functions."""
+    size, align = case.size, case.align_corners
+    if case.family == "affine":
+        return stn_numba.affine_grid(params, size, align), stn_numba.affine_grid_backward(grad_grid, size, align)
+    if case.family == "projective":
+        return (stn_numba.projective_grid(params, size, align),
+                stn_numba.projective_grid_backward(grad_grid, params, size, align))
+    if case.family == "attention":
+        return stn_numba.attention_grid(params, size, align), stn_numba.attention_grid_backward(grad_grid, size, align)
+    if case.family == "similarity":
+        return (stn_numba.similarity_grid(params, size, align),
+                stn_numba.similarity_grid_backward(grad_grid, params, size, align))
+    return (stn_numba.tps_grid(params, size, case.control_points, align),
+            stn_numba.tps_grid_backward(grad_grid, size, case.control_points, align))
+
+
+def reference_grid(case, params):
+    if case.family == "affine":
+        return reference.affine_grid(params, case.size, case.align_corners)
+    if case.family == "projective":
+        return reference.projective_grid(params, case.size, case.align_corners)
+    if case.family == "attention":
+        return reference.attention_grid(params, case.size, case.align_corners)
+    if case.family == "similarity":
+        return reference.similarity_grid(params, case.size, case.align_corners)
+    return reference.tps_grid(params, case.size, stn_numba.tps_control_points(case.control_points),
+                              case.align_corners)
+
+
+def base_points(case):
+    """The float64 homogeneous base points (..., x, y[, z], 1) of the case's output size."""
+    return reference.affine_grid(np.eye(len(case.size) - 2, len(case.size) - 1)[None], (1, 1, *case.size[2:]),
+                                 case.align_corners)[0]
+
+
+def check_affine(case, grid, grad_params, params, grad_grid):
+    dtype = grid.dtype
+    points = np.abs(base_points(case))
+    base = np.concatenate([points, np.ones(points.shape[:-1] + (1,))], -1)
+    # |theta_i| . |p| bounds every partial sum of row i at every point
+    sizes = np.einsum("nij,...j->n...i", np.abs(params), base)
+    assert_close_where_defined(grid, reference.affine_grid(params, case.size, case.align_corners),
+                               rounding_tolerance(sizes, dtype, 8), "grid", exact_nonfinite=True)
+    count = max(1, int(np.prod(case.size[2:])))
+    dim = len(case.size) - 2
+    points_per_image = int(np.prod(case.size[2:]))
+    gradient_sizes = np.einsum("npi,pj->nij", np.abs(grad_grid).reshape(len(grad_grid), points_per_image, dim),
+                               base.reshape(points_per_image, dim + 1))
+    expected = reference.affine_grid_backward(grad_grid, case.size, case.align_corners)
+    assert_close_where_defined(grad_params, expected, rounding_tolerance(gradient_sizes, dtype, count + 8),
+                               "grad_theta", exact_nonfinite=False)
+
+
+def projective_ambiguous(params, case, dtype):
+    """Per batch item, whether some point's clamped denominator depends on rounding (sign or clamp)."""
+    base = base_points(case)
+    w = params[:, None, None, 2, 0] * base[..., 0] + params[:, None, None, 2, 1] * base[..., 1] + params[:, None, None, 2, 2]
+    size = np.abs(params[:, None, None, 2, 0] * base[..., 0]) + np.abs(params[:, None, None, 2, 1] * base[..., 1]) \
+        + np.abs(params[:, None, None, 2, 2])
+    margin = 16 * eps(dtype) * size
+    with np.errstate(invalid="ignore"):
+        near = (np.abs(w) <= margin) | (np.abs(np.abs(w) - reference.PROJECTIVE_MIN_W) <= margin)
+    return near.reshape(len(params), int(np.prod(case.size[2:]))).any(axis=1), w, size
+
+
+def check_projective(case, grid, grad_params, params, grad_grid):
+    dtype = grid.dtype
+    ambiguous, w, w_size = projective_ambiguous(params, case, dtype)
+    base = base_points(case)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        clamped = np.where(np.abs(w) < reference.PROJECTIVE_MIN_W, reference.PROJECTIVE_MIN_W, np.abs(w))
+        numerator_size = np.stack([np.abs(params[:, None, None, i, 0] * base[..., 0])
+                                   + np.abs(params[:, None, None, i, 1] * base[..., 1])
+                                   + np.abs(params[:, None, None, i, 2]) for i in range(2)], -1)
+        expected = reference.projective_grid(params, case.size, case.align_corners)
+        sizes = (numerator_size + np.abs(expected) * w_size[..., None]) / clamped[..., None]
+        tolerance = rounding_tolerance(sizes, dtype, 8)
+        tolerance[ambiguous] = np.nan
+    assert_close_where_defined(grid, expected, tolerance, "grid", exact_nonfinite=True)
+    # per point: |g| / |w| times (1 + |s|), amplified by the cancellation in w and in the numerators
+    points = int(np.prod(case.size[2:]))
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        per_point = (np.abs(grad_grid).sum(-1) / clamped * ((1 + np.abs(expected).sum(-1)) * (1 + w_size / clamped)
+                                                           + numerator_size.sum(-1) / clamped))
+        sizes = per_point.reshape(len(params), points).sum(1)
+        tolerance = rounding_tolerance(sizes[:, None, None] * np.ones((1, 3, 3)), dtype, 16 * (points + 8))
+        tolerance[ambiguous] = np.nan
+    expected_theta = reference.projective_grid_backward(grad_grid, params, case.size, case.align_corners)
+    assert_close_where_defined(grad_params, expected_theta, tolerance, "grad_theta", exact_nonfinite=False)
+
+
+def check_linear_family(case, grid, grad_params, params, grad_grid):
+    """attention, similarity and tps: grid vs the reference; backward as the adjoint of a
+    central-difference directional derivative of the reference (finite moderate cases only)."""
+    dtype = grid.dtype
+    expected = reference_grid(case, params) if np.isfinite(params).all() else None
+    magnitude = 1 + np.abs(params).max(initial=0)
+    if expected is not None:
+        tolerance = rounding_tolerance(np.full(grid.shape, magnitude), dtype, 1e3)
+        assert_close_where_defined(grid, expected, tolerance, "grid", exact_nonfinite=False)
+    moderate = np.isfinite(params).all() and np.abs(params).max(initial=0) < 1e3 and np.isfinite(grad_grid).all() \
+        and np.abs(grad_grid).max(initial=0) < 1e3
+    if moderate and params.size and grad_grid.size:
+        direction = np.random.default_rng(0).standard_normal(params.shape)
+        step = 1e-6
+        derivative = (reference_grid(case, params + step * direction)
+                      - reference_grid(case, params - step * direction)) / (2 * step)
+        lhs = float(np.sum(grad_params.astype(np.float64) * direction))
+        rhs = float(np.sum(grad_grid * derivative))
+        scale = np.abs(grad_grid).sum() * magnitude * np.abs(direction).max()
+        assert abs(lhs - rhs) <= (1e-6 if dtype == np.float64 else 1e-4) * (1 + scale), \
+            f"<grad_params, v> = {lhs}, <grad_grid, dgrid/dv> = {rhs}"
+
+
+GRID_CHECKS = {"affine": check_affine, "projective": check_projective, "attention": check_linear_family,
+               "similarity": check_linear_family, "tps": check_linear_family}
+
+
+def check_grid(case, layout_variants):
+    """Run a grid generator and its backward on ``case``: shapes, dtypes, no writes, values."""
+    dtype = case.params.dtype
+    arrays = [in_layout(case.params, case.layouts["params"], layout_variants),
+              in_layout(case.grad_grid, case.layouts["grad_grid"], layout_variants)]
+    before = frozen(arrays)
+    grid, grad_params = grid_call(case, *arrays)
+    assert frozen(arrays) == before, "an argument was written to"
+    assert grid.dtype == dtype and grid.shape == case.grad_grid.shape, f"grid {grid.dtype} {grid.shape}"
+    assert grad_params.dtype == dtype and grad_params.shape == case.params.shape, \
+        f"grad_params {grad_params.dtype} {grad_params.shape}"
+    if np.isfinite(case.params).all() and np.isfinite(case.grad_grid).all() and case.family != "projective":
+        # linear in the parameters (or in grad_grid): finite in, finite out unless it overflows
+        limit = np.finfo(dtype).max / 64
+        if np.abs(case.params).max(initial=0) < limit and np.abs(case.grad_grid).max(initial=0) < limit:
+            assert np.isfinite(grid).all() and np.isfinite(grad_params).all(), "finite input, non-finite result"
+    GRID_CHECKS[case.family](case, grid, grad_params, case.params.astype(np.float64),
+                             case.grad_grid.astype(np.float64))
+
+
+# --------------------------------------------------------------------- tests
+def test_sampler_corpus(layout_variants):
+    run_failures(strategies.corpus("sampler"), check_sampler, layout_variants)
+
+
+def test_grid_corpus(layout_variants):
+    run_failures(strategies.corpus("grids"), check_grid, layout_variants)
+
+
+@HYPOTHESIS
+@given(case=strategies.sampler_cases())
+def test_sampler_hypothesis(layout_variants, case):
+    check_sampler(case, layout_variants)
+
+
+@HYPOTHESIS
+@given(case=strategies.grid_cases())
+def test_grid_hypothesis(layout_variants, case):
+    check_grid(case, layout_variants)
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_BOUNDSCHECK") != "1", reason="only in the bounds-checked run")
+def test_bounds_checking_is_on():
+    """In the NUMBA_BOUNDSCHECK=1 run an out-of-bounds index raises, so the fuzz cases would catch one."""
+
+    @numba.njit(parallel=True)
+    def read_past_the_end(array):
+        total = 0.0
+        for i in numba.prange(array.size):
+            total += array[i + 1]
+        return total
+
+    with pytest.raises(IndexError):
+        read_past_the_end(np.zeros(4))
