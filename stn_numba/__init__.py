@@ -12,6 +12,10 @@ The array functions follow ``torch.nn.functional`` names and semantics and
 take NumPy arrays (CPU) or GPU arrays (CUDA).
 """
 
+from . import _threading
+
+_threading.load_pip_tbb()  # before Numba picks a threading layer; see _threading
+
 from .grids import (
     affine_grid,
     affine_grid_backward,

@@ -8,6 +8,8 @@ imports numba.cuda: the GPU backend is loaded the first time it is needed.
 
 import numpy as np
 
+from . import _threading
+
 _DLPACK_CUDA_DEVICES = (2, 13)  # kDLCUDA, kDLCUDAManaged
 
 
@@ -43,7 +45,7 @@ class CpuBackend:
         """The kernel called ``name`` (see the kernel table in CONTRIBUTING.md)."""
         for module in self._modules:
             if hasattr(module, name):
-                return getattr(module, name)
+                return _threading.guard(getattr(module, name))
         raise AttributeError(f"no CPU kernel named {name!r}")
 
     @staticmethod
