@@ -198,7 +198,7 @@ def _gather(source, index, weight, taps, count, out):
 
 
 @njit(inline="always")
-def _backward_channel_loop(source, target, index, weight, taps, count,
+def _backward_channel_loop(source, target, shift, index, weight, taps, count,
                            grad_out, products, with_products, with_scatter):
     zero = weight.dtype.type(0)
     for p in range(count):
@@ -210,28 +210,29 @@ def _backward_channel_loop(source, target, index, weight, taps, count,
             if with_scatter:
                 w = weight[t, p]
                 if w != zero:
-                    target[i] += g * w
+                    target[i - shift] += g * w
 
 
 @njit(cache=True)
-def _backward_channel(source, target, index, weight, taps, count, grad_out,
-                      products, with_products, with_scatter):
+def _backward_channel(source, target, shift, index, weight, taps, count,
+                      grad_out, products, with_products, with_scatter):
     """For one channel: ``products[t, p] += grad_out[p] *
-    source[index[t, p]]`` (for grad_grid) and ``target[index[t, p]] +=
-    grad_out[p] * weight[t, p]`` (grad_input; zero weights skipped), in a
+    source[index[t, p]]`` (for grad_grid) and ``target[index[t, p] - shift]
+    += grad_out[p] * weight[t, p]`` (grad_input; zero weights skipped), in a
     fixed order."""
     if taps == 4:
-        _backward_channel_loop(source, target, index, weight, 4, count,
+        _backward_channel_loop(source, target, shift, index, weight, 4, count,
                                grad_out, products, with_products, with_scatter)
     elif taps == 8:
-        _backward_channel_loop(source, target, index, weight, 8, count,
+        _backward_channel_loop(source, target, shift, index, weight, 8, count,
                                grad_out, products, with_products, with_scatter)
     elif taps == 1:
-        _backward_channel_loop(source, target, index, weight, 1, count,
+        _backward_channel_loop(source, target, shift, index, weight, 1, count,
                                grad_out, products, with_products, with_scatter)
     else:
-        _backward_channel_loop(source, target, index, weight, taps, count,
-                               grad_out, products, with_products, with_scatter)
+        _backward_channel_loop(source, target, shift, index, weight, taps,
+                               count, grad_out, products, with_products,
+                               with_scatter)
 
 
 @njit(inline="always")
@@ -319,11 +320,49 @@ def _backward_chunks(n_batch, channels, volume, points, input_requires_grad):
     return max(1, chunks)
 
 
+@njit(cache=True)
+def _chunk_points(chunk, chunks, points):
+    """First and one-past-last point of a backward chunk of an image."""
+    return chunk * points // chunks, (chunk + 1) * points // chunks
+
+
+@njit(cache=True)
+def _tap_rows(grid, n, start, stop, depth, height, mode, padding_mode,
+              align_corners, workspace):
+    """Lowest and highest input row (``z * height + y``) that any tap of the
+    points ``start..stop`` of image ``n`` reads, or (0, -1) for no points."""
+    coordinate, axis_index, axis_weight, axis_slope = workspace[:4]
+    axes = grid.shape[2]
+    per_axis = _taps_per_axis(mode)
+    low = depth * height
+    high = -1
+    for block in range(start, stop, _BLOCK):
+        count = min(_BLOCK, stop - block)
+        for a in range(1, axes):
+            _copy_component(grid, n, block, count, a, coordinate)
+            _axis_taps(coordinate, count, depth if a == 2 else height, mode,
+                       padding_mode, align_corners, axis_index, axis_weight,
+                       axis_slope, a)
+        for kz in range(per_axis if axes == 3 else 1):
+            for ky in range(per_axis):
+                for p in range(count):
+                    row = axis_index[2, kz, p] * height + axis_index[1, ky, p]
+                    low = min(low, row)
+                    high = max(high, row)
+    return low, high
+
+
 @njit(parallel=True, cache=True)
 def _sample_backward(grad_output, source, grid, grad_source, grad_grid, mode,
                      padding_mode, align_corners, input_requires_grad):
     """Backward on (N, C, P) grad_output, (N, C, D, H, W) input, (N, P, A)
-    grid; grad_source is (N, C, D*H*W) or a 0-size dummy."""
+    grid; grad_source is (N, C, D*H*W) or a 0-size dummy.
+
+    With several chunks per image, chunk 0 adds into ``grad_source`` and
+    chunk k > 0 into a private buffer covering only the input rows its taps
+    read (found by a first pass); the buffers are then added row by row in
+    chunk order.
+    """
     n_batch, channels, depth, height, width = source.shape
     points = grid.shape[1]
     axes = grid.shape[2]
@@ -336,11 +375,29 @@ def _sample_backward(grad_output, source, grid, grad_source, grad_grid, mode,
     with_slopes = mode != NEAREST
     chunks = _backward_chunks(n_batch, channels, volume, points,
                               input_requires_grad)
-    private = np.empty((n_batch, chunks - 1 if input_requires_grad else 0,
-                        channels, volume), grid.dtype)
-    no_target = np.empty((channels, 0), grid.dtype)
     items = n_batch * chunks
     groups = min(items, _MAX_GROUPS)
+    private = input_requires_grad and chunks > 1
+    # Row range and buffer offset of every private chunk.
+    rows = np.zeros((items, 2), np.int64)
+    offsets = np.zeros(items + 1, np.int64)
+    if private:
+        for group in prange(groups):
+            workspace = _workspace(taps, axes, grid.dtype)
+            for item in range(group * items // groups,
+                              (group + 1) * items // groups):
+                if item % chunks:
+                    first, stop = _chunk_points(item % chunks, chunks, points)
+                    rows[item, 0], rows[item, 1] = _tap_rows(
+                        grid, item // chunks, first, stop, depth, height, mode,
+                        padding_mode, align_corners, workspace)
+                else:
+                    rows[item, 1] = -1
+        for item in range(items):
+            size = (rows[item, 1] - rows[item, 0] + 1) * width * channels
+            offsets[item + 1] = offsets[item] + size
+    buffers = np.empty(offsets[items], grid.dtype)
+    no_target = np.empty((channels, 0), grid.dtype)
     for group in prange(groups):
         workspace = _workspace(taps, axes, grid.dtype)
         index, weight, slopes = workspace[4], workspace[5], workspace[6]
@@ -350,22 +407,26 @@ def _sample_backward(grad_output, source, grid, grad_source, grad_grid, mode,
             n = item // chunks
             chunk = item % chunks
             target = no_target
+            shift = 0
             if input_requires_grad:
                 if chunk == 0:
                     target = grad_source[n]
                 else:
-                    target = private[n, chunk - 1]
-                _zero_columns(target, volume)
-            stop = (chunk + 1) * points // chunks
-            for start in range(chunk * points // chunks, stop, _BLOCK):
+                    span = (rows[item, 1] - rows[item, 0] + 1) * width
+                    target = buffers[offsets[item]:offsets[item + 1]].reshape(
+                        channels, span)
+                    shift = rows[item, 0] * width
+                _zero_columns(target, target.shape[1])
+            first, stop = _chunk_points(chunk, chunks, points)
+            for start in range(first, stop, _BLOCK):
                 count = min(_BLOCK, stop - start)
                 _tabulate(grid, n, start, count, depth, height, width, mode,
                           padding_mode, align_corners, with_slopes, workspace)
                 if with_slopes:
                     _zero_columns(products, count)
                 for c in range(channels):
-                    _backward_channel(flat[n, c], target[c],
-                                      index, weight, taps, count,
+                    _backward_channel(flat[n, c], target[c], shift, index,
+                                      weight, taps, count,
                                       grad_output[n, c, start:], products,
                                       with_slopes, input_requires_grad)
                 if with_slopes:
@@ -373,18 +434,21 @@ def _sample_backward(grad_output, source, grid, grad_source, grad_grid, mode,
                                    n, start, accumulator)
                 else:
                     _zero_columns(grad_grid[n, start:start + count], axes)
-    if input_requires_grad and chunks > 1:
-        size = channels * volume
-        total = grad_source.reshape(n_batch, size)
-        parts = private.reshape(n_batch, chunks - 1, size)
-        pieces = (size + 4095) // 4096
-        for piece in prange(n_batch * pieces):
-            n = piece // pieces
-            lo = (piece % pieces) * 4096
-            hi = min(size, lo + 4096)
-            for chunk in range(chunks - 1):
-                for j in range(lo, hi):
-                    total[n, j] += parts[n, chunk, j]
+    if private:
+        image_rows = depth * height
+        for job in prange(n_batch * image_rows):
+            n = job // image_rows
+            row = job % image_rows
+            for item in range(n * chunks + 1, (n + 1) * chunks):
+                low, high = rows[item, 0], rows[item, 1]
+                if low <= row <= high:
+                    span = (high - low + 1) * width
+                    part = buffers[offsets[item]:offsets[item + 1]]
+                    for c in range(channels):
+                        source_at = c * span + (row - low) * width
+                        target_at = row * width
+                        for x in range(width):
+                            grad_source[n, c, target_at + x] += part[source_at + x]
 
 
 @njit(cache=True)
