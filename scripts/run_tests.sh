@@ -2,7 +2,10 @@
 # The whole test suite: the CPU suite, then the CUDA suite under the Numba CUDA
 # simulator in its own process (NUMBA_ENABLE_CUDASIM must be set before numba
 # is imported). On a machine with a GPU, STN_NUMBA_REAL_GPU=1 runs the CUDA
-# suite on the device instead.
+# suite on the device instead. Last, the fuzz cases run once more on
+# bounds-checked serial copies of the CPU kernels (tests/test_fuzz.py), which
+# compile into a fresh private Numba cache (the cache does not key on
+# NUMBA_BOUNDSCHECK); float64 only, to halve the compile time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,3 +17,8 @@ if [ -d tests/cuda ]; then
         NUMBA_ENABLE_CUDASIM=1 python -m pytest -q tests/cuda "$@"
     fi
 fi
+
+bounds_cache="$(mktemp -d)"
+trap 'rm -rf "$bounds_cache"' EXIT
+NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR="$bounds_cache" STN_NUMBA_FUZZ_DTYPES=float64 \
+    python -m pytest -q tests/test_fuzz.py "$@"

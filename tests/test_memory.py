@@ -1,0 +1,215 @@
+"""Memory: no growth over many calls, no copy where a view works, int64 index arithmetic.
+
+What the public functions copy (docs/reliability.md): an array argument that is
+not C-contiguous, native-endian, aligned and writeable is copied once before
+the kernel runs; a C-contiguous, native-endian, aligned, writeable one reaches
+the kernel as it is (a view at most). Results are always new arrays.
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
+import numba
+import numpy as np
+import pytest
+
+import reference
+import stn_numba
+from stn_numba import _codes, _coords
+from stn_numba._cpu import grids as cpu_grids
+from stn_numba._cpu import sampling as cpu_sampling
+
+# ----------------------------------------------------------------- RSS growth
+ITERATIONS = 1000
+RSS_GROWTH_LIMIT_KIB = 2048
+
+RSS_SCRIPT = textwrap.dedent("""
+    import json, resource
+    import numpy as np
+    import stn_numba
+
+    rng = np.random.default_rng(0)
+    image = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    volume = rng.standard_normal((1, 2, 3, 4, 5))
+    theta = (np.eye(2, 3) + 0.1 * rng.standard_normal((2, 2, 3))).astype(np.float32)
+    theta_3d = np.eye(3, 4)[None] + 0.1 * rng.standard_normal((1, 3, 4))
+    control = stn_numba.tps_control_points((3, 3))[None].astype(np.float32)
+
+    def step():
+        grid = stn_numba.affine_grid(theta, image.shape)
+        output = stn_numba.grid_sample(image, grid, "bicubic", "reflection")
+        _, grad_grid = stn_numba.grid_sample_backward(output, image, grid, "bicubic", "reflection")
+        stn_numba.affine_grid_backward(grad_grid, image.shape)
+        grid_3d = stn_numba.affine_grid(theta_3d, volume.shape)
+        output_3d = stn_numba.grid_sample(volume, grid_3d)
+        _, grad_grid_3d = stn_numba.grid_sample_backward(output_3d, volume, grid_3d)
+        stn_numba.affine_grid_backward(grad_grid_3d, volume.shape)
+        tps = stn_numba.tps_grid(control, (1, 3, 8, 8), (3, 3))
+        stn_numba.tps_grid_backward(tps, (1, 3, 8, 8), (3, 3))
+
+    def rss_kib():
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * resource.getpagesize() // 1024
+
+    for _ in range(50):  # load the kernels, fill the allocators' pools
+        step()
+    peak, current = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rss_kib()
+    for _ in range({iterations}):
+        step()
+    print(json.dumps({{"peak_before": peak, "peak_after": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                      "rss_before": current, "rss_after": rss_kib()}}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm; ru_maxrss in KiB")
+def test_many_forward_backward_iterations_do_not_grow_memory():
+    done = subprocess.run([sys.executable, "-c", RSS_SCRIPT.format(iterations=ITERATIONS)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rss = json.loads(done.stdout)
+    growth = rss["peak_after"] - rss["peak_before"]
+    print(f"{ITERATIONS} iterations: peak RSS grew {growth} KiB, RSS {rss['rss_after'] - rss['rss_before']} KiB "
+          f"(from {rss['peak_before']} KiB)")
+    assert growth < RSS_GROWTH_LIMIT_KIB, rss
+    assert rss["rss_after"] - rss["rss_before"] < RSS_GROWTH_LIMIT_KIB, rss
+
+
+# ---------------------------------------------------------------- no copies
+def _ops(rng):
+    """(name, call, arguments): every public array op with small C-contiguous float64 arguments."""
+    image = rng.standard_normal((2, 3, 5, 6))
+    grid = rng.uniform(-1.2, 1.2, (2, 4, 3, 2))
+    theta = np.eye(2, 3) + 0.1 * rng.standard_normal((2, 2, 3))
+    homography = np.eye(3) + 0.1 * rng.standard_normal((2, 3, 3))
+    tps_theta = stn_numba.tps_control_points((3, 3))[None] + 0.1 * rng.standard_normal((2, 9, 2))
+    params = np.array([[1.0, 0.3, 0.1, -0.2], [0.8, -0.1, 0.0, 0.2]])
+    size = (2, 3, 4, 3)
+    return [
+        ("grid_sample", stn_numba.grid_sample, {"input": image, "grid": grid}),
+        ("grid_sample_backward", stn_numba.grid_sample_backward,
+         {"grad_output": rng.standard_normal((2, 3, 4, 3)), "input": image, "grid": grid}),
+        ("affine_grid", lambda theta: stn_numba.affine_grid(theta, size), {"theta": theta}),
+        ("affine_grid_backward", lambda grad_grid: stn_numba.affine_grid_backward(grad_grid, size),
+         {"grad_grid": grid}),
+        ("projective_grid", lambda theta: stn_numba.projective_grid(theta, size), {"theta": homography}),
+        ("projective_grid_backward", lambda grad_grid, theta: stn_numba.projective_grid_backward(
+            grad_grid, theta, size), {"grad_grid": grid, "theta": homography}),
+        ("tps_grid", lambda theta: stn_numba.tps_grid(theta, size, (3, 3)), {"theta": tps_theta}),
+        ("tps_grid_backward", lambda grad_grid: stn_numba.tps_grid_backward(grad_grid, size, (3, 3)),
+         {"grad_grid": grid}),
+        ("similarity_grid", lambda params: stn_numba.similarity_grid(params, size), {"params": params}),
+        ("similarity_grid_backward", lambda grad_grid, params: stn_numba.similarity_grid_backward(
+            grad_grid, params, size), {"grad_grid": grid, "params": params}),
+        ("attention_grid", lambda params: stn_numba.attention_grid(params, size), {"params": np.ascontiguousarray(params[:, [0, 2, 3]])}),
+    ]
+
+
+OP_NAMES = [name for name, _, _ in _ops(np.random.default_rng(0))]
+COPIED_LAYOUTS = ["unaligned", "strided", "negative_strides", "fortran", "read_only", "byte_swapped"]
+
+
+@pytest.fixture
+def kernel_arguments(monkeypatch):
+    """The array arguments of every CPU kernel call, recorded by wrapping the kernels."""
+    seen = []
+    for module in (cpu_grids, cpu_sampling):
+        for name, kernel in list(vars(module).items()):
+            if not name.startswith("_") and name.endswith(("_2d", "_3d", "_backward")) and callable(kernel):
+                def spy(*args, kernel=kernel):
+                    seen.extend(a for a in args if isinstance(a, np.ndarray))
+                    return kernel(*args)
+                monkeypatch.setattr(module, name, spy)
+    return seen
+
+
+@pytest.mark.parametrize("layout", ["contiguous"] + COPIED_LAYOUTS)
+@pytest.mark.parametrize("op", OP_NAMES)
+def test_inputs_are_copied_only_when_they_must_be(rng, layout_variants, kernel_arguments, op, layout):
+    """C-contiguous writeable native arrays reach the kernels in place; other layouts are copied;
+    results never alias arguments and arguments are never written to."""
+    _, call, arguments = next(entry for entry in _ops(rng) if entry[0] == op)
+    given = {name: array if layout == "contiguous" else layout_variants(array)[layout]
+             for name, array in arguments.items()}
+    before = {name: array.copy() for name, array in given.items()}
+    results = call(**given)
+    results = [r for r in (results if isinstance(results, tuple) else (results,)) if r is not None]
+    assert kernel_arguments, "no kernel ran"
+    for name, array in given.items():
+        in_place = any(np.shares_memory(array, seen) for seen in kernel_arguments)
+        assert in_place == (layout == "contiguous"), f"{name}: reached the kernel in place: {in_place}"
+        np.testing.assert_array_equal(array, before[name], err_msg=f"{name} was written to")
+        for result in results:
+            assert not np.shares_memory(result, array), f"a result aliases {name}"
+
+
+def test_a_large_contiguous_input_is_not_copied():
+    """Sampling 4 points of an 8 MB image allocates far less than the image (tracemalloc sees NumPy's
+    allocations); the same image in Fortran order is copied once."""
+    image = np.zeros((1, 1, 1024, 1024))
+    grid = np.zeros((1, 2, 2, 2))
+    stn_numba.grid_sample(image, grid)  # load the kernel first
+    peaks = {}
+    for name, array in (("contiguous", image), ("fortran", np.asfortranarray(image))):
+        tracemalloc.start()
+        stn_numba.grid_sample(array, grid)
+        stn_numba.grid_sample_backward(np.ones((1, 1, 2, 2)), array, grid, input_requires_grad=False)
+        peaks[name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peaks["contiguous"] < image.nbytes // 8, peaks
+    assert peaks["fortran"] >= image.nbytes, peaks
+
+
+# ------------------------------------------------------ int64 index arithmetic
+@numba.njit(cache=False)
+def _index_helpers(x, i, size, padding_mode, align_corners):
+    return (_coords.floor_index(x), _coords.nearest_index(x), _coords.reflect_index(i, size, align_corners),
+            _coords.pad_index(i, size, padding_mode, align_corners))
+
+
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("i", [2**31 + 3, -(2**31) - 5, 2**32 + 1, 2**40 + 7, -(2**40) - 2])
+def test_index_helpers_compute_in_int64(i, align_corners):
+    """Integer taps far beyond int32 (a coordinate at the clamp bound of a huge axis gives such taps),
+    against the reference's per-tap padding."""
+    size = 5
+    x = float(i) + 0.5  # exactly representable in float64
+    floor, nearest, reflected, padded = _index_helpers(x, i, size, _codes.ZEROS, align_corners)
+    assert floor == i
+    assert nearest == round(x)  # a tie: to even
+    assert reflected == reference.pad_tap(i, size, "reflection", align_corners)
+    assert padded == (reference.pad_tap(i, size, "border", align_corners), False)
+    assert _index_helpers(x, i, size, _codes.BORDER, align_corners)[3] == padded[:1] + (True,)
+
+
+HUGE_SHAPE = (1, 1, 2**16 + 1, 2**15 + 1)  # 2**31 + 98305 pixels, 8.6 GB of float32
+
+
+def test_flat_indices_beyond_int32_read_the_right_pixels():
+    """An image of more than 2**31 pixels: sampling pixels past flat index 2**31 reads them, not a wrapped one.
+
+    np.zeros maps untouched pages lazily, so only the pages written and read
+    here use memory; skipped where the system refuses the 8.6 GB mapping.
+    """
+    try:
+        image = np.zeros(HUGE_SHAPE, np.float32)
+    except MemoryError:
+        pytest.skip("the system refuses an 8.6 GB lazy mapping")
+    height, width = HUGE_SHAPE[2:]
+    pixels = [(height - 1, width - 1, 7.0), (height - 2, 1000, 3.0), (12345, 678, 5.0)]  # (row, column, value)
+    assert (height - 2) * width + 1000 > 2**31
+    for row, column, value in pixels:
+        image[0, 0, row, column] = value
+    # align_corners=True: pixel i sits at 2 i / (size - 1) - 1, exact in float32 for these sizes
+    grid = np.array([[[[2 * c / (width - 1) - 1, 2 * r / (height - 1) - 1] for r, c, _ in pixels]]], np.float32)
+    expected = np.array([value for _, _, value in pixels], np.float32)
+    for mode in ("nearest", "bilinear", "bicubic"):
+        output = stn_numba.grid_sample(image, grid, mode, "zeros", True)
+        np.testing.assert_array_equal(output[0, 0, 0], expected, err_msg=mode)
+    # On a pixel the right derivative is taken: d/dx = (next pixel - this one) * (size - 1) / 2, next = 0 here.
+    _, grad_grid = stn_numba.grid_sample_backward(np.ones((1, 1, 1, 3), np.float32), image, grid, "bilinear",
+                                                  "zeros", True, input_requires_grad=False)
+    scale = np.array([(width - 1) / 2, (height - 1) / 2], np.float32)
+    np.testing.assert_allclose(grad_grid[0, 0], -expected[:, None] * scale, rtol=1e-6)
