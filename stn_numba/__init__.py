@@ -30,6 +30,7 @@ from .grids import (
     tps_grid_backward,
 )
 from .sampling import grid_sample, grid_sample_backward
+from .tensor import Tensor, enable_grad, is_grad_enabled, manual_seed, no_grad
 
 __version__ = "0.1.0"
 
@@ -47,4 +48,9 @@ __all__ = [
     "tps_grid_backward",
     "grid_sample",
     "grid_sample_backward",
+    "Tensor",
+    "enable_grad",
+    "is_grad_enabled",
+    "manual_seed",
+    "no_grad",
 ]
