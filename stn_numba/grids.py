@@ -18,7 +18,6 @@ place and give numba device arrays, which ``cupy.asarray(grid)`` and
 import functools
 
 import numpy as np
-import scipy.linalg
 
 from . import _checks, _device
 
@@ -270,6 +269,8 @@ def _tps_matrix(height, width, points, align_corners, dtype):
     identity = np.eye(2, 3)[None]
     base = affine_grid(identity, (1, 1, height, width), align_corners).reshape(-1, 2)
     features = np.hstack([_tps_radial(_squared_distances(base, control)), np.ones((len(base), 1)), base])
+    import scipy.linalg  # here, not at module level: it doubles the import time of stn_numba
+
     coefficients = scipy.linalg.solve(system, features.T, assume_a="sym")
     return np.ascontiguousarray(coefficients[:count].T, dtype=dtype)
 
