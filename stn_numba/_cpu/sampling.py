@@ -5,28 +5,37 @@ The sampler of Jaderberg et al., "Spatial Transformer Networks" (NeurIPS
 `stn_numba._coords`. The 2-D kernels view their arrays as 3-D ones with depth
 1, so one compiled implementation per dtype serves both.
 
-Work split. The output points of one image are cut into blocks of ``_BLOCK``
-points. For a block, the kernel first tabulates every tap (flat input index,
-weight, and for the backward the weight's derivative along each grid
-component), then runs over the channels with these tables, so the coordinate
-math is done once per point and the per-channel loops are plain gathers.
+Work split. The output points of an image are cut into blocks of ``_BLOCK``
+points. For a block the kernel first tabulates every tap: per axis (a
+vectorised loop over a contiguous copy of one grid component), then their
+outer product (flat input index, weight and, for the backward, the weight's
+derivative along each grid component). It then runs over the channels with
+these tables, so the coordinate math is done once per point and the
+per-channel loops are plain gathers. Forward blocks of all images are spread
+over the threads in ``_MAX_GROUPS`` groups, each with its own tables.
 
 Determinism. The forward and ``grad_grid`` are owned per output point. The
-``grad_input`` scatter is owned per image: each backward work item is a chunk
-of one image's points and adds into its own buffer, in a fixed order. When
-there are fewer images than ``_PARALLEL_CHUNKS``, an image is cut into several
-chunks, chunk 0 adds straight into ``grad_input`` and the others into private
-buffers that are then summed in chunk order. The chunking depends only on the
-shapes, so results are bitwise identical for any thread count.
+``grad_input`` scatter is owned per image: a backward work item is a chunk of
+one image's points and adds, point by point in a fixed order, into its own
+target. With fewer images than ``_PARALLEL_CHUNKS`` an image is cut into
+several chunks: chunk 0 adds straight into ``grad_input``, every other chunk
+into a private buffer that covers only the input rows its taps read (found by
+a first pass), and these buffers are then added row by row in chunk order.
+The chunking depends only on the shapes, so results are bitwise identical run
+to run and for any thread count.
+
+Taps with weight 0 (outside the image, or a NaN grid value) are skipped, not
+multiplied: ``0 * inf`` from an infinite input pixel never reaches a point
+that does not use that pixel.
 """
 
 import numpy as np
 from numba import njit, prange
 
-from .._codes import BICUBIC, BORDER, NEAREST, REFLECTION, ZEROS
+from .._codes import BICUBIC, BILINEAR, BORDER, NEAREST, REFLECTION, ZEROS
 from .._coords import cubic_taps, linear_taps, nearest_tap
 
-_BLOCK = 512  # points whose taps are tabulated at once (tables stay in cache)
+_BLOCK = 512  # points tabulated at once (their tables stay in cache)
 _PARALLEL_CHUNKS = 4  # backward: cut images so that N * chunks reaches this
 _MIN_CHUNK_POINTS = 16384  # backward: fewest points worth a private buffer
 _PARTIAL_BUDGET = 2**25  # backward: most elements of private buffers
@@ -67,7 +76,8 @@ def _workspace(taps, axes, dtype):
 @njit(inline="always")
 def _axis_taps_loop(coordinate, count, size, mode, padding_mode,
                     align_corners, index, weight, slope, a):
-    # Inlined with a constant padding_mode, so each loop vectorises.
+    # Inlined into `_axis_taps`, with constant mode and padding where it
+    # matters for speed.
     if mode == NEAREST:
         for p in range(count):
             index[a, 0, p], weight[a, 0, p] = nearest_tap(
@@ -91,14 +101,16 @@ def _axis_taps(coordinate, count, size, mode, padding_mode, align_corners,
                index, weight, slope, a):
     """Tabulate the 1-D taps of ``count`` grid values along axis ``a`` into
     the (axis, tap, point) tables; the slope of a nearest tap stays 0."""
-    if padding_mode == ZEROS:
-        _axis_taps_loop(coordinate, count, size, mode, ZEROS, align_corners,
-                        index, weight, slope, a)
-    elif padding_mode == BORDER:
-        _axis_taps_loop(coordinate, count, size, mode, BORDER, align_corners,
-                        index, weight, slope, a)
+    # Linear taps with zeros or border padding get loops of their own, which
+    # vectorise (reflection calls fmod; nearest and bicubic are less used).
+    if mode == NEAREST or mode == BICUBIC or padding_mode == REFLECTION:
+        _axis_taps_loop(coordinate, count, size, mode, padding_mode,
+                        align_corners, index, weight, slope, a)
+    elif padding_mode == ZEROS:
+        _axis_taps_loop(coordinate, count, size, BILINEAR, ZEROS,
+                        align_corners, index, weight, slope, a)
     else:
-        _axis_taps_loop(coordinate, count, size, mode, REFLECTION,
+        _axis_taps_loop(coordinate, count, size, BILINEAR, BORDER,
                         align_corners, index, weight, slope, a)
 
 
@@ -186,13 +198,9 @@ def _gather_loop(source, index, weight, taps, count, out):
 def _gather(source, index, weight, taps, count, out):
     """``out[p] = sum_t weight[t, p] * source[index[t, p]]``, skipping
     zero-weight taps (so an Inf pixel cannot reach points that skip it)."""
-    # A constant tap count lets LLVM unroll the tap loop.
+    # A constant tap count (2-D bilinear) lets LLVM unroll the tap loop.
     if taps == 4:
         _gather_loop(source, index, weight, 4, count, out)
-    elif taps == 8:
-        _gather_loop(source, index, weight, 8, count, out)
-    elif taps == 1:
-        _gather_loop(source, index, weight, 1, count, out)
     else:
         _gather_loop(source, index, weight, taps, count, out)
 
@@ -222,12 +230,6 @@ def _backward_channel(source, target, shift, index, weight, taps, count,
     fixed order."""
     if taps == 4:
         _backward_channel_loop(source, target, shift, index, weight, 4, count,
-                               grad_out, products, with_products, with_scatter)
-    elif taps == 8:
-        _backward_channel_loop(source, target, shift, index, weight, 8, count,
-                               grad_out, products, with_products, with_scatter)
-    elif taps == 1:
-        _backward_channel_loop(source, target, shift, index, weight, 1, count,
                                grad_out, products, with_products, with_scatter)
     else:
         _backward_channel_loop(source, target, shift, index, weight, taps,
@@ -259,9 +261,6 @@ def _grid_gradient(slopes, products, taps, count, grad_grid, n, start,
     skipping zero slopes."""
     if taps == 4:
         _grid_gradient_loop(slopes, products, 4, count, grad_grid, n, start,
-                            accumulator)
-    elif taps == 8:
-        _grid_gradient_loop(slopes, products, 8, count, grad_grid, n, start,
                             accumulator)
     else:
         _grid_gradient_loop(slopes, products, taps, count, grad_grid, n,
