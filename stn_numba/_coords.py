@@ -3,7 +3,8 @@
 Every function here is a ``numba.extending.register_jitable`` function of
 scalars, so ``@njit`` and ``@cuda.jit`` kernels call the same code and follow
 the same rules. They are dtype-generic: constants are built with ``type(x)(c)``
-from an argument, so a float32 kernel computes in float32 throughout.
+from an argument, so a float32 kernel computes in float32 throughout. They are
+``forceinline``: inlined into the kernels' loops, they let LLVM vectorise them.
 
 The formulas follow PyTorch's ``grid_sampler`` (aten ``GridSampler.h``) for the
 sampler of Jaderberg et al., "Spatial Transformer Networks" (NeurIPS 2015),
