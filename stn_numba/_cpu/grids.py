@@ -25,6 +25,7 @@ _CHUNK_POINTS = 65536  # points per backward chunk
 
 @njit(cache=True)
 def _base_coordinates(size, align_corners, like):
+    """The normalised base coordinates of one axis, in ``like``'s dtype."""
     out = np.empty(size, like.dtype)
     for i in range(size):
         out[i] = affine_base_coordinate(i, size, align_corners, out.dtype.type(0))
