@@ -10,10 +10,12 @@ import pytest
 from stn_numba import cli, experiments, io
 
 TINY = ["--train-limit", "48", "--test-limit", "40", "--batch-size", "16"]
-# Hand-counted from the recipe: conv 9×9 (1→32), conv 7×7 (32→32), linear 32·5·5 → 10 on 42×42 input,
-# and the localisation net conv 5×5 (1→20), conv 5×5 (20→20), linear 20·4·4 → 50, regressor 50 → 6.
-CNN_PARAMS = (32 * 81 + 32) + (32 * 32 * 49 + 32) + (800 * 10 + 10)
-ST_CNN_PARAMS = CNN_PARAMS + (20 * 25 + 20) + (20 * 20 * 25 + 20) + (320 * 50 + 50) + (50 * 6 + 6)
+# Hand-counted from the recipe: conv 9×9 (1→32), conv 7×7 (32→32), then linear 32·5·5 → 10 on the
+# 42×42 canvas or 32·2·2 → 10 on the transformer's 28×28 output; the localisation net has conv 5×5
+# (1→20), conv 5×5 (20→20), linear 20·4·4 → 50 and the regressor 50 → 6.
+CONVOLUTIONS = (32 * 81 + 32) + (32 * 32 * 49 + 32)
+CNN_PARAMS = CONVOLUTIONS + (800 * 10 + 10)
+ST_CNN_PARAMS = CONVOLUTIONS + (128 * 10 + 10) + (20 * 25 + 20) + (20 * 20 * 25 + 20) + (320 * 50 + 50) + (50 * 6 + 6)
 
 
 def _run(capsys, *argv):
