@@ -553,7 +553,7 @@ def run_demo(out_dir, epochs=None, quick=False, progress=None, echo=print):
         import matplotlib  # noqa: F401  (fail before training, not after)
     except ImportError:
         raise ExperimentError("the demo draws its figures with matplotlib, which is not installed: "
-                              "pip install 'stn-numba[plot]'") from None
+                              "pip install 'stn-numba[demo]'") from None
 
     out_dir = _output_directory(out_dir)
     base = Config(distortion="RTS", epochs=epochs or (1 if quick else DEMO_EPOCHS))
