@@ -26,6 +26,26 @@ from . import launch
 _FAN_IN = 32  # values one thread adds in one reduction pass
 
 
+@cuda.jit(device=True)
+def affine_base_point(p, depth, height, width, align_corners, like):
+    """The base coordinates (x, y, z) of point ``p`` (flat over depth, height, width) of an affine grid."""
+    row = p // width
+    return (affine_base_coordinate(p % width, width, align_corners, like),
+            affine_base_coordinate(row % height, height, align_corners, like),
+            affine_base_coordinate(row // height, depth, align_corners, like))
+
+
+@cuda.jit(device=True)
+def affine_point_component(theta, n, a, x, y, z):
+    """Component ``a`` of ``theta[n] @ (x, y[, z], 1)``: the arithmetic of every affine grid value on
+    the GPU (`_affine_grid` and the fused sampler of :mod:`.sampling`), so both give the same bits."""
+    axes = theta.shape[1]
+    offset = theta[n, a, 1] * y + theta[n, a, axes]
+    if axes == 3:
+        offset += theta[n, a, 2] * z
+    return theta[n, a, 0] * x + offset
+
+
 @cuda.jit
 def _affine_grid(theta, grid, depth, height, align_corners):
     """``theta`` (N, A, A+1) into ``grid`` (N, depth*height, W, A): one thread per point."""
@@ -36,15 +56,9 @@ def _affine_grid(theta, grid, depth, height, align_corners):
     w = item % width
     row = (item // width) % rows
     n = item // (width * rows)
-    like = grid.dtype.type(0)
-    x = affine_base_coordinate(w, width, align_corners, like)
-    y = affine_base_coordinate(row % height, height, align_corners, like)
-    z = affine_base_coordinate(row // height, depth, align_corners, like)
+    x, y, z = affine_base_point(row * width + w, depth, height, width, align_corners, grid.dtype.type(0))
     for a in range(axes):
-        offset = theta[n, a, 1] * y + theta[n, a, axes]
-        if axes == 3:
-            offset += theta[n, a, 2] * z
-        grid[n, row, w, a] = theta[n, a, 0] * x + offset
+        grid[n, row, w, a] = affine_point_component(theta, n, a, x, y, z)
 
 
 @cuda.jit

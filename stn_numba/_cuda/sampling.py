@@ -33,12 +33,15 @@ scatter; there are two versions:
   GPU, where ``benchmarks/bench_cuda.py`` measures both.
 """
 
+import math
+
 import numpy as np
 from numba import cuda
 
 from .._codes import BICUBIC, NEAREST
 from .._coords import cubic_taps, linear_taps, nearest_tap
 from . import launch
+from .grids import _affine_grid_backward, affine_base_point, affine_point_component
 
 _SCAN_FAN_IN = 256  # values one thread adds in one pass of the scan
 
@@ -57,18 +60,39 @@ def fill_zeros(array, stream=0):
 
 
 @cuda.jit(device=True)
-def _point_taps(grid, n, p, depth, height, width, mode, padding_mode, align_corners,
-                axis_index, axis_weight, axis_slope):
-    """Fill the (3, 4) per-axis tap tables of point ``p`` of image ``n`` (rows x, y, z: index,
-    weight, d weight / d grid component); a 2-D grid gets a trivial z row. Returns the taps per axis."""
-    axes = grid.shape[2]
-    zero = grid.dtype.type(0)
+def _source_point(points, affine, n, p, out_shape, align_corners, point):
+    """Write the grid value (x, y[, z]) of output point ``p`` of image ``n`` into ``point``; return A.
+
+    ``points`` is a grid (N, P, A), or, with ``affine``, matrices theta (N, A, A+1): the value is then
+    computed from theta and the base coordinates of an ``out_shape`` (D, H, W) affine grid, with
+    `affine_grid`'s arithmetic, and never stored."""
+    if not affine:
+        axes = points.shape[2]
+        for a in range(axes):
+            point[a] = points[n, p, a]
+        return axes
+    axes = points.shape[1]
+    x, y, z = affine_base_point(p, out_shape[0], out_shape[1], out_shape[2], align_corners,
+                                points.dtype.type(0))
+    for a in range(axes):
+        point[a] = affine_point_component(points, n, a, x, y, z)
+    return axes
+
+
+@cuda.jit(device=True)
+def _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, padding_mode, align_corners,
+                point, axis_index, axis_weight, axis_slope):
+    """Fill the (3, 4) per-axis tap tables of output point ``p`` of image ``n`` (rows x, y, z: index,
+    weight, d weight / d grid component; `_source_point` writes its grid value into the scratch
+    ``point``); a 2-D point gets a trivial z row. Returns the axes A and the taps per axis."""
+    axes = _source_point(points, affine, n, p, out_shape, align_corners, point)
+    zero = axis_weight.dtype.type(0)
     axis_index[2, 0] = 0
-    axis_weight[2, 0] = grid.dtype.type(1)
+    axis_weight[2, 0] = axis_weight.dtype.type(1)
     axis_slope[2, 0] = zero
     for a in range(axes):
         size = width if a == 0 else (height if a == 1 else depth)
-        g = grid[n, p, a]
+        g = point[a]
         if mode == NEAREST:
             i, w = nearest_tap(g, size, padding_mode, align_corners)
             axis_index[a, 0] = i
@@ -88,28 +112,31 @@ def _point_taps(grid, n, p, depth, height, width, mode, padding_mode, align_corn
             axis_slope[a, 0] = d0
             axis_slope[a, 1] = d1
     if mode == NEAREST:
-        return 1
+        return axes, 1
     if mode == BICUBIC:
-        return 4
-    return 2
+        return axes, 4
+    return axes, 2
 
 
 @cuda.jit
-def _sample(source, grid, output, depth, height, width, mode, padding_mode, align_corners):
-    """Forward on (N, C, D*H*W) input, (N, P, A) grid, (N, C, P) output: one thread per point."""
-    n_batch, channels, points = output.shape
+def _sample(source, points, affine, out_shape, output, depth, height, width, mode, padding_mode,
+            align_corners):
+    """Forward on (N, C, D*H*W) input and (N, C, P) output, the points given by ``points`` and
+    ``affine`` (`_source_point`): one thread per point."""
+    n_batch, channels, count = output.shape
     item = cuda.grid(1)
-    if item >= n_batch * points:
+    if item >= n_batch * count:
         return
-    n = item // points
-    p = item % points
+    n = item // count
+    p = item % count
+    point = cuda.local.array(3, points.dtype)
     axis_index = cuda.local.array((3, 4), np.int64)
-    axis_weight = cuda.local.array((3, 4), grid.dtype)
-    axis_slope = cuda.local.array((3, 4), grid.dtype)
-    per_axis = _point_taps(grid, n, p, depth, height, width, mode, padding_mode, align_corners,
-                           axis_index, axis_weight, axis_slope)
-    depth_taps = per_axis if grid.shape[2] == 3 else 1
-    zero = grid.dtype.type(0)
+    axis_weight = cuda.local.array((3, 4), points.dtype)
+    axis_slope = cuda.local.array((3, 4), points.dtype)
+    axes, per_axis = _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, padding_mode,
+                                 align_corners, point, axis_index, axis_weight, axis_slope)
+    depth_taps = per_axis if axes == 3 else 1
+    zero = points.dtype.type(0)
     for c in range(channels):
         total = zero
         for kz in range(depth_taps):
@@ -124,25 +151,25 @@ def _sample(source, grid, output, depth, height, width, mode, padding_mode, alig
 
 
 @cuda.jit
-def _sample_backward(grad_output, source, grid, grad_source, grad_grid, depth, height, width, mode,
-                     padding_mode, align_corners, scatter):
+def _sample_backward(grad_output, source, points, affine, out_shape, grad_source, grad_grid, depth,
+                     height, width, mode, padding_mode, align_corners, scatter):
     """``grad_grid`` (N, P, A) of every point and, if ``scatter``, ``grad_source`` (N, C, D*H*W),
-    zeroed by the caller, by atomic adds: one thread per point."""
-    n_batch, channels, points = grad_output.shape
+    zeroed by the caller, by atomic adds: one thread per point (``points``, ``affine``: `_source_point`)."""
+    n_batch, channels, count = grad_output.shape
     item = cuda.grid(1)
-    if item >= n_batch * points:
+    if item >= n_batch * count:
         return
-    n = item // points
-    p = item % points
+    n = item // count
+    p = item % count
+    point = cuda.local.array(3, points.dtype)
     axis_index = cuda.local.array((3, 4), np.int64)
-    axis_weight = cuda.local.array((3, 4), grid.dtype)
-    axis_slope = cuda.local.array((3, 4), grid.dtype)
-    per_axis = _point_taps(grid, n, p, depth, height, width, mode, padding_mode, align_corners,
-                           axis_index, axis_weight, axis_slope)
-    axes = grid.shape[2]
+    axis_weight = cuda.local.array((3, 4), points.dtype)
+    axis_slope = cuda.local.array((3, 4), points.dtype)
+    axes, per_axis = _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, padding_mode,
+                                 align_corners, point, axis_index, axis_weight, axis_slope)
     depth_taps = per_axis if axes == 3 else 1
     with_slopes = mode != NEAREST
-    zero = grid.dtype.type(0)
+    zero = points.dtype.type(0)
     grad_x = zero
     grad_y = zero
     grad_z = zero
@@ -177,22 +204,26 @@ def _sample_backward(grad_output, source, grid, grad_source, grad_grid, depth, h
 
 # ------------------------------------------------- deterministic grad_input
 @cuda.jit
-def _count_taps(grid, counts, depth, height, width, mode, padding_mode, align_corners):
-    """``counts[n * D*H*W + pixel]`` += the point's non-zero taps on that pixel (exact integer atomics)."""
-    n_batch, points = grid.shape[0], grid.shape[1]
+def _count_taps(points, affine, out_shape, counts, depth, height, width, mode, padding_mode,
+                align_corners):
+    """``counts[n * D*H*W + pixel]`` += the point's non-zero taps on that pixel (exact integer atomics);
+    N = ``points.shape[0]``, P points per image in ``out_shape``."""
+    n_batch = points.shape[0]
+    count = out_shape[0] * out_shape[1] * out_shape[2]
     item = cuda.grid(1)
-    if item >= n_batch * points:
+    if item >= n_batch * count:
         return
-    n = item // points
-    p = item % points
+    n = item // count
+    p = item % count
+    point = cuda.local.array(3, points.dtype)
     axis_index = cuda.local.array((3, 4), np.int64)
-    axis_weight = cuda.local.array((3, 4), grid.dtype)
-    axis_slope = cuda.local.array((3, 4), grid.dtype)
-    per_axis = _point_taps(grid, n, p, depth, height, width, mode, padding_mode, align_corners,
-                           axis_index, axis_weight, axis_slope)
-    depth_taps = per_axis if grid.shape[2] == 3 else 1
+    axis_weight = cuda.local.array((3, 4), points.dtype)
+    axis_slope = cuda.local.array((3, 4), points.dtype)
+    axes, per_axis = _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, padding_mode,
+                                 align_corners, point, axis_index, axis_weight, axis_slope)
+    depth_taps = per_axis if axes == 3 else 1
     image = n * depth * height * width
-    zero = grid.dtype.type(0)
+    zero = points.dtype.type(0)
     for kz in range(depth_taps):
         for ky in range(per_axis):
             row = (axis_index[2, kz] * height + axis_index[1, ky]) * width
@@ -202,27 +233,29 @@ def _count_taps(grid, counts, depth, height, width, mode, padding_mode, align_co
 
 
 @cuda.jit
-def _place_taps(grid, offsets, counts, keys, weights, depth, height, width, mode, padding_mode,
-                align_corners):
+def _place_taps(points, affine, out_shape, offsets, counts, keys, weights, depth, height, width, mode,
+                padding_mode, align_corners):
     """Write each non-zero tap's (key, weight) into its pixel's segment ``offsets[e]:offsets[e+1]``.
 
     ``counts`` (from `_count_taps`) is counted back down to 0 to hand out the slots; which slot a
     record gets depends on timing, which the final sort by key undoes."""
-    n_batch, points = grid.shape[0], grid.shape[1]
+    n_batch = points.shape[0]
+    count = out_shape[0] * out_shape[1] * out_shape[2]
     item = cuda.grid(1)
-    if item >= n_batch * points:
+    if item >= n_batch * count:
         return
-    n = item // points
-    p = item % points
+    n = item // count
+    p = item % count
+    point = cuda.local.array(3, points.dtype)
     axis_index = cuda.local.array((3, 4), np.int64)
-    axis_weight = cuda.local.array((3, 4), grid.dtype)
-    axis_slope = cuda.local.array((3, 4), grid.dtype)
-    per_axis = _point_taps(grid, n, p, depth, height, width, mode, padding_mode, align_corners,
-                           axis_index, axis_weight, axis_slope)
-    depth_taps = per_axis if grid.shape[2] == 3 else 1
+    axis_weight = cuda.local.array((3, 4), points.dtype)
+    axis_slope = cuda.local.array((3, 4), points.dtype)
+    axes, per_axis = _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, padding_mode,
+                                 align_corners, point, axis_index, axis_weight, axis_slope)
+    depth_taps = per_axis if axes == 3 else 1
     taps = per_axis * per_axis * depth_taps
     image = n * depth * height * width
-    zero = grid.dtype.type(0)
+    zero = points.dtype.type(0)
     tap = 0
     for kz in range(depth_taps):
         for ky in range(per_axis):
@@ -324,51 +357,64 @@ def _exclusive_scan(values, offsets, stream):
     launch(_chunk_scan, chunks, stream)(values, chunk_offsets, offsets)
 
 
-def _input_gradient_deterministic(grad_output, grid, grad_source, depth, height, width, mode,
-                                  padding_mode, align_corners, stream):
+def _input_gradient_deterministic(grad_output, points, affine, out_shape, grad_source, depth, height, width,
+                                  mode, padding_mode, align_corners, stream):
     """``grad_source`` (N, C, V) overwritten through count, scan, place, sort and gather."""
-    n_batch, points, axes = grid.shape
+    n_batch = points.shape[0]
+    count = out_shape[0] * out_shape[1] * out_shape[2]
+    axes = points.shape[1] if affine else points.shape[2]
     pixels = grad_source.shape[0] * grad_source.shape[2]
     per_axis = 1 if mode == NEAREST else (4 if mode == BICUBIC else 2)
     taps = per_axis ** axes
     counts = cuda.device_array(pixels, dtype=np.int64, stream=stream)
     fill_zeros(counts, stream)
     shape_args = (depth, height, width, mode, padding_mode, align_corners)
-    launch(_count_taps, n_batch * points, stream)(grid, counts, *shape_args)
+    launch(_count_taps, n_batch * count, stream)(points, affine, out_shape, counts, *shape_args)
     offsets = cuda.device_array(pixels + 1, dtype=np.int64, stream=stream)
     _exclusive_scan(counts, offsets, stream)
     # Room for every tap: reading the exact count back would stall the stream.
-    records = max(1, n_batch * points * taps)
+    records = max(1, n_batch * count * taps)
     keys = cuda.device_array(records, dtype=np.int64, stream=stream)
-    weights = cuda.device_array(records, dtype=grid.dtype, stream=stream)
-    launch(_place_taps, n_batch * points, stream)(grid, offsets, counts, keys, weights, *shape_args)
+    weights = cuda.device_array(records, dtype=points.dtype, stream=stream)
+    launch(_place_taps, n_batch * count, stream)(points, affine, out_shape, offsets, counts, keys, weights,
+                                                 *shape_args)
     launch(_gather_taps, pixels, stream)(grad_output, offsets, keys, weights, taps, grad_source)
 
 
 # ------------------------------------------------------------- launchers
-def _flat_views(input, grid, spatial):
-    """(N, C, D*H*W) input, (N, P, A) grid and the sizes (D, H, W) for a 2-D or 3-D op."""
+def _spatial_shape(shape):
+    """The (D, H, W) of a 4-D (depth 1) or 5-D (N, C, ...) shape, as ints."""
+    return tuple(int(size) for size in ((1,) + tuple(shape[2:]))[-3:])
+
+
+def _flat_grid(grid):
+    """A (N, Ho, Wo, 2) or (N, Do, Ho, Wo, 3) grid as (N, P, A)."""
+    axes = grid.shape[grid.ndim - 1]  # the simulator's shapes refuse negative indices
+    return grid.reshape(grid.shape[0], math.prod(grid.shape[1:grid.ndim - 1]), axes)
+
+
+def _forward(input, points, affine, output, mode, padding_mode, align_corners, stream):
+    """``output`` (N, C, [Do,] Ho, Wo) sampled from ``input`` at the points of ``points`` and ``affine``
+    (`_source_point`)."""
     n_batch, channels = input.shape[0], input.shape[1]
-    depth, height, width = ((1,) + tuple(input.shape[2:]))[-3:]
-    points = 1
-    for size in grid.shape[1:-1]:
-        points *= size
-    return (input.reshape(n_batch, channels, depth * height * width), grid.reshape(n_batch, points, spatial),
-            (depth, height, width))
+    sizes = _spatial_shape(input.shape)
+    out_shape = _spatial_shape(output.shape)
+    count = out_shape[0] * out_shape[1] * out_shape[2]
+    launch(_sample, n_batch * count, stream)(
+        input.reshape(n_batch, channels, sizes[0] * sizes[1] * sizes[2]), points, affine, out_shape,
+        output.reshape(n_batch, channels, count), *sizes, mode, padding_mode, align_corners)
 
 
-def _forward(input, grid, output, mode, padding_mode, align_corners, stream, spatial):
-    source, points, sizes = _flat_views(input, grid, spatial)
-    n_batch, channels, count = output.shape[0], output.shape[1], points.shape[1]
-    launch(_sample, n_batch * count, stream)(source, points, output.reshape(n_batch, channels, count),
-                                             *sizes, mode, padding_mode, align_corners)
-
-
-def _backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode, align_corners,
-              input_requires_grad, stream, spatial, deterministic):
-    source, points, sizes = _flat_views(input, grid, spatial)
-    n_batch, channels, count = input.shape[0], input.shape[1], points.shape[1]
+def _backward(grad_output, input, points, affine, grad_input, grad_grid, mode, padding_mode, align_corners,
+              input_requires_grad, stream, deterministic):
+    """Overwrite ``grad_grid`` (N, [Do,] Ho, Wo, A) and, if ``input_requires_grad``, ``grad_input``,
+    by atomic adds or, if ``deterministic``, the sorted per-pixel sums."""
+    n_batch, channels = input.shape[0], input.shape[1]
+    sizes = _spatial_shape(input.shape)
+    out_shape = _spatial_shape(grad_output.shape)
+    count = out_shape[0] * out_shape[1] * out_shape[2]
     upstream = grad_output.reshape(n_batch, channels, count)
+    source = input.reshape(n_batch, channels, sizes[0] * sizes[1] * sizes[2])
     if input_requires_grad:
         grad_source = grad_input.reshape(source.shape)
     else:
@@ -377,47 +423,100 @@ def _backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mod
     if atomic:
         fill_zeros(grad_source, stream)
     launch(_sample_backward, n_batch * count, stream)(
-        upstream, source, points, grad_source, grad_grid.reshape(n_batch, count, spatial), *sizes,
-        mode, padding_mode, align_corners, atomic)
+        upstream, source, points, affine, out_shape, grad_source, _flat_grid(grad_grid), *sizes, mode, padding_mode,
+        align_corners, atomic)
     if input_requires_grad and deterministic:
-        _input_gradient_deterministic(upstream, points, grad_source, *sizes, mode, padding_mode,
-                                      align_corners, stream)
+        _input_gradient_deterministic(upstream, points, affine, out_shape, grad_source, *sizes, mode,
+                                      padding_mode, align_corners, stream)
+
+
+def _affine_backward(grad_output, input, theta, grad_input, grad_theta, mode, padding_mode, align_corners,
+                     input_requires_grad, stream, deterministic):
+    """`_backward` of the fused op: its ``grad_grid`` goes to a scratch array, reduced into
+    ``grad_theta`` by the affine grid's backward (its fixed tree, so deterministic)."""
+    out_shape = _spatial_shape(grad_output.shape)
+    grad_grid = cuda.device_array((theta.shape[0], *out_shape, theta.shape[1]), dtype=theta.dtype, stream=stream)
+    _backward(grad_output, input, theta, True, grad_input, grad_grid, mode, padding_mode, align_corners,
+              input_requires_grad, stream, deterministic)
+    _affine_grid_backward(grad_grid, grad_theta, align_corners, stream)
 
 
 def grid_sample_2d(input, grid, output, mode, padding_mode, align_corners, stream=0):
     """Sample (N, C, H, W) ``input`` at (N, Ho, Wo, 2) ``grid`` into (N, C, Ho, Wo) ``output``."""
-    _forward(input, grid, output, mode, padding_mode, align_corners, stream, 2)
+    _forward(input, _flat_grid(grid), False, output, mode, padding_mode, align_corners, stream)
 
 
 def grid_sample_3d(input, grid, output, mode, padding_mode, align_corners, stream=0):
     """Sample (N, C, D, H, W) ``input`` at (N, Do, Ho, Wo, 3) ``grid`` into (N, C, Do, Ho, Wo) ``output``."""
-    _forward(input, grid, output, mode, padding_mode, align_corners, stream, 3)
+    _forward(input, _flat_grid(grid), False, output, mode, padding_mode, align_corners, stream)
 
 
 def grid_sample_2d_backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode,
                             align_corners, input_requires_grad, stream=0):
     """Overwrite ``grad_grid`` (N, Ho, Wo, 2) and, if ``input_requires_grad``, ``grad_input``
     (N, C, H, W) by atomic adds; otherwise ``grad_input`` may be a 0-size dummy and is not touched."""
-    _backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode, align_corners,
-              input_requires_grad, stream, 2, False)
+    _backward(grad_output, input, _flat_grid(grid), False, grad_input, grad_grid, mode, padding_mode,
+              align_corners, input_requires_grad, stream, False)
 
 
 def grid_sample_3d_backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode,
                             align_corners, input_requires_grad, stream=0):
     """5-D twin of `grid_sample_2d_backward`."""
-    _backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode, align_corners,
-              input_requires_grad, stream, 3, False)
+    _backward(grad_output, input, _flat_grid(grid), False, grad_input, grad_grid, mode, padding_mode,
+              align_corners, input_requires_grad, stream, False)
 
 
 def grid_sample_2d_backward_deterministic(grad_output, input, grid, grad_input, grad_grid, mode,
                                           padding_mode, align_corners, input_requires_grad, stream=0):
     """`grid_sample_2d_backward` with a bitwise reproducible ``grad_input`` (module docstring)."""
-    _backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode, align_corners,
-              input_requires_grad, stream, 2, True)
+    _backward(grad_output, input, _flat_grid(grid), False, grad_input, grad_grid, mode, padding_mode,
+              align_corners, input_requires_grad, stream, True)
 
 
 def grid_sample_3d_backward_deterministic(grad_output, input, grid, grad_input, grad_grid, mode,
                                           padding_mode, align_corners, input_requires_grad, stream=0):
     """`grid_sample_3d_backward` with a bitwise reproducible ``grad_input`` (module docstring)."""
-    _backward(grad_output, input, grid, grad_input, grad_grid, mode, padding_mode, align_corners,
-              input_requires_grad, stream, 3, True)
+    _backward(grad_output, input, _flat_grid(grid), False, grad_input, grad_grid, mode, padding_mode,
+              align_corners, input_requires_grad, stream, True)
+
+
+# ------------------------------------------------------- fused affine_grid_sample
+def affine_grid_sample_2d(input, theta, output, mode, padding_mode, align_corners, stream=0):
+    """``grid_sample_2d(input, affine_grid_2d(theta))`` into (N, C, Ho, Wo) ``output``, for (N, C, H, W)
+    ``input`` and (N, 2, 3) ``theta``, without the grid in memory."""
+    _forward(input, theta, True, output, mode, padding_mode, align_corners, stream)
+
+
+def affine_grid_sample_3d(input, theta, output, mode, padding_mode, align_corners, stream=0):
+    """5-D twin of `affine_grid_sample_2d`: (N, C, D, H, W) ``input``, (N, 3, 4) ``theta``,
+    (N, C, Do, Ho, Wo) ``output``."""
+    _forward(input, theta, True, output, mode, padding_mode, align_corners, stream)
+
+
+def affine_grid_sample_2d_backward(grad_output, input, theta, grad_input, grad_theta, mode, padding_mode,
+                                   align_corners, input_requires_grad, stream=0):
+    """Overwrite ``grad_theta`` (N, 2, 3) and, if ``input_requires_grad``, ``grad_input`` (N, C, H, W)
+    by atomic adds; otherwise ``grad_input`` may be a 0-size dummy and is not touched."""
+    _affine_backward(grad_output, input, theta, grad_input, grad_theta, mode, padding_mode, align_corners,
+                     input_requires_grad, stream, False)
+
+
+def affine_grid_sample_3d_backward(grad_output, input, theta, grad_input, grad_theta, mode, padding_mode,
+                                   align_corners, input_requires_grad, stream=0):
+    """5-D twin of `affine_grid_sample_2d_backward`."""
+    _affine_backward(grad_output, input, theta, grad_input, grad_theta, mode, padding_mode, align_corners,
+                     input_requires_grad, stream, False)
+
+
+def affine_grid_sample_2d_backward_deterministic(grad_output, input, theta, grad_input, grad_theta, mode,
+                                                 padding_mode, align_corners, input_requires_grad, stream=0):
+    """`affine_grid_sample_2d_backward` with a bitwise reproducible ``grad_input`` (module docstring)."""
+    _affine_backward(grad_output, input, theta, grad_input, grad_theta, mode, padding_mode, align_corners,
+                     input_requires_grad, stream, True)
+
+
+def affine_grid_sample_3d_backward_deterministic(grad_output, input, theta, grad_input, grad_theta, mode,
+                                                 padding_mode, align_corners, input_requires_grad, stream=0):
+    """`affine_grid_sample_3d_backward` with a bitwise reproducible ``grad_input`` (module docstring)."""
+    _affine_backward(grad_output, input, theta, grad_input, grad_theta, mode, padding_mode, align_corners,
+                     input_requires_grad, stream, True)
