@@ -20,6 +20,8 @@ import time
 from collections import OrderedDict
 
 import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 from . import io, optim
 from . import nn
@@ -188,6 +190,17 @@ def load_data(config, distortion=None):
                 split.test_labels[:config.test_limit])
 
 
+def _blas_on_one_thread():
+    """Keep BLAS (the convolutions' small per-image products) on one thread while training.
+
+    The products are too small to gain from BLAS threads: a CNN step took the
+    same time with one or two OpenBLAS threads on an idle 2-core machine
+    (0.10 s), while Numba's kernels use every core anyway. On a busy machine
+    OpenBLAS's waiting threads made the same step 10-15× slower.
+    """
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def _batches(count, batch_size):
     for start in range(0, count, batch_size):
         yield slice(start, min(start + batch_size, count))
@@ -346,14 +359,12 @@ def train(config, out_dir, *, resume=False, overwrite=False, progress=None, echo
     OSError
         ``out_dir`` cannot be written.
     """
-    from tqdm.auto import tqdm
-
     out_dir = _output_directory(out_dir)
     checkpoint_path = os.path.join(out_dir, CHECKPOINT)
     metrics_path = os.path.join(out_dir, METRICS)
     if os.path.exists(checkpoint_path) and not (resume or overwrite):
         raise ExperimentError(f"{out_dir} already holds a checkpoint; use --resume to continue it "
-                            f"or choose another output directory")
+                              f"or choose another output directory")
     data = load_data(config)
     manual_seed(config.seed)
     model = build_model(config, data.image_hw)
@@ -377,34 +388,39 @@ def train(config, out_dir, *, resume=False, overwrite=False, progress=None, echo
         history = json.loads(str(state["history"]))
     _write_atomically(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
 
-    for epoch in range(len(history) + 1, config.epochs + 1):
-        lr = optimizer.param_groups[0]["lr"]
-        images = distort(data.train_images, config.distortion, rng)
-        with tqdm(total=len(images), unit="img", desc=f"{config.model} epoch {epoch}/{config.epochs}",
-                  disable=None if progress is None else not progress, leave=False) as bar:
-            started, cpu_started = time.perf_counter(), time.process_time()
-            train_loss, train_error = _train_epoch(model, optimizer, images, data.train_labels,
-                                                   config.batch_size, rng, bar)
-            train_seconds = time.perf_counter() - started
-            train_cpu_seconds = time.process_time() - cpu_started
-        scheduler.step()
-        started = time.perf_counter()
-        test_loss, test_error = evaluate(model, data.test_images, data.test_labels)
-        record = {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_error_pct": train_error,
-                  "test_loss": test_loss, "test_error_pct": test_error, "images": len(images),
-                  "train_seconds": round(train_seconds, 3), "train_cpu_seconds": round(train_cpu_seconds, 3),
-                  "eval_seconds": round(time.perf_counter() - started, 3),
-                  "images_per_second": round(len(images) / train_seconds, 1)}
-        history.append(record)
-        io.save({"format": _FORMAT, "config": config.to_json(), "epoch": epoch,
-                 "image_hw": np.array(data.image_hw), "model": model.state_dict(),
-                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "rng": {"data": _generator_state(rng), "init": _generator_state(default_generator())},
-                 "history": json.dumps(history)}, checkpoint_path)
-        with open(metrics_path, "a") as file:
-            file.write(json.dumps(record) + "\n")
-        echo(_epoch_line(config, record))
+    with _blas_on_one_thread():
+        for epoch in range(len(history) + 1, config.epochs + 1):
+            history.append(_epoch(epoch, model, optimizer, scheduler, data, config, rng, progress))
+            io.save({"format": _FORMAT, "config": config.to_json(), "epoch": epoch,
+                     "image_hw": np.array(data.image_hw), "model": model.state_dict(),
+                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "rng": {"data": _generator_state(rng), "init": _generator_state(default_generator())},
+                     "history": json.dumps(history)}, checkpoint_path)
+            with open(metrics_path, "a") as file:
+                file.write(json.dumps(history[-1]) + "\n")
+            echo(_epoch_line(config, history[-1]))
     return Run(config, model, data, history)
+
+
+def _epoch(epoch, model, optimizer, scheduler, data, config, rng, progress):
+    """Train one epoch on fresh distortions, step the schedule, evaluate; return the epoch's record."""
+    lr = optimizer.param_groups[0]["lr"]
+    images = distort(data.train_images, config.distortion, rng)
+    with tqdm(total=len(images), unit="img", desc=f"{config.model} epoch {epoch}/{config.epochs}",
+              disable=None if progress is None else not progress, leave=False) as bar:
+        started, cpu_started = time.perf_counter(), time.process_time()
+        train_loss, train_error = _train_epoch(model, optimizer, images, data.train_labels,
+                                               config.batch_size, rng, bar)
+        train_seconds = time.perf_counter() - started
+        train_cpu_seconds = time.process_time() - cpu_started
+    scheduler.step()
+    started = time.perf_counter()
+    test_loss, test_error = evaluate(model, data.test_images, data.test_labels)
+    return {"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_error_pct": train_error,
+            "test_loss": test_loss, "test_error_pct": test_error, "images": len(images),
+            "train_seconds": round(train_seconds, 3), "train_cpu_seconds": round(train_cpu_seconds, 3),
+            "eval_seconds": round(time.perf_counter() - started, 3),
+            "images_per_second": round(len(images) / train_seconds, 1)}
 
 
 def evaluate_checkpoint(path, distortion=None, mnist_dir=None):
@@ -427,7 +443,8 @@ def evaluate_checkpoint(path, distortion=None, mnist_dir=None):
                             f"{data.image_hw[0]}×{data.image_hw[1]} images")
     model = build_model(config, trained_hw)
     model.load_state_dict(state["model"])
-    loss, error = evaluate(model, data.test_images, data.test_labels)
+    with _blas_on_one_thread():
+        loss, error = evaluate(model, data.test_images, data.test_labels)
     return {"distortion": distortion, "test_error_pct": error, "test_loss": loss,
             "test_digits": len(data.test_labels), "epoch": int(state["epoch"]),
             "config": dataclasses.asdict(config)}
