@@ -1,4 +1,4 @@
-"""CUDA kernels of ``grid_sample`` and its backward.
+"""CUDA kernels of ``grid_sample``, the fused ``affine_grid_sample``, and their backward.
 
 Twins of :mod:`stn_numba._cpu.sampling`: the host-side launchers below have the
 CPU kernels' names and argument order, plus the ``stream`` they launch on, and
@@ -9,8 +9,16 @@ that does not use it). As on the CPU, a 2-D input is a 3-D one of depth 1.
 Work split: one thread per output point. It computes the point's taps along
 each axis once, then loops over the channels.
 
+The fused affine warp (``affine_grid_sample_*``) runs the same kernels: each
+thread computes its point's grid value from theta and its base coordinates
+(`_source_point`, with the arithmetic of the affine grid kernel, so it gets
+the same bits) instead of reading a grid, so the forward never stores the
+grid. Its backward writes the per-point ``grad_grid`` to a scratch array
+(A floats per output point) and reduces it into ``grad_theta`` with the
+affine grid's backward, the fixed tree of :mod:`.grids`: deterministic.
+
 ``grad_grid`` is owned per point, so it is deterministic. ``grad_input`` is a
-scatter; there are two versions:
+scatter; there are two versions (also of ``affine_grid_sample_*_backward``):
 
 - ``grid_sample_*_backward`` adds with ``cuda.atomic.add``: fast, but the
   order of the additions, and so the rounding, changes from run to run

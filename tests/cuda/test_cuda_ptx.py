@@ -44,6 +44,7 @@ from stn_numba._cuda import grids, sampling
 TRIGONOMETRIC = {"_similarity_to_affine", "_similarity_to_affine_backward"}
 LIBDEVICE_REDUCTION = re.compile(r"cvt\\.rn\\.f64\\.s64|mul\\.f64 .*0d3BF921FB54442D19|cvt\\.rn\\.f32\\.f64")
 i64, b1 = t.int64, t.boolean
+shape3 = t.UniTuple(i64, 3)
 index = lambda ndim: t.Array(i64, ndim, "C")
 for dtype in (t.float32, t.float64):
     a = lambda ndim: t.Array(dtype, ndim, "C")
@@ -60,10 +61,12 @@ for dtype in (t.float32, t.float64):
         (grids._similarity_to_affine, (a(2), a(3))),
         (grids._similarity_to_affine_backward, (a(3), a(2), a(2))),
         (sampling._fill_zeros, (a(1),)),
-        (sampling._sample, (a(3), a(3), a(3), i64, i64, i64, i64, i64, b1)),
-        (sampling._sample_backward, (a(3), a(3), a(3), a(3), a(3), i64, i64, i64, i64, i64, b1, b1)),
-        (sampling._count_taps, (a(3), index(1), i64, i64, i64, i64, i64, b1)),
-        (sampling._place_taps, (a(3), index(1), index(1), index(1), a(1), i64, i64, i64, i64, i64, b1)),
+        # points = a grid or, with affine=True, theta (the fused affine_grid_sample): one kernel each
+        (sampling._sample, (a(3), a(3), b1, shape3, a(3), i64, i64, i64, i64, i64, b1)),
+        (sampling._sample_backward, (a(3), a(3), a(3), b1, shape3, a(3), a(3), i64, i64, i64, i64, i64, b1, b1)),
+        (sampling._count_taps, (a(3), b1, shape3, index(1), i64, i64, i64, i64, i64, b1)),
+        (sampling._place_taps, (a(3), b1, shape3, index(1), index(1), index(1), a(1), i64, i64, i64, i64, i64,
+                                b1)),
         (sampling._gather_taps, (a(3), index(1), index(1), a(1), i64, a(3))),
     ]
     if dtype == t.float32:
