@@ -29,7 +29,7 @@ from .grids import (
     tps_grid,
     tps_grid_backward,
 )
-from .sampling import grid_sample, grid_sample_backward
+from .sampling import affine_grid_sample, affine_grid_sample_backward, grid_sample, grid_sample_backward
 from .tensor import Tensor, enable_grad, is_grad_enabled, manual_seed, no_grad
 
 __version__ = "0.1.0"
@@ -48,6 +48,8 @@ __all__ = [
     "tps_grid_backward",
     "grid_sample",
     "grid_sample_backward",
+    "affine_grid_sample",
+    "affine_grid_sample_backward",
     "Tensor",
     "enable_grad",
     "is_grad_enabled",

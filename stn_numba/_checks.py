@@ -184,3 +184,21 @@ def parameters(params, name, names, batch=None):
     ndim(params, name, (2,), f"a 2-D array (N, {len(names)}) of rows {layout}")
     rows = params.shape[0] if batch is None else batch
     return shape_for(params, name, (rows, len(names)), f"rows {layout}")
+
+
+def affine_grid_sample_args(input, theta, size_value, mode_name, padding_name, align):
+    """Validate ``affine_grid_sample`` arguments; return (dims, dtype, mode code, padding code, align_corners)."""
+    ndim(input, "input", (4, 5), "4-D (N, C, H, W) or 5-D (N, C, D, H, W)")
+    ndim(theta, "theta", (3,), "a 3-D array (N, 2, 3) or (N, 3, 4)")
+    dims = size(size_value)
+    if len(dims) != input.ndim:
+        raise ValueError(f"size must have {input.ndim} entries (N, C, ...output spatial size) for "
+                         f"{input.ndim}-D input, got {dims}")
+    for axis, what in ((0, "batch size N"), (1, "channel count C")):
+        if dims[axis] != input.shape[axis]:
+            raise ValueError(f"size[{axis}] must be input's {what} ({input.shape[axis]}), got size {dims}")
+    theta_for_size(theta, dims)
+    if any(d == 0 for d in input.shape[2:]):
+        raise ValueError(f"input must have non-empty spatial dimensions, got {_describe(input)}")
+    dtype = same_dtype(input=input, theta=theta)
+    return dims, dtype, mode(mode_name, input.ndim - 2), padding_mode(padding_name), align_corners(align)

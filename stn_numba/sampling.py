@@ -183,3 +183,117 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
             backend.contiguous(grid, dtype), grad_input, grad_grid,
             mode_code, padding_code, align, bool(input_requires_grad))
     return (grad_input if input_requires_grad else None), grad_grid
+
+
+# ------------------------------------------------------------ fused affine warp
+def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros", align_corners=False, *,
+                       device=None, stream=None):
+    """Warp ``input`` by affine transforms: ``grid_sample(input, affine_grid(theta, size))`` in one pass.
+
+    The grid generator and sampler of Jaderberg et al. (2015), §3.2–3.3, fused:
+    each output point's source coordinate ``theta[n] @ (x, y[, z], 1)`` is
+    computed inside the kernel, so the (N, ..., 2|3) grid is never stored.
+    The result equals :func:`grid_sample` of :func:`~stn_numba.affine_grid`
+    with the same arguments (on the CPU bitwise: the coordinates are computed
+    in the same order of operations).
+
+    Parameters
+    ----------
+    input : array_like, float32 or float64
+        Images (N, C, H, W) or volumes (N, C, D, H, W), as in :func:`grid_sample`.
+    theta : array_like, same dtype as ``input``
+        Affine matrices, (N, 2, 3) for images or (N, 3, 4) for volumes.
+    size : sequence of int
+        Output size (N, C, H_out, W_out) or (N, C, D_out, H_out, W_out);
+        N and C must be those of ``input``. The spatial size may differ from
+        the input's (the paper's downsampling).
+    mode, padding_mode, align_corners
+        As in :func:`grid_sample`; ``align_corners`` applies to both the grid
+        and the sampler, as when the two torch functions are given the same value.
+    device, stream
+        As in :func:`grid_sample`.
+
+    Returns
+    -------
+    output : ndarray, shape ``size``, dtype of ``input``
+
+    See Also
+    --------
+    affine_grid_sample_backward : gradients with respect to ``input`` and ``theta``.
+
+    Notes
+    -----
+    torch has no fused op; this matches
+    ``F.grid_sample(input, F.affine_grid(theta, size, align_corners), mode,
+    padding_mode, align_corners)``, with the non-finite coordinate rule of the
+    module docstring (a non-finite ``theta`` gives non-finite coordinates,
+    which follow it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stn_numba import affine_grid_sample
+    >>> image = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4)
+    >>> flip = np.array([[[-1, 0, 0], [0, 1, 0]]], dtype=np.float32)   # mirror x
+    >>> affine_grid_sample(image, flip, (1, 1, 4, 4))[0, 0, 0]
+    array([3., 2., 1., 0.], dtype=float32)
+    """
+    backend, (input, theta) = _device.resolve(device, stream, input=input, theta=theta)
+    dims, dtype, mode_code, padding_code, align = _checks.affine_grid_sample_args(
+        input, theta, size, mode, padding_mode, align_corners)
+    output = backend.empty(dims, dtype)
+    if output.size:
+        backend.kernel(f"affine_grid_sample_{len(dims) - 2}d")(
+            backend.contiguous(input, dtype), backend.contiguous(theta, dtype), output,
+            mode_code, padding_code, align)
+    return output
+
+
+def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear", padding_mode="zeros",
+                                align_corners=False, *, input_requires_grad=True, device=None, stream=None):
+    """Gradients of :func:`affine_grid_sample` with respect to ``input`` and ``theta``.
+
+    The exact vector-Jacobian products: ``grad_input`` as in
+    :func:`grid_sample_backward`, and, by the chain rule through the affine
+    grid, ``grad_theta[n, i, j] = Σ_p grad_grid[n, p, i] · base[p, j]`` with
+    ``base[p] = (x_p, y_p[, z_p], 1)``, where ``grad_grid`` is what
+    :func:`grid_sample_backward` would give (never stored). The sum is
+    reduced in a fixed order over chunks that depend on the shapes only, so
+    both gradients are bitwise identical for any thread count on the CPU.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient of the loss with respect to the output, shape ``size``.
+    input, theta, size, mode, padding_mode, align_corners
+        As given to :func:`affine_grid_sample`.
+    input_requires_grad : bool, optional
+        If False, ``grad_input`` is not computed and None is returned in its
+        place. Default True.
+    device, stream
+        As in :func:`grid_sample`.
+
+    Returns
+    -------
+    grad_input : ndarray or None
+        Same shape and dtype as ``input``.
+    grad_theta : ndarray
+        Same shape and dtype as ``theta``; zeros for mode="nearest".
+    """
+    backend, (grad_output, input, theta) = _device.resolve(
+        device, stream, grad_output=grad_output, input=input, theta=theta)
+    dims, dtype, mode_code, padding_code, align = _checks.affine_grid_sample_args(
+        input, theta, size, mode, padding_mode, align_corners)
+    _checks.shape_for(grad_output, "grad_output", dims, "the output of affine_grid_sample")
+    dtype = _checks.same_dtype(grad_output=grad_output, input=input)
+    input_shape = tuple(input.shape) if input_requires_grad else (0,) * input.ndim
+    # The kernel overwrites both gradients; with nothing sampled they are zero.
+    allocate = backend.empty if grad_output.size else backend.zeros
+    grad_input = allocate(input_shape, dtype)
+    grad_theta = allocate(tuple(theta.shape), dtype)
+    if grad_output.size:
+        backend.kernel(f"affine_grid_sample_{len(dims) - 2}d_backward")(
+            backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
+            backend.contiguous(theta, dtype), grad_input, grad_theta,
+            mode_code, padding_code, align, bool(input_requires_grad))
+    return (grad_input if input_requires_grad else None), grad_theta

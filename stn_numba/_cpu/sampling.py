@@ -1,9 +1,19 @@
-"""CPU kernels of ``grid_sample`` and its backward.
+"""CPU kernels of ``grid_sample``, the fused ``affine_grid_sample`` and their
+backward.
 
 The sampler of Jaderberg et al., "Spatial Transformer Networks" (NeurIPS
 2015), with PyTorch's modes and paddings; the scalar math is in
 `stn_numba._coords`. The 2-D kernels view their arrays as 3-D ones with depth
 1, so one compiled implementation per dtype serves both.
+
+Grid or affine. The sample points come either from a grid or, for the fused
+affine warp, from ``theta @ (x, y[, z], 1)`` over the output's base
+coordinates, computed per block where the grid path copies a grid component
+(`_load_coordinates`), in `affine_grid`'s order of operations. Both paths are
+one compiled implementation with a ``fused`` flag; the unused arrays are
+empty. The fused backward reduces each point's coordinate gradient with its
+base coordinates into a private ``theta`` gradient per work item, added in
+work-item order afterwards; the grid is never materialised.
 
 Work split. The output points of an image are cut into blocks of ``_BLOCK``
 points. For a block the kernel first tabulates every tap: per axis (a
@@ -34,6 +44,7 @@ from numba import njit, prange
 
 from .._codes import BICUBIC, BILINEAR, BORDER, NEAREST, REFLECTION, ZEROS
 from .._coords import cubic_taps, linear_taps, nearest_tap
+from .grids import _base_coordinates, _sum_chunks
 
 _BLOCK = 512  # points tabulated at once (their tables stay in cache)
 _PARALLEL_CHUNKS = 4  # backward: cut images so that N * chunks reaches this
@@ -57,6 +68,8 @@ def _workspace(taps, axes, dtype):
     """Tap tables for one group of work items.
 
     Axis 2 is a trivial depth axis (index 0, weight 1) for 2-D grids.
+    ``base_point`` holds the block's base coordinates (x, y, z) in the fused
+    path.
     """
     coordinate = np.empty(_BLOCK, dtype)
     axis_index = np.zeros((3, 4, _BLOCK), np.int64)
@@ -69,8 +82,9 @@ def _workspace(taps, axes, dtype):
     slopes = np.empty((3, taps, _BLOCK), dtype)
     products = np.empty((taps, _BLOCK), dtype)
     accumulator = np.empty(_BLOCK, dtype)
+    base_point = np.empty((3, _BLOCK), dtype)
     return (coordinate, axis_index, axis_weight, axis_slope, index, weight,
-            slopes, products, accumulator)
+            slopes, products, accumulator, base_point)
 
 
 @njit(inline="always")
@@ -115,11 +129,47 @@ def _axis_taps(coordinate, count, size, mode, padding_mode, align_corners,
 
 
 @njit(cache=True)
-def _copy_component(grid, n, start, count, axis, coordinate):
-    """Copy one grid component into a contiguous buffer, so that the tap
-    loops read unit-stride data and vectorise."""
-    for p in range(count):
-        coordinate[p] = grid[n, start + p, axis]
+def _base_points(bases, start, count, base_point):
+    """The base coordinates (x, y, z) of output points ``start`` to
+    ``start + count - 1`` (flat over depth, height, width), row by row."""
+    xs, ys, zs = bases
+    width, height = xs.shape[0], ys.shape[0]
+    point = start
+    while point < start + count:
+        row = point // width
+        column = point - row * width
+        length = min(width - column, start + count - point)
+        y, z = ys[row % height], zs[row // height]
+        at = point - start
+        for k in range(length):
+            base_point[0, at + k] = xs[column + k]
+            base_point[1, at + k] = y
+            base_point[2, at + k] = z
+        point += length
+
+
+@njit(cache=True)
+def _load_coordinates(grid, theta, fused, n, start, count, axis, base_point,
+                      coordinate):
+    """Component ``axis`` of points ``start..`` of image ``n`` into a
+    contiguous buffer, so that the tap loops read unit-stride data and
+    vectorise: copied from the grid, or (fused) ``theta[n, axis] @ (x, y[, z],
+    1)`` in `affine_grid`'s order of operations, so the two paths agree
+    bitwise."""
+    if not fused:
+        for p in range(count):
+            coordinate[p] = grid[n, start + p, axis]
+        return
+    axes = theta.shape[1]
+    slope, along_y = theta[n, axis, 0], theta[n, axis, 1]
+    along_z, constant = theta[n, axis, 2], theta[n, axis, axes]
+    if axes == 3:
+        for p in range(count):
+            coordinate[p] = slope * base_point[0, p] + (
+                (along_y * base_point[1, p] + constant) + along_z * base_point[2, p])
+    else:
+        for p in range(count):
+            coordinate[p] = slope * base_point[0, p] + (along_y * base_point[1, p] + constant)
 
 
 @njit(cache=True)
@@ -151,10 +201,12 @@ def _combine_slopes(count, axes, axis_weight, axis_slope, kz, ky, kx,
 
 
 @njit(cache=True)
-def _tabulate(grid, n, start, count, depth, height, width, mode,
-              padding_mode, align_corners, with_slopes, workspace):
+def _tabulate(grid, theta, bases, fused, n, start, count, depth, height,
+              width, mode, padding_mode, align_corners, with_slopes,
+              workspace):
     """Fill the tap tables of a block: flat index, weight, and (if asked)
-    the weight's derivative along each grid component.
+    the weight's derivative along each grid component (and, fused, the
+    block's base points).
 
     The taps are the outer product of the per-axis taps. Tables are passed
     whole with row numbers (views would cost reference counting), and every
@@ -162,10 +214,14 @@ def _tabulate(grid, n, start, count, depth, height, width, mode,
     """
     (coordinate, axis_index, axis_weight, axis_slope, index, weight,
      slopes) = workspace[:7]
+    base_point = workspace[9]
     axes = grid.shape[2]
     sizes = (width, height, depth)
+    if fused:
+        _base_points(bases, start, count, base_point)
     for a in range(axes):
-        _copy_component(grid, n, start, count, a, coordinate)
+        _load_coordinates(grid, theta, fused, n, start, count, a, base_point,
+                          coordinate)
         _axis_taps(coordinate, count, sizes[a], mode, padding_mode,
                    align_corners, axis_index, axis_weight, axis_slope, a)
     per_axis = _taps_per_axis(mode)
@@ -237,9 +293,30 @@ def _backward_channel(source, target, shift, index, weight, taps, count,
                                with_scatter)
 
 
+@njit(cache=True)
+def _add_theta_gradient(point_gradient, count, base_point, theta_sums, item,
+                        axis):
+    """``theta_sums[item, axis] += sum_p point_gradient[p] * (x, y[, z], 1)_p``,
+    the chain rule through ``coordinate = theta[axis] @ (x, y[, z], 1)``."""
+    axes = theta_sums.shape[1]
+    zero = point_gradient.dtype.type(0)
+    plain = along_x = along_y = along_z = zero
+    for p in range(count):
+        g = point_gradient[p]
+        plain += g
+        along_x += g * base_point[0, p]
+        along_y += g * base_point[1, p]
+        along_z += g * base_point[2, p]
+    theta_sums[item, axis, 0] += along_x
+    theta_sums[item, axis, 1] += along_y
+    if axes == 3:
+        theta_sums[item, axis, 2] += along_z
+    theta_sums[item, axis, axes] += plain
+
+
 @njit(inline="always")
 def _grid_gradient_loop(slopes, products, taps, count, grad_grid, n, start,
-                        accumulator):
+                        fused, base_point, theta_sums, item, accumulator):
     zero = products.dtype.type(0)
     for a in range(grad_grid.shape[2]):
         for p in range(count):
@@ -250,21 +327,27 @@ def _grid_gradient_loop(slopes, products, taps, count, grad_grid, n, start,
                 if s != zero:
                     total += term
             accumulator[p] = total
-        for p in range(count):
-            grad_grid[n, start + p, a] = accumulator[p]
+        if fused:
+            _add_theta_gradient(accumulator, count, base_point, theta_sums,
+                                item, a)
+        else:
+            for p in range(count):
+                grad_grid[n, start + p, a] = accumulator[p]
 
 
 @njit(cache=True)
-def _grid_gradient(slopes, products, taps, count, grad_grid, n, start,
-                   accumulator):
+def _grid_gradient(slopes, products, taps, count, grad_grid, n, start, fused,
+                   base_point, theta_sums, item, accumulator):
     """``grad_grid[n, p, a] = sum_t slopes[a, t, p] * products[t, p]``,
-    skipping zero slopes."""
+    skipping zero slopes; fused, that is reduced into ``theta_sums[item]``
+    instead (`_add_theta_gradient`)."""
     if taps == 4:
         _grid_gradient_loop(slopes, products, 4, count, grad_grid, n, start,
-                            accumulator)
+                            fused, base_point, theta_sums, item, accumulator)
     else:
         _grid_gradient_loop(slopes, products, taps, count, grad_grid, n,
-                            start, accumulator)
+                            start, fused, base_point, theta_sums, item,
+                            accumulator)
 
 
 @njit(cache=True)
@@ -277,10 +360,14 @@ def _zero_columns(table, count):
 
 
 @njit(parallel=True, cache=True)
-def _sample(source, grid, output, mode, padding_mode, align_corners):
-    """Forward on (N, C, D, H, W) input, (N, P, A) grid, (N, C, P) output."""
+def _sample(source, grid, theta, bases, fused, output, mode, padding_mode,
+            align_corners):
+    """Forward on (N, C, D, H, W) input into (N, C, P) output, at the points
+    of the (N, P, A) grid or (fused) of ``theta`` (N, A, A+1) over the base
+    coordinates ``bases`` (xs, ys, zs); the other is empty (`_grid_points`,
+    `_affine_points`)."""
     n_batch, channels, depth, height, width = source.shape
-    points = grid.shape[1]
+    points = output.shape[2]
     axes = grid.shape[2]
     volume = depth * height * width
     if volume == 0:
@@ -292,15 +379,16 @@ def _sample(source, grid, output, mode, padding_mode, align_corners):
     items = n_batch * blocks
     groups = min(items, _MAX_GROUPS)
     for group in prange(groups):
-        workspace = _workspace(taps, axes, grid.dtype)
+        workspace = _workspace(taps, axes, output.dtype)
         index, weight = workspace[4], workspace[5]
         for item in range(group * items // groups,
                           (group + 1) * items // groups):
             n = item // blocks
             start = (item % blocks) * _BLOCK
             count = min(_BLOCK, points - start)
-            _tabulate(grid, n, start, count, depth, height, width, mode,
-                      padding_mode, align_corners, False, workspace)
+            _tabulate(grid, theta, bases, fused, n, start, count, depth,
+                      height, width, mode, padding_mode, align_corners, False,
+                      workspace)
             for c in range(channels):
                 _gather(flat[n, c], index, weight, taps, count,
                         output[n, c, start:start + count])
@@ -326,19 +414,23 @@ def _chunk_points(chunk, chunks, points):
 
 
 @njit(cache=True)
-def _tap_rows(grid, n, start, stop, depth, height, mode, padding_mode,
-              align_corners, workspace):
+def _tap_rows(grid, theta, bases, fused, n, start, stop, depth, height, mode,
+              padding_mode, align_corners, workspace):
     """Lowest and highest input row (``z * height + y``) that any tap of the
     points ``start..stop`` of image ``n`` reads, or (0, -1) for no points."""
     coordinate, axis_index, axis_weight, axis_slope = workspace[:4]
+    base_point = workspace[9]
     axes = grid.shape[2]
     per_axis = _taps_per_axis(mode)
     low = depth * height
     high = -1
     for block in range(start, stop, _BLOCK):
         count = min(_BLOCK, stop - block)
+        if fused:
+            _base_points(bases, block, count, base_point)
         for a in range(1, axes):
-            _copy_component(grid, n, block, count, a, coordinate)
+            _load_coordinates(grid, theta, fused, n, block, count, a,
+                              base_point, coordinate)
             _axis_taps(coordinate, count, depth if a == 2 else height, mode,
                        padding_mode, align_corners, axis_index, axis_weight,
                        axis_slope, a)
@@ -352,22 +444,27 @@ def _tap_rows(grid, n, start, stop, depth, height, mode, padding_mode,
 
 
 @njit(parallel=True, cache=True)
-def _sample_backward(grad_output, source, grid, grad_source, grad_grid, mode,
-                     padding_mode, align_corners, input_requires_grad):
-    """Backward on (N, C, P) grad_output, (N, C, D, H, W) input, (N, P, A)
-    grid; grad_source is (N, C, D*H*W) or a 0-size dummy.
+def _sample_backward(grad_output, source, grid, theta, bases, fused,
+                     grad_source, grad_grid, grad_theta, mode, padding_mode,
+                     align_corners, input_requires_grad):
+    """Backward on (N, C, P) grad_output, (N, C, D, H, W) input and the
+    sample points of `_sample`; grad_source is (N, C, D*H*W) or a 0-size
+    dummy. Overwrites grad_grid (N, P, A), or fused grad_theta (N, A, A+1).
 
     With several chunks per image, chunk 0 adds into ``grad_source`` and
     chunk k > 0 into a private buffer covering only the input rows its taps
     read (found by a first pass); the buffers are then added row by row in
-    chunk order.
+    chunk order. Fused, each work item sums its theta gradient privately;
+    these are added in chunk order.
     """
     n_batch, channels, depth, height, width = source.shape
-    points = grid.shape[1]
+    points = grad_output.shape[2]
     axes = grid.shape[2]
     volume = depth * height * width
+    dtype = grad_output.dtype
     if volume == 0:
-        _zero_columns(grad_grid.reshape(n_batch * points, axes), axes)
+        _zero_columns(grad_grid.reshape(grad_grid.shape[0] * grad_grid.shape[1], axes), axes)
+        _zero_columns(grad_theta.reshape(grad_theta.shape[0], axes * (axes + 1)), axes * (axes + 1))
         return
     flat = source.reshape(n_batch, channels, volume)
     taps = _taps_per_axis(mode) ** axes
@@ -382,25 +479,28 @@ def _sample_backward(grad_output, source, grid, grad_source, grad_grid, mode,
     offsets = np.zeros(items + 1, np.int64)
     if private:
         for group in prange(groups):
-            workspace = _workspace(taps, axes, grid.dtype)
+            workspace = _workspace(taps, axes, dtype)
             for item in range(group * items // groups,
                               (group + 1) * items // groups):
                 if item % chunks:
                     first, stop = _chunk_points(item % chunks, chunks, points)
                     rows[item, 0], rows[item, 1] = _tap_rows(
-                        grid, item // chunks, first, stop, depth, height, mode,
-                        padding_mode, align_corners, workspace)
+                        grid, theta, bases, fused, item // chunks, first,
+                        stop, depth, height, mode, padding_mode,
+                        align_corners, workspace)
                 else:
                     rows[item, 1] = -1
         for item in range(items):
             size = (rows[item, 1] - rows[item, 0] + 1) * width * channels
             offsets[item + 1] = offsets[item] + size
-    buffers = np.empty(offsets[items], grid.dtype)
-    no_target = np.empty((channels, 0), grid.dtype)
+    buffers = np.empty(offsets[items], dtype)
+    no_target = np.empty((channels, 0), dtype)
+    theta_sums = np.zeros((items if fused else 0, axes, axes + 1), dtype)
     for group in prange(groups):
-        workspace = _workspace(taps, axes, grid.dtype)
+        workspace = _workspace(taps, axes, dtype)
         index, weight, slopes = workspace[4], workspace[5], workspace[6]
         products, accumulator = workspace[7], workspace[8]
+        base_point = workspace[9]
         for item in range(group * items // groups,
                           (group + 1) * items // groups):
             n = item // chunks
@@ -419,8 +519,9 @@ def _sample_backward(grad_output, source, grid, grad_source, grad_grid, mode,
             first, stop = _chunk_points(chunk, chunks, points)
             for start in range(first, stop, _BLOCK):
                 count = min(_BLOCK, stop - start)
-                _tabulate(grid, n, start, count, depth, height, width, mode,
-                          padding_mode, align_corners, with_slopes, workspace)
+                _tabulate(grid, theta, bases, fused, n, start, count, depth,
+                          height, width, mode, padding_mode, align_corners,
+                          with_slopes, workspace)
                 if with_slopes:
                     _zero_columns(products, count)
                 for c in range(channels):
@@ -430,9 +531,13 @@ def _sample_backward(grad_output, source, grid, grad_source, grad_grid, mode,
                                       with_slopes, input_requires_grad)
                 if with_slopes:
                     _grid_gradient(slopes, products, taps, count, grad_grid,
-                                   n, start, accumulator)
-                else:
+                                   n, start, fused, base_point, theta_sums,
+                                   item, accumulator)
+                elif not fused:
                     _zero_columns(grad_grid[n, start:start + count], axes)
+    if fused:
+        _sum_chunks(theta_sums.reshape(n_batch, chunks, axes, axes + 1),
+                    grad_theta)
     if private:
         image_rows = depth * height
         for job in prange(n_batch * image_rows):
@@ -450,27 +555,85 @@ def _sample_backward(grad_output, source, grid, grad_source, grad_grid, mode,
                             grad_source[n, c, target_at + x] += part[source_at + x]
 
 
+# ------------------------------------------------------------ entry points
+# Each gives `_sample` / `_sample_backward` a 5-D input, flat (N, C, P)
+# outputs and the sample points: a grid (`_grid_points`) or theta over the
+# output's base coordinates (`_affine_points`).
+@njit(cache=True)
+def _grid_points(grid, points):
+    """A (N, ..., A) grid as (grid (N, P, A), empty theta, empty bases)."""
+    axes = grid.shape[grid.ndim - 1]
+    nothing = np.empty(0, grid.dtype)
+    return (grid.reshape(grid.shape[0], points, axes),
+            np.empty((0, axes, axes + 1), grid.dtype),
+            (nothing, nothing, nothing))
+
+
+@njit(cache=True)
+def _affine_points(theta, depth, height, width, align_corners):
+    """(N, A, A+1) ``theta`` for an output of (depth, height, width) as
+    (empty grid, theta, base coordinates (xs, ys, zs) as `affine_grid`'s)."""
+    axes = theta.shape[1]
+    return (np.empty((theta.shape[0], 0, axes), theta.dtype), theta,
+            (_base_coordinates(width, align_corners, theta),
+             _base_coordinates(height, align_corners, theta),
+             _base_coordinates(depth, align_corners, theta)))
+
+
+@njit(cache=True)
+def _as_volumes(images):
+    """(N, C, H, W) as (N, C, 1, H, W)."""
+    shape = images.shape
+    return images.reshape(shape[0], shape[1], 1, shape[2], shape[3])
+
+
+@njit(cache=True)
+def _flat_points(array):
+    """(N, C, ...) as (N, C, P)."""
+    shape = array.shape
+    return array.reshape(shape[0], shape[1], array.size // max(1, shape[0] * shape[1]))
+
+
 @njit(cache=True)
 def grid_sample_2d(input, grid, output, mode, padding_mode, align_corners):
     """Sample (N, C, H, W) ``input`` at (N, Ho, Wo, 2) ``grid`` into
     (N, C, Ho, Wo) ``output`` (see the module docstring)."""
-    n_batch, channels, height, width = input.shape
-    points = grid.shape[1] * grid.shape[2]
-    _sample(input.reshape(n_batch, channels, 1, height, width),
-            grid.reshape(n_batch, points, 2),
-            output.reshape(n_batch, channels, points),
-            mode, padding_mode, align_corners)
+    grid, theta, bases = _grid_points(grid, grid.shape[1] * grid.shape[2])
+    _sample(_as_volumes(input), grid, theta, bases, False,
+            _flat_points(output), mode, padding_mode, align_corners)
 
 
 @njit(cache=True)
 def grid_sample_3d(input, grid, output, mode, padding_mode, align_corners):
     """Sample (N, C, D, H, W) ``input`` at (N, Do, Ho, Wo, 3) ``grid`` into
     (N, C, Do, Ho, Wo) ``output``."""
-    n_batch, channels = input.shape[0], input.shape[1]
-    points = grid.shape[1] * grid.shape[2] * grid.shape[3]
-    _sample(input, grid.reshape(n_batch, points, 3),
-            output.reshape(n_batch, channels, points),
-            mode, padding_mode, align_corners)
+    grid, theta, bases = _grid_points(
+        grid, grid.shape[1] * grid.shape[2] * grid.shape[3])
+    _sample(input, grid, theta, bases, False, _flat_points(output), mode,
+            padding_mode, align_corners)
+
+
+@njit(cache=True)
+def affine_grid_sample_2d(input, theta, output, mode, padding_mode,
+                          align_corners):
+    """Sample (N, C, H, W) ``input`` at ``affine_grid(theta, output.shape)``
+    into (N, C, Ho, Wo) ``output``, without building the grid; ``theta`` is
+    (N, 2, 3)."""
+    grid, theta, bases = _affine_points(theta, 1, output.shape[2],
+                                        output.shape[3], align_corners)
+    _sample(_as_volumes(input), grid, theta, bases, True,
+            _flat_points(output), mode, padding_mode, align_corners)
+
+
+@njit(cache=True)
+def affine_grid_sample_3d(input, theta, output, mode, padding_mode,
+                          align_corners):
+    """5-D twin of `affine_grid_sample_2d`; ``theta`` is (N, 3, 4)."""
+    grid, theta, bases = _affine_points(theta, output.shape[2],
+                                        output.shape[3], output.shape[4],
+                                        align_corners)
+    _sample(input, grid, theta, bases, True, _flat_points(output), mode,
+            padding_mode, align_corners)
 
 
 @njit(cache=True)
@@ -480,16 +643,13 @@ def grid_sample_2d_backward(grad_output, input, grid, grad_input, grad_grid,
     """Overwrite ``grad_grid`` (N, Ho, Wo, 2) and, if
     ``input_requires_grad``, ``grad_input`` (N, C, H, W); otherwise
     ``grad_input`` may be a 0-size dummy and is not touched."""
-    n_batch, channels, height, width = input.shape
     points = grid.shape[1] * grid.shape[2]
-    shape = grad_input.shape
-    _sample_backward(grad_output.reshape(n_batch, channels, points),
-                     input.reshape(n_batch, channels, 1, height, width),
-                     grid.reshape(n_batch, points, 2),
-                     grad_input.reshape(shape[0], shape[1],
-                                        shape[2] * shape[3]),
-                     grad_grid.reshape(n_batch, points, 2),
-                     mode, padding_mode, align_corners, input_requires_grad)
+    grid, theta, bases = _grid_points(grid, points)
+    # theta is empty and so is its gradient, which is not written.
+    _sample_backward(_flat_points(grad_output), _as_volumes(input), grid,
+                     theta, bases, False, _flat_points(grad_input),
+                     grad_grid.reshape(grid.shape), theta, mode, padding_mode,
+                     align_corners, input_requires_grad)
 
 
 @njit(cache=True)
@@ -497,13 +657,39 @@ def grid_sample_3d_backward(grad_output, input, grid, grad_input, grad_grid,
                             mode, padding_mode, align_corners,
                             input_requires_grad):
     """5-D twin of `grid_sample_2d_backward`."""
-    n_batch, channels = input.shape[0], input.shape[1]
     points = grid.shape[1] * grid.shape[2] * grid.shape[3]
-    shape = grad_input.shape
-    _sample_backward(grad_output.reshape(n_batch, channels, points),
-                     input,
-                     grid.reshape(n_batch, points, 3),
-                     grad_input.reshape(shape[0], shape[1],
-                                        shape[2] * shape[3] * shape[4]),
-                     grad_grid.reshape(n_batch, points, 3),
-                     mode, padding_mode, align_corners, input_requires_grad)
+    grid, theta, bases = _grid_points(grid, points)
+    _sample_backward(_flat_points(grad_output), input, grid, theta, bases,
+                     False, _flat_points(grad_input),
+                     grad_grid.reshape(grid.shape), theta, mode, padding_mode,
+                     align_corners, input_requires_grad)
+
+
+@njit(cache=True)
+def affine_grid_sample_2d_backward(grad_output, input, theta, grad_input,
+                                   grad_theta, mode, padding_mode,
+                                   align_corners, input_requires_grad):
+    """Overwrite ``grad_theta`` (N, 2, 3) and, if ``input_requires_grad``,
+    ``grad_input`` (N, C, H, W) (else a 0-size dummy, not touched), for
+    `affine_grid_sample_2d` with output gradient ``grad_output``
+    (N, C, Ho, Wo)."""
+    grid, theta, bases = _affine_points(theta, 1, grad_output.shape[2],
+                                        grad_output.shape[3], align_corners)
+    # The grid is empty and so is its gradient, which is not written.
+    _sample_backward(_flat_points(grad_output), _as_volumes(input), grid,
+                     theta, bases, True, _flat_points(grad_input), grid,
+                     grad_theta, mode, padding_mode, align_corners,
+                     input_requires_grad)
+
+
+@njit(cache=True)
+def affine_grid_sample_3d_backward(grad_output, input, theta, grad_input,
+                                   grad_theta, mode, padding_mode,
+                                   align_corners, input_requires_grad):
+    """5-D twin of `affine_grid_sample_2d_backward`; ``theta`` (N, 3, 4)."""
+    grid, theta, bases = _affine_points(theta, grad_output.shape[2],
+                                        grad_output.shape[3],
+                                        grad_output.shape[4], align_corners)
+    _sample_backward(_flat_points(grad_output), input, grid, theta, bases,
+                     True, _flat_points(grad_input), grid, grad_theta, mode,
+                     padding_mode, align_corners, input_requires_grad)

@@ -36,7 +36,7 @@ __all__ = [
     "reshape", "flatten", "transpose", "concat", "cat",
     "linear", "conv2d", "max_pool2d", "avg_pool2d", "dropout", "dropout2d", "batch_norm",
     "log_softmax", "softmax", "nll_loss", "cross_entropy", "mse_loss",
-    "affine_grid", "grid_sample",
+    "affine_grid", "grid_sample", "affine_grid_sample",
 ]
 
 
@@ -633,6 +633,42 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     _float_tensor(grid, "grid")
     return _GridSample.apply(input, grid, mode=mode, padding_mode=padding_mode,
                              align_corners=align_corners)
+
+
+class _AffineGridSample(Function):
+    def forward(self, input, theta, size, mode, padding_mode, align_corners):
+        self.input, self.theta = input, theta
+        self.options = (size, mode, padding_mode, align_corners)
+        return sampling.affine_grid_sample(input, theta, *self.options)
+
+    def backward(self, grad):
+        grad_input, grad_theta = sampling.affine_grid_sample_backward(
+            grad, self.input, self.theta, *self.options,
+            input_requires_grad=self.needs_input_grad[0])
+        return grad_input, (grad_theta if self.needs_input_grad[1] else None)
+
+
+def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros", align_corners=False):
+    """``grid_sample(input, affine_grid(theta, size, align_corners), ...)`` as one op, without the grid.
+
+    The spatial transformer's grid generator and sampler (Jaderberg et al.,
+    2015, §3.2–3.3) fused; see :func:`stn_numba.sampling.affine_grid_sample`.
+    Differentiable in ``input`` and ``theta``; the gradient of ``input`` is
+    computed only when ``input.requires_grad``.
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C, H, W) or (N, C, D, H, W)
+    theta : Tensor, shape (N, 2, 3) or (N, 3, 4)
+    size : sequence of int
+        Output size (N, C, H_out, W_out) or (N, C, D_out, H_out, W_out).
+    mode, padding_mode, align_corners
+        As in :func:`grid_sample`.
+    """
+    _float_tensor(input, "input")
+    _float_tensor(theta, "theta")
+    return _AffineGridSample.apply(input, theta, size=tuple(int(s) for s in size), mode=mode,
+                                   padding_mode=padding_mode, align_corners=align_corners)
 
 
 

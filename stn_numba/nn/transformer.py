@@ -12,6 +12,9 @@ A spatial transformer has three parts (§3 of the paper), and so does
    of :mod:`stn_numba.nn.functional`;
 3. the *sampler*, :func:`stn_numba.nn.functional.grid_sample`.
 
+For the affine family steps 2 and 3 run as one op,
+:func:`stn_numba.nn.functional.affine_grid_sample`, which never builds the grid.
+
 Transform families and their parameters θ (one row per image):
 
 ============  =======  ==============================================  ===================
@@ -227,5 +230,8 @@ class SpatialTransformer(Module):
             raise ValueError(f"SpatialTransformer expects a 4-D Tensor (N, C, H, W), got "
                              f"{getattr(input, 'shape', type(input).__name__)}")
         theta = self.localise(input)
-        grid = self.grid(theta, self.output_shape(input.shape))
-        return F.grid_sample(input, grid, self.mode, self.padding_mode, self.align_corners)
+        size = self.output_shape(input.shape)
+        if self.transform == "affine":  # fused: the grid is never built
+            return F.affine_grid_sample(input, theta.reshape(-1, 2, 3), size, self.mode, self.padding_mode,
+                                        self.align_corners)
+        return F.grid_sample(input, self.grid(theta, size), self.mode, self.padding_mode, self.align_corners)
