@@ -14,6 +14,7 @@ come back as 0-d arrays) that remember the file they came from, so that
 ``Module.load_state_dict`` names the file when the architecture does not fit.
 """
 
+import math
 import os
 import tempfile
 import zipfile
@@ -138,13 +139,33 @@ def load(path):
         problem = "it is empty" if not magic else "it does not start like a zip archive"
         raise ValueError(f"checkpoint {path} is not an .npz archive ({problem}; truncated or another format?)")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            flat = {name: archive[name] for name in archive.files}
+        with zipfile.ZipFile(path) as archive:
+            flat = {}
+            for member in archive.infolist():
+                with archive.open(member) as file:
+                    flat[member.filename.removesuffix(".npy")] = _read_member(file, member, path)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
         raise ValueError(f"checkpoint {path} is truncated or corrupt: {error}") from None
-    except ValueError as error:
-        if "allow_pickle" in str(error):
-            raise ValueError(f"checkpoint {path} holds object arrays, which would need pickle; "
-                             f"refusing to load it") from None
-        raise ValueError(f"checkpoint {path} is corrupt: {error}") from None
     return _nest(flat, path)
+
+
+def _read_member(file, member, path):
+    """One ``.npy`` member, its header checked before anything is allocated."""
+    name = member.filename
+    try:
+        if not name.endswith(".npy"):
+            raise ValueError("it is not an .npy array")
+        version = np.lib.format.read_magic(file)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(file)
+    except ValueError as error:
+        raise ValueError(f"checkpoint {path}: entry {name!r} is not a valid array ({error})") from None
+    if dtype.hasobject:
+        raise ValueError(f"checkpoint {path} holds object arrays, which would need pickle; refusing to load it")
+    header_bytes = file.tell()
+    data_bytes = math.prod(shape) * dtype.itemsize
+    if header_bytes + data_bytes != member.file_size:
+        raise ValueError(f"checkpoint {path} is corrupt: entry {name!r} declares shape {shape} of {dtype} "
+                         f"({data_bytes} bytes) but holds {member.file_size - header_bytes} bytes")
+    data = np.frombuffer(file.read(data_bytes), dtype=dtype)
+    return data.reshape(shape, order="F" if fortran_order else "C").copy()

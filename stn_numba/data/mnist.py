@@ -12,6 +12,7 @@ Nothing here unpickles: ``.npz`` files are opened with ``allow_pickle=False``.
 """
 
 import gzip
+import math
 import os
 import zlib
 from importlib import resources
@@ -125,7 +126,7 @@ def read_idx(path):
         )
     shape = tuple(int(size) for size in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     dtype = _IDX_DTYPES[type_code]
-    expected = header_size + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header_size + math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         problem = "truncated" if len(data) < expected else "has trailing bytes"
         raise ValueError(
