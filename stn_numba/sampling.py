@@ -250,7 +250,8 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
 
 
 def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear", padding_mode="zeros",
-                                align_corners=False, *, input_requires_grad=True, device=None, stream=None):
+                                align_corners=False, *, input_requires_grad=True, deterministic=False, device=None,
+                                stream=None):
     """Gradients of :func:`affine_grid_sample` with respect to ``input`` and ``theta``.
 
     The exact vector-Jacobian products: ``grad_input`` as in
@@ -260,6 +261,8 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
     :func:`grid_sample_backward` would give (never stored). The sum is
     reduced in a fixed order over chunks that depend on the shapes only, so
     both gradients are bitwise identical for any thread count on the CPU.
+    On the GPU ``grad_theta`` always is (a fixed reduction tree); ``grad_input``
+    is with ``deterministic=True``.
 
     Parameters
     ----------
@@ -270,6 +273,10 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
     input_requires_grad : bool, optional
         If False, ``grad_input`` is not computed and None is returned in its
         place. Default True.
+    deterministic : bool, optional
+        As in :func:`grid_sample_backward`: GPU only (the CPU always is
+        deterministic and ignores it); True makes the GPU's ``grad_input``
+        bitwise reproducible, at the cost described there.
     device, stream
         As in :func:`grid_sample`.
 
@@ -291,8 +298,11 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
     allocate = backend.empty if grad_output.size else backend.zeros
     grad_input = allocate(input_shape, dtype)
     grad_theta = allocate(tuple(theta.shape), dtype)
+    name = f"affine_grid_sample_{len(dims) - 2}d_backward"
+    if deterministic and backend.name == "cuda":
+        name += "_deterministic"  # the CPU kernel always is
     if grad_output.size:
-        backend.kernel(f"affine_grid_sample_{len(dims) - 2}d_backward")(
+        backend.kernel(name)(
             backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
             backend.contiguous(theta, dtype), grad_input, grad_theta,
             mode_code, padding_code, align, bool(input_requires_grad))
