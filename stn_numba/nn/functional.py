@@ -741,7 +741,9 @@ class _AttentionGrid(Function):
 
 
 def attention_grid(params, size, align_corners=False):
-    """Attention (scale + translation) sampling grid, differentiable; see :func:`stn_numba.grids.attention_grid`.
+    """Attention (scale + translation) sampling grid, differentiable.
+
+    See :func:`stn_numba.grids.attention_grid`.
 
     Parameters
     ----------
@@ -765,7 +767,9 @@ class _SimilarityGrid(Function):
 
 
 def similarity_grid(params, size, align_corners=False):
-    """Similarity (scale, rotation, translation) sampling grid, differentiable; see :func:`stn_numba.grids.similarity_grid`.
+    """Similarity (scale, rotation, translation) sampling grid, differentiable.
+
+    See :func:`stn_numba.grids.similarity_grid`.
 
     Parameters
     ----------
