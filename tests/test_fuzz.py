@@ -430,7 +430,7 @@ def check_projective(case, grid, grad_params, params, grad_grid):
         tolerance = rounding_tolerance(sizes[:, None, None] * np.ones((1, 3, 3)), dtype, 16 * (points + 8))
     expected_theta = reference.projective_grid_backward(grad_grid, params, case.size, case.align_corners)
     # a finite source point that overflows the dtype: see the test below
-    overflowing = (np.isfinite(expected) & (np.abs(expected) > np.finfo(dtype).max)).reshape(len(params), -1)
+    overflowing = (np.isfinite(expected) & (np.abs(expected) > np.finfo(dtype).max)).reshape(len(params), 2 * points)
     assert_close_where_defined(grad_params, expected_theta, tolerance, "grad_theta", exact_nonfinite=False,
                                unchecked=(ambiguous | overflowing.any(axis=1))[:, None, None])
 
