@@ -116,14 +116,7 @@ def _demo(args):
 def _train(args):
     given = {field.name: getattr(args, field.name) for field in dataclasses.fields(experiments.Config)
              if getattr(args, field.name, None) is not None}
-    if args.resume:
-        path = os.path.join(args.out, experiments.CHECKPOINT)
-        if not os.path.exists(path):
-            raise experiments.ExperimentError(f"nothing to resume: {path} does not exist")
-        _, saved = experiments.read_checkpoint(path)
-        config = dataclasses.replace(saved, **given)
-    else:
-        config = experiments.Config(**given)
+    config = experiments.resume_config(args.out, **given) if args.resume else experiments.Config(**given)
     run = experiments.train(config, args.out, resume=args.resume, echo=_echo)
     summary = run.summary
     print(f"{config.model} on {config.distortion}: test error {summary['test_error_pct']:.2f}% after "
@@ -170,5 +163,6 @@ def main(argv=None):
         print(f"stn-numba {args.command}: error: {_describe(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"stn-numba {args.command}: interrupted", file=sys.stderr)
+        hint = "; continue from the last epoch with --resume" if args.command == "train" else ""
+        print(f"stn-numba {args.command}: interrupted{hint}", file=sys.stderr)
         return 130

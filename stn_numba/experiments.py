@@ -31,7 +31,7 @@ from .nn.transformer import TRANSFORMS
 from .tensor import Tensor, default_generator, manual_seed, no_grad
 
 __all__ = [
-    "Config", "MODELS", "TEST_SEED", "build_model", "load_data", "train", "evaluate_checkpoint",
+    "Config", "MODELS", "TEST_SEED", "build_model", "load_data", "train", "resume_config", "evaluate_checkpoint",
     "run_demo", "ExperimentError",
 ]
 
@@ -121,7 +121,10 @@ def _classifier(image_hw):
 
 
 def _localisation(image_hw):
-    """On the 2× downsampled input: conv 5×5 (20) → max-pool 2 → ReLU → conv 5×5 (20) → ReLU → linear 50 → ReLU."""
+    """Localisation net on the 2× downsampled input.
+
+    conv 5×5 (20) → max-pool 2 → ReLU → conv 5×5 (20) → ReLU → linear 50 → ReLU.
+    """
     height, width = ((size // 2 - 4) // 2 - 4 for size in image_hw)
     return nn.Sequential(
         nn.AvgPool2d(2),
@@ -293,6 +296,21 @@ def read_checkpoint(path):
     return state, Config.from_json(str(state["config"]))
 
 
+def _checkpoint_to_resume(out_dir):
+    path = os.path.join(os.fspath(out_dir), CHECKPOINT)
+    if not os.path.exists(path):
+        raise ExperimentError(f"nothing to resume: {path} does not exist")
+    return read_checkpoint(path)
+
+
+def resume_config(out_dir, **changes):
+    """The config of the run checkpointed in ``out_dir``, with ``changes``.
+
+    :func:`train` refuses to resume with changes that differ from the checkpoint's settings.
+    """
+    return dataclasses.replace(_checkpoint_to_resume(out_dir)[1], **changes)
+
+
 def _epoch_line(config, record):
     return (f"{config.model:>6} epoch {record['epoch']:>3}/{config.epochs}  "
             f"loss {record['train_loss']:.4f}  train error {record['train_error_pct']:5.2f}%  "
@@ -373,9 +391,7 @@ def train(config, out_dir, *, resume=False, overwrite=False, progress=None, echo
     rng = np.random.default_rng(config.seed)
     history = []
     if resume:
-        if not os.path.exists(checkpoint_path):
-            raise ExperimentError(f"nothing to resume: {checkpoint_path} does not exist")
-        state, saved = read_checkpoint(checkpoint_path)
+        state, saved = _checkpoint_to_resume(out_dir)
         if saved != config:
             changed = ", ".join(f"{k}={getattr(config, k)!r} (checkpoint: {getattr(saved, k)!r})"
                                 for k in dataclasses.asdict(config) if getattr(config, k) != getattr(saved, k))
@@ -527,14 +543,14 @@ def plot_transformed(run, path, count=32, columns=8):
 def plot_curves(runs, path):
     """Save training loss and test error per epoch of each run."""
     figure = _figure(10, 4)
-    panels = [("train_loss", "training loss", "log"), ("test_error_pct", "test error (%)", "linear")]
-    for position, (key, label, scale) in enumerate(panels):
+    panels = [("train_loss", "training loss"), ("test_error_pct", "test error (%)")]
+    for position, (key, label) in enumerate(panels):
         axes = figure.add_subplot(1, 2, position + 1)
         for name, run in runs.items():
             axes.plot([r["epoch"] for r in run.history], [r[key] for r in run.history], marker=".", label=name)
         axes.set_xlabel("epoch")
         axes.set_ylabel(label)
-        axes.set_yscale(scale)
+        axes.set_yscale("log")
         axes.grid(True, alpha=0.3)
         axes.legend()
     figure.suptitle(f"{next(iter(runs.values())).config.distortion} MNIST: CNN vs ST-CNN")
