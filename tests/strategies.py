@@ -1,7 +1,8 @@
 """Random cases for the fuzz tests: a seeded corpus and hypothesis strategies.
 
-Every case is a :class:`SamplerCase` (``grid_sample`` and its backward) or a
-:class:`GridCase` (a grid generator and its backward). Both draw
+Every case is a :class:`SamplerCase` (``grid_sample`` and its backward), a
+:class:`GridCase` (a grid generator and its backward) or a :class:`FusedCase`
+(``affine_grid_sample`` and its backward). They draw
 
 - shapes with 0-sized batches, channels and output axes, and 1-pixel axes;
 - float32 or float64 values, including the hostile ones of :func:`special_values`
@@ -191,12 +192,50 @@ def grid_case(rng, family=None):
                     _layouts(rng, ("params", "grad_grid")), control_points)
 
 
+# ----------------------------------------------------------------- fused op
+@dataclasses.dataclass
+class FusedCase:
+    """Arguments of affine_grid_sample and its backward, with a layout per array."""
+
+    input: np.ndarray
+    theta: np.ndarray
+    size: tuple
+    grad_output: np.ndarray
+    mode: str
+    padding_mode: str
+    align_corners: bool
+    input_requires_grad: bool
+    layouts: dict
+
+    @property
+    def options(self):
+        return self.mode, self.padding_mode, self.align_corners
+
+    def describe(self):
+        return (f"affine_grid_sample input {self.input.shape} {self.input.dtype}, size {self.size}, "
+                f"{self.options}, input_requires_grad={self.input_requires_grad}, layouts {self.layouts}")
+
+
+def fused_case(rng):
+    """A random affine_grid_sample case: a sampler case whose grid comes from a hostile theta."""
+    base = sampler_case(rng)
+    dim = base.input.ndim - 2
+    n_batch, channels = base.input.shape[:2]
+    fraction = REGIMES[str(rng.choice(list(REGIMES)))]
+    theta = _mix(rng, np.eye(dim, dim + 1) + 0.5 * rng.standard_normal((n_batch, dim, dim + 1)), base.input.dtype,
+                 fraction, extra=(2.0**31, -(2.0**32), 4.0e6))
+    return FusedCase(base.input, theta, (n_batch, channels, *base.grid.shape[1:-1]), base.grad_output,
+                     base.mode, base.padding_mode, base.align_corners, base.input_requires_grad,
+                     {"input": base.layouts["input"], "theta": base.layouts["grid"],
+                      "grad_output": base.layouts["grad_output"]})
+
+
 # -------------------------------------------------------------------- corpus
-FAMILIES = {"sampler": sampler_case, "grids": grid_case}
+FAMILIES = {"sampler": sampler_case, "grids": grid_case, "fused": fused_case}
 
 
 def corpus(family, count=None, seed=None):
-    """Yield (index, case): ``count`` reproducible cases of ``family`` ("sampler" or "grids")."""
+    """Yield (index, case): ``count`` reproducible cases of ``family`` (a key of FAMILIES)."""
     count = FUZZ_CASES if count is None else count
     seed = FUZZ_SEED if seed is None else seed
     family_number = list(FAMILIES).index(family)

@@ -48,6 +48,9 @@ def workload(seed):
                 *stn_numba.grid_sample_backward(np.cos(output), volume, grid_3d, "bilinear", "border", True),
                 stn_numba.affine_grid_backward(np.sin(grid), (2, 3, 4, 7)),
                 stn_numba.affine_grid_backward(np.sin(grid_3d), (1, 2, 2, 3, 4))]
+    fused = stn_numba.affine_grid_sample(image, theta, (2, 3, 4, 7), "bicubic", "border")
+    results += [fused, *stn_numba.affine_grid_sample_backward(np.sin(fused), image, theta, (2, 3, 4, 7), "bicubic",
+                                                             "border")]
     homography = np.concatenate([theta, np.array([[[0.1, -0.1, 1.0]]] * 2, dtype)], axis=1)
     results += [stn_numba.projective_grid(homography, (2, 1, 3, 4)),
                 stn_numba.projective_grid_backward(np.sin(grid[:, :3, :4]), homography, (2, 1, 3, 4))]

@@ -371,9 +371,24 @@ def reference_grid(case, params):
 
 
 def base_points(case):
-    """The float64 homogeneous base points (..., x, y[, z], 1) of the case's output size."""
+    """The float64 base points (..., x, y[, z]) of an output ``case.size`` and ``case.align_corners``."""
     return reference.affine_grid(np.eye(len(case.size) - 2, len(case.size) - 1)[None], (1, 1, *case.size[2:]),
                                  case.align_corners)[0]
+
+
+def affine_backward_tolerance(case, grad_grid, dtype):
+    """Rounding tolerance of grad_theta = sum over points of grad_grid * (x, y[, z], 1)."""
+    points = np.abs(base_points(case))
+    base = np.concatenate([points, np.ones(points.shape[:-1] + (1,))], -1)
+    dim = len(case.size) - 2
+    points_per_image = int(np.prod(case.size[2:]))
+    per_point = np.abs(np.asarray(grad_grid, np.float64)).reshape(len(grad_grid), points_per_image, dim)
+    sizes = np.einsum("npi,pj->nij", per_point, base.reshape(points_per_image, dim + 1))
+    tolerance = rounding_tolerance(sizes, dtype, points_per_image + 8)
+    # the kernel adds up grad_grid along rows before weighting: where that may overflow, see the test below
+    overflowing_rows = per_point.sum(1)[:, :, None] >= np.finfo(dtype).max / 8
+    tolerance[np.broadcast_to(overflowing_rows, tolerance.shape)] = np.nan
+    return tolerance
 
 
 def check_affine(case, grid, grad_params, params, grad_grid):
@@ -384,14 +399,7 @@ def check_affine(case, grid, grad_params, params, grad_grid):
     sizes = np.einsum("nij,...j->n...i", np.abs(params), base)
     assert_close_where_defined(grid, reference.affine_grid(params, case.size, case.align_corners),
                                rounding_tolerance(sizes, dtype, 8), "grid", exact_nonfinite=True)
-    dim = len(case.size) - 2
-    points_per_image = int(np.prod(case.size[2:]))
-    per_point = np.abs(grad_grid).reshape(len(grad_grid), points_per_image, dim)
-    gradient_sizes = np.einsum("npi,pj->nij", per_point, base.reshape(points_per_image, dim + 1))
-    tolerance = rounding_tolerance(gradient_sizes, dtype, points_per_image + 8)
-    # the kernel adds up grad_grid along rows before weighting: where that may overflow, see the test below
-    overflowing_rows = per_point.sum(1)[:, :, None] >= np.finfo(dtype).max / 8
-    tolerance[np.broadcast_to(overflowing_rows, tolerance.shape)] = np.nan
+    tolerance = affine_backward_tolerance(case, grad_grid, dtype)
     expected = reference.affine_grid_backward(grad_grid, case.size, case.align_corners)
     assert_close_where_defined(grad_params, expected, tolerance, "grad_theta", exact_nonfinite=False)
 
@@ -483,6 +491,34 @@ def check_grid(case, layout_variants):
                              case.grad_grid.astype(np.float64))
 
 
+# ------------------------------------------------------------------ fused op
+def check_fused(case, layout_variants):
+    """affine_grid_sample and its backward against grid_sample of affine_grid (the composition the
+    other families check against the reference): forward and grad_input bitwise, grad_theta to
+    rounding and finite (the sampler's grad_grid always is)."""
+    dtype = case.input.dtype
+    arrays = [in_layout(getattr(case, name), case.layouts[name], layout_variants)
+              for name in ("input", "theta", "grad_output")]
+    before = frozen(arrays)
+    input, theta, grad_output = arrays
+    output = stn_numba.affine_grid_sample(input, theta, case.size, *case.options)
+    grad_input, grad_theta = stn_numba.affine_grid_sample_backward(
+        grad_output, input, theta, case.size, *case.options, input_requires_grad=case.input_requires_grad)
+    assert frozen(arrays) == before, "an argument was written to"
+    grid = stn_numba.affine_grid(case.theta, case.size, case.align_corners)
+    composed = stn_numba.grid_sample(case.input, grid, *case.options)
+    composed_input, composed_grid = stn_numba.grid_sample_backward(case.grad_output, case.input, grid, *case.options)
+    assert output.dtype == dtype and output.tobytes() == composed.tobytes(), "output differs from the composition"
+    if case.input_requires_grad:
+        assert grad_input.tobytes() == composed_input.tobytes(), "grad_input differs from the composition"
+    else:
+        assert grad_input is None
+    assert grad_theta.dtype == dtype and grad_theta.shape == case.theta.shape
+    expected = reference.affine_grid_backward(composed_grid.astype(np.float64), case.size, case.align_corners)
+    assert_close_where_defined(grad_theta, expected, affine_backward_tolerance(case, composed_grid, dtype),
+                               "grad_theta", exact_nonfinite=False)
+
+
 # --------------------------------------------------------------------- tests
 def test_sampler_corpus(layout_variants):
     run_failures(strategies.corpus("sampler"), check_sampler, layout_variants)
@@ -490,6 +526,10 @@ def test_sampler_corpus(layout_variants):
 
 def test_grid_corpus(layout_variants):
     run_failures(strategies.corpus("grids"), check_grid, layout_variants)
+
+
+def test_fused_corpus(layout_variants):
+    run_failures(strategies.corpus("fused"), check_fused, layout_variants)
 
 
 @HYPOTHESIS

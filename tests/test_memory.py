@@ -47,6 +47,8 @@ RSS_SCRIPT = textwrap.dedent("""
         output_3d = stn_numba.grid_sample(volume, grid_3d)
         _, grad_grid_3d = stn_numba.grid_sample_backward(output_3d, volume, grid_3d)
         stn_numba.affine_grid_backward(grad_grid_3d, volume.shape)
+        fused = stn_numba.affine_grid_sample(image, theta, image.shape, "bilinear", "border")
+        stn_numba.affine_grid_sample_backward(fused, image, theta, image.shape, "bilinear", "border")
         tps = stn_numba.tps_grid(control, (1, 3, 8, 8), (3, 3))
         stn_numba.tps_grid_backward(tps, (1, 3, 8, 8), (3, 3))
 
@@ -103,7 +105,12 @@ def _ops(rng):
         ("similarity_grid", lambda params: stn_numba.similarity_grid(params, size), {"params": params}),
         ("similarity_grid_backward", lambda grad_grid, params: stn_numba.similarity_grid_backward(
             grad_grid, params, size), {"grad_grid": grid, "params": params}),
-        ("attention_grid", lambda params: stn_numba.attention_grid(params, size), {"params": np.ascontiguousarray(params[:, [0, 2, 3]])}),
+        ("attention_grid", lambda params: stn_numba.attention_grid(params, size),
+         {"params": np.ascontiguousarray(params[:, [0, 2, 3]])}),
+        ("affine_grid_sample", lambda input, theta: stn_numba.affine_grid_sample(input, theta, size),
+         {"input": image, "theta": theta}),
+        ("affine_grid_sample_backward", lambda grad_output, input, theta: stn_numba.affine_grid_sample_backward(
+            grad_output, input, theta, size), {"grad_output": rng.standard_normal(size), "input": image, "theta": theta}),
     ]
 
 
