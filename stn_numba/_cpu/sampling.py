@@ -297,16 +297,17 @@ def _backward_channel(source, target, shift, index, weight, taps, count,
 def _add_theta_gradient(point_gradient, count, base_point, theta_sums, item,
                         axis):
     """``theta_sums[item, axis] += sum_p point_gradient[p] * (x, y[, z], 1)_p``,
-    the chain rule through ``coordinate = theta[axis] @ (x, y[, z], 1)``."""
+    the chain rule through ``coordinate = theta[axis] @ (x, y[, z], 1)``;
+    float64 sums (``theta_sums`` is float64), as `_affine_grid_backward`."""
     axes = theta_sums.shape[1]
-    zero = point_gradient.dtype.type(0)
-    plain = along_x = along_y = along_z = zero
+    plain = along_x = along_y = along_z = 0.0
     for p in range(count):
-        g = point_gradient[p]
+        g = np.float64(point_gradient[p])
         plain += g
-        along_x += g * base_point[0, p]
-        along_y += g * base_point[1, p]
-        along_z += g * base_point[2, p]
+        along_x += g * np.float64(base_point[0, p])
+        along_y += g * np.float64(base_point[1, p])
+        if axes == 3:
+            along_z += g * np.float64(base_point[2, p])
     theta_sums[item, axis, 0] += along_x
     theta_sums[item, axis, 1] += along_y
     if axes == 3:
@@ -387,8 +388,8 @@ def _sample(source, grid, theta, bases, fused, output, mode, padding_mode,
             start = (item % blocks) * _BLOCK
             count = min(_BLOCK, points - start)
             _tabulate(grid, theta, bases, fused, n, start, count, depth,
-                      height, width, mode, padding_mode, align_corners, False,
-                      workspace)
+                      height, width, mode, padding_mode, align_corners,
+                      np.bool_(False), workspace)  # no slopes; np.bool_: see the entry points
             for c in range(channels):
                 _gather(flat[n, c], index, weight, taps, count,
                         output[n, c, start:start + count])
@@ -454,8 +455,8 @@ def _sample_backward(grad_output, source, grid, theta, bases, fused,
     With several chunks per image, chunk 0 adds into ``grad_source`` and
     chunk k > 0 into a private buffer covering only the input rows its taps
     read (found by a first pass); the buffers are then added row by row in
-    chunk order. Fused, each work item sums its theta gradient privately;
-    these are added in chunk order.
+    chunk order. Fused, each work item sums its theta gradient privately in
+    float64; these are added in chunk order and rounded once.
     """
     n_batch, channels, depth, height, width = source.shape
     points = grad_output.shape[2]
@@ -495,7 +496,7 @@ def _sample_backward(grad_output, source, grid, theta, bases, fused,
             offsets[item + 1] = offsets[item] + size
     buffers = np.empty(offsets[items], dtype)
     no_target = np.empty((channels, 0), dtype)
-    theta_sums = np.zeros((items if fused else 0, axes, axes + 1), dtype)
+    theta_sums = np.zeros((items if fused else 0, axes, axes + 1), np.float64)
     for group in prange(groups):
         workspace = _workspace(taps, axes, dtype)
         index, weight, slopes = workspace[4], workspace[5], workspace[6]
@@ -558,7 +559,9 @@ def _sample_backward(grad_output, source, grid, theta, bases, fused,
 # ------------------------------------------------------------ entry points
 # Each gives `_sample` / `_sample_backward` a 5-D input, flat (N, C, P)
 # outputs and the sample points: a grid (`_grid_points`) or theta over the
-# output's base coordinates (`_affine_points`).
+# output's base coordinates (`_affine_points`). The `fused` flag is passed as
+# np.bool_: a literal True or False would be typed as a constant and compile
+# a specialisation of every kernel below for each value.
 @njit(cache=True)
 def _grid_points(grid, points):
     """A (N, ..., A) grid as (grid (N, P, A), empty theta, empty bases)."""
@@ -599,7 +602,7 @@ def grid_sample_2d(input, grid, output, mode, padding_mode, align_corners):
     """Sample (N, C, H, W) ``input`` at (N, Ho, Wo, 2) ``grid`` into
     (N, C, Ho, Wo) ``output`` (see the module docstring)."""
     grid, theta, bases = _grid_points(grid, grid.shape[1] * grid.shape[2])
-    _sample(_as_volumes(input), grid, theta, bases, False,
+    _sample(_as_volumes(input), grid, theta, bases, np.bool_(False),
             _flat_points(output), mode, padding_mode, align_corners)
 
 
@@ -609,7 +612,7 @@ def grid_sample_3d(input, grid, output, mode, padding_mode, align_corners):
     (N, C, Do, Ho, Wo) ``output``."""
     grid, theta, bases = _grid_points(
         grid, grid.shape[1] * grid.shape[2] * grid.shape[3])
-    _sample(input, grid, theta, bases, False, _flat_points(output), mode,
+    _sample(input, grid, theta, bases, np.bool_(False), _flat_points(output), mode,
             padding_mode, align_corners)
 
 
@@ -621,7 +624,7 @@ def affine_grid_sample_2d(input, theta, output, mode, padding_mode,
     (N, 2, 3)."""
     grid, theta, bases = _affine_points(theta, 1, output.shape[2],
                                         output.shape[3], align_corners)
-    _sample(_as_volumes(input), grid, theta, bases, True,
+    _sample(_as_volumes(input), grid, theta, bases, np.bool_(True),
             _flat_points(output), mode, padding_mode, align_corners)
 
 
@@ -632,7 +635,7 @@ def affine_grid_sample_3d(input, theta, output, mode, padding_mode,
     grid, theta, bases = _affine_points(theta, output.shape[2],
                                         output.shape[3], output.shape[4],
                                         align_corners)
-    _sample(input, grid, theta, bases, True, _flat_points(output), mode,
+    _sample(input, grid, theta, bases, np.bool_(True), _flat_points(output), mode,
             padding_mode, align_corners)
 
 
@@ -647,7 +650,7 @@ def grid_sample_2d_backward(grad_output, input, grid, grad_input, grad_grid,
     grid, theta, bases = _grid_points(grid, points)
     # theta is empty and so is its gradient, which is not written.
     _sample_backward(_flat_points(grad_output), _as_volumes(input), grid,
-                     theta, bases, False, _flat_points(grad_input),
+                     theta, bases, np.bool_(False), _flat_points(grad_input),
                      grad_grid.reshape(grid.shape), theta, mode, padding_mode,
                      align_corners, input_requires_grad)
 
@@ -660,7 +663,7 @@ def grid_sample_3d_backward(grad_output, input, grid, grad_input, grad_grid,
     points = grid.shape[1] * grid.shape[2] * grid.shape[3]
     grid, theta, bases = _grid_points(grid, points)
     _sample_backward(_flat_points(grad_output), input, grid, theta, bases,
-                     False, _flat_points(grad_input),
+                     np.bool_(False), _flat_points(grad_input),
                      grad_grid.reshape(grid.shape), theta, mode, padding_mode,
                      align_corners, input_requires_grad)
 
@@ -677,7 +680,7 @@ def affine_grid_sample_2d_backward(grad_output, input, theta, grad_input,
                                         grad_output.shape[3], align_corners)
     # The grid is empty and so is its gradient, which is not written.
     _sample_backward(_flat_points(grad_output), _as_volumes(input), grid,
-                     theta, bases, True, _flat_points(grad_input), grid,
+                     theta, bases, np.bool_(True), _flat_points(grad_input), grid,
                      grad_theta, mode, padding_mode, align_corners,
                      input_requires_grad)
 
@@ -691,5 +694,5 @@ def affine_grid_sample_3d_backward(grad_output, input, theta, grad_input,
                                         grad_output.shape[3],
                                         grad_output.shape[4], align_corners)
     _sample_backward(_flat_points(grad_output), input, grid, theta, bases,
-                     True, _flat_points(grad_input), grid, grad_theta, mode,
+                     np.bool_(True), _flat_points(grad_input), grid, grad_theta, mode,
                      padding_mode, align_corners, input_requires_grad)
