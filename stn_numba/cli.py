@@ -105,7 +105,8 @@ def _demo(args):
     machine = report["machine"]
     print()
     print(experiments.results_table(report))
-    print(f"{report['epochs']} epochs on {report['train_digits']} training digits, test error on "
+    epochs = f"{report['epochs']} epoch" + ("s" if report["epochs"] != 1 else "")
+    print(f"{epochs} on {report['train_digits']} training digits, test error on "
           f"{report['test_digits']} test digits; {machine['cpu']}, {machine['numba_threads']} threads, "
           f"total {report['total_seconds']:.0f} s")
     print("wrote " + ", ".join(os.path.join(args.out, name)
