@@ -436,3 +436,42 @@ def projective_denominator(w):
             return limit, type(w)(0)
         return -limit, type(w)(0)
     return w, type(w)(1)
+
+
+@register_jitable(forceinline=True)
+def projective_point_gradient(theta, n, x, y, grad_x, grad_y):
+    """The quotient rule at one point of image ``n`` of a projective grid, in float64.
+
+    With ``w = h_3 · p`` kept away from 0 (`projective_denominator`), the
+    source point ``s = (h_1 · p, h_2 · p) / w`` and ``p = (x, y, 1)``, row i < 2
+    of ``grad_theta`` gets ``f_i p`` and row 2 gets ``f_w p``.
+
+    Returns
+    -------
+    f_x, f_y : float64
+        ``grad_x / w`` and ``grad_y / w``.
+    f_w : float64
+        ``-(f_x s_x + f_y s_y)``, 0 where ``w`` was clamped.
+
+    Notes
+    -----
+    float64 throughout, whatever the dtype of ``theta`` and the gradients:
+    with float32 values no intermediate overflows (not even where the float32
+    source point is ±Inf), so finite arguments never give ``0 * Inf``, while
+    non-finite ones propagate as in plain arithmetic.
+    """
+    x = np.float64(x)
+    y = np.float64(y)
+    w, slope = projective_denominator(_projective_row(theta, n, 2, x, y))
+    inverse = 1.0 / w  # one division; |w| >= 2**-20, so it is finite
+    factor_x = np.float64(grad_x) * inverse
+    factor_y = np.float64(grad_y) * inverse
+    source_x = _projective_row(theta, n, 0, x, y) * inverse
+    source_y = _projective_row(theta, n, 1, x, y) * inverse
+    return factor_x, factor_y, -slope * (factor_x * source_x + factor_y * source_y)
+
+
+@register_jitable(forceinline=True)
+def _projective_row(theta, n, i, x, y):
+    """``theta[n, i] · (x, y, 1)`` in float64, in the grid's order ``a x + (b y + c)``."""
+    return np.float64(theta[n, i, 0]) * x + (np.float64(theta[n, i, 1]) * y + np.float64(theta[n, i, 2]))

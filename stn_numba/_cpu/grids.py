@@ -10,7 +10,13 @@ implementation per dtype serves both.
 Determinism of the backward: the rows (one depth and height index each) of an
 image are cut into chunks of about ``_CHUNK_POINTS`` points, from the shapes
 only; each chunk sums its rows into private partial sums, which are then added
-in chunk order. Summing rows first keeps float32 sums accurate.
+in chunk order.
+
+Overflow: the backward sums in float64 whatever the dtype and rounds once at
+the end. With float32 values no partial sum can overflow, so a row's sum
+times its base coordinate y (or z) is never ``Inf * 0``, and a coefficient
+whose value overflows float32 becomes ±Inf, never NaN. (float64 gradients
+near the largest float64 can still overflow a row sum.)
 """
 
 import math
@@ -18,7 +24,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._coords import affine_base_coordinate, projective_denominator
+from .._coords import affine_base_coordinate, projective_denominator, projective_point_gradient
 
 _CHUNK_POINTS = 65536  # points per backward chunk
 
@@ -35,7 +41,7 @@ def _base_coordinates(size, align_corners, like):
 @njit(cache=True)
 def _sum_chunks(partial, total):
     """``total[n] = sum over chunks of partial[n, chunk]``, in chunk order
-    (there is at least one chunk)."""
+    (there is at least one chunk), rounded to ``total``'s dtype at the end."""
     n_batch, chunks, rows, columns = partial.shape
     for n in range(n_batch):
         for r in range(rows):
@@ -70,15 +76,15 @@ def _affine_grid(theta, grid, depth, height, align_corners):
 @njit(parallel=True, cache=True)
 def _affine_grid_backward(grad_grid, grad_theta, depth, height, align_corners):
     """``grad_theta[n, a, k] = sum over points of grad_grid[..., a] * base_k``
-    with base = (x, y[, z], 1)."""
+    with base = (x, y[, z], 1), summed in float64."""
     n_batch, rows, width, axes = grad_grid.shape
-    xs = _base_coordinates(width, align_corners, grad_grid)
-    ys = _base_coordinates(height, align_corners, grad_grid)
-    zs = _base_coordinates(depth, align_corners, grad_grid)
+    # the dtype's base coordinates (the forward's), held in float64
+    xs = _base_coordinates(width, align_corners, grad_grid).astype(np.float64)
+    ys = _base_coordinates(height, align_corners, grad_grid).astype(np.float64)
+    zs = _base_coordinates(depth, align_corners, grad_grid).astype(np.float64)
     rows_per_chunk = max(1, _CHUNK_POINTS // max(1, width))
     chunks = max(1, (rows + rows_per_chunk - 1) // rows_per_chunk)
-    partial = np.zeros((n_batch, chunks, axes, axes + 1), grad_grid.dtype)
-    zero = grad_grid.dtype.type(0)
+    partial = np.zeros((n_batch, chunks, axes, axes + 1), np.float64)
     for item in prange(n_batch * chunks):
         n = item // chunks
         chunk = item % chunks
@@ -88,10 +94,10 @@ def _affine_grid_backward(grad_grid, grad_theta, depth, height, align_corners):
             y = ys[row % height]
             z = zs[row // height]
             for a in range(axes):
-                plain = zero
-                weighted = zero
+                plain = 0.0
+                weighted = 0.0
                 for w in range(width):
-                    g = grad_grid[n, row, w, a]
+                    g = np.float64(grad_grid[n, row, w, a])
                     plain += g
                     weighted += g * xs[w]
                 sums[a, 0] += weighted
@@ -166,41 +172,34 @@ def projective_grid_2d_backward(grad_grid, theta, grad_theta, align_corners):
 
     Per point, with the source point s = (h_1 · p, h_2 · p) / w:
     row i < 2 of theta gets ``g_i p / w``, row 2 gets ``-(g · s) p / w``
-    (times 0 where w was clamped). Chunked like `_affine_grid_backward`.
+    (0 where w was clamped), in float64 (`projective_point_gradient`).
+    Chunked and summed like `_affine_grid_backward`.
     """
     n_batch, height, width, _ = grad_grid.shape
     xs = _base_coordinates(width, align_corners, grad_grid)
     ys = _base_coordinates(height, align_corners, grad_grid)
     rows_per_chunk = max(1, _CHUNK_POINTS // max(1, width))
     chunks = max(1, (height + rows_per_chunk - 1) // rows_per_chunk)
-    partial = np.zeros((n_batch, chunks, 3, 3), grad_grid.dtype)
-    zero = grad_grid.dtype.type(0)
+    partial = np.zeros((n_batch, chunks, 3, 3), np.float64)
     for item in prange(n_batch * chunks):
         n = item // chunks
         chunk = item % chunks
         sums = partial[n, chunk]
         for row in range(chunk * rows_per_chunk, min(height, (chunk + 1) * rows_per_chunk)):
-            y = ys[row]
-            offset_x = theta[n, 0, 1] * y + theta[n, 0, 2]
-            offset_y = theta[n, 1, 1] * y + theta[n, 1, 2]
-            offset_w = theta[n, 2, 1] * y + theta[n, 2, 2]
             # Row sums of the three per-point factors, plain and times x.
-            plain_x = plain_y = plain_w = zero
-            weighted_x = weighted_y = weighted_w = zero
+            plain_x = plain_y = plain_w = 0.0
+            weighted_x = weighted_y = weighted_w = 0.0
             for w in range(width):
-                x = xs[w]
-                denominator, slope = projective_denominator(theta[n, 2, 0] * x + offset_w)
-                factor_x = grad_grid[n, row, w, 0] / denominator
-                factor_y = grad_grid[n, row, w, 1] / denominator
-                source_x = (theta[n, 0, 0] * x + offset_x) / denominator
-                source_y = (theta[n, 1, 0] * x + offset_y) / denominator
-                factor_w = -slope * (factor_x * source_x + factor_y * source_y)
+                x = np.float64(xs[w])
+                factor_x, factor_y, factor_w = projective_point_gradient(
+                    theta, n, xs[w], ys[row], grad_grid[n, row, w, 0], grad_grid[n, row, w, 1])
                 plain_x += factor_x
                 plain_y += factor_y
                 plain_w += factor_w
                 weighted_x += factor_x * x
                 weighted_y += factor_y * x
                 weighted_w += factor_w * x
+            y = np.float64(ys[row])
             sums[0, 0] += weighted_x
             sums[0, 1] += plain_x * y
             sums[0, 2] += plain_x

@@ -13,14 +13,17 @@ tree of passes in which each thread adds
 adds values ``t, t + U, t + 2U, ...`` (``U = ceil(T / _FAN_IN)``), so adjacent
 threads read adjacent memory. The tree depends on the shapes only, so
 ``grad_theta`` is bitwise identical run to run and for any launch
-configuration, with no atomics.
+configuration, with no atomics. As on the CPU, the affine and projective
+backward sum in float64 and round once at the end (with float32 gradients no
+partial sum overflows: a sum that overflows float32 becomes ±Inf, never NaN).
 """
 
 import math
 
+import numpy as np
 from numba import cuda
 
-from .._coords import affine_base_coordinate, projective_denominator
+from .._coords import affine_base_coordinate, projective_denominator, projective_point_gradient
 from . import launch
 
 _FAN_IN = 32  # values one thread adds in one reduction pass
@@ -64,7 +67,7 @@ def _affine_grid(theta, grid, depth, height, align_corners):
 @cuda.jit
 def _affine_grid_backward_partials(grad_grid, depth, height, width, align_corners, partial):
     """``partial[n, t, a*(A+1) + k]`` = sum over points ``p = t, t + T, ...`` (``_FAN_IN`` of them)
-    of ``grad_grid[n, p, a] * base_k(p)``, base = (x, y[, z], 1); ``grad_grid`` is (N, P, A),
+    of ``grad_grid[n, p, a] * base_k(p)`` in float64, base = (x, y[, z], 1); ``grad_grid`` is (N, P, A),
     ``partial`` (N, T, A*(A+1)): one thread per (n, t, a)."""
     n_batch, chunks, _ = partial.shape
     points, axes = grad_grid.shape[1], grad_grid.shape[2]
@@ -75,18 +78,18 @@ def _affine_grid_backward_partials(grad_grid, depth, height, width, align_corner
     t = (item // axes) % chunks
     n = item // (axes * chunks)
     like = grad_grid.dtype.type(0)
-    sum_x = like
-    sum_y = like
-    sum_z = like
-    sum_1 = like
+    sum_x = 0.0
+    sum_y = 0.0
+    sum_z = 0.0
+    sum_1 = 0.0
     for q in range(_FAN_IN):
         p = q * chunks + t
         if p < points:
-            g = grad_grid[n, p, a]
+            g = np.float64(grad_grid[n, p, a])
             row = p // width
-            sum_x += g * affine_base_coordinate(p % width, width, align_corners, like)
-            sum_y += g * affine_base_coordinate(row % height, height, align_corners, like)
-            sum_z += g * affine_base_coordinate(row // height, depth, align_corners, like)
+            sum_x += g * np.float64(affine_base_coordinate(p % width, width, align_corners, like))
+            sum_y += g * np.float64(affine_base_coordinate(row % height, height, align_corners, like))
+            sum_z += g * np.float64(affine_base_coordinate(row // height, depth, align_corners, like))
             sum_1 += g
     first = a * (axes + 1)
     partial[n, t, first] = sum_x
@@ -98,8 +101,8 @@ def _affine_grid_backward_partials(grad_grid, depth, height, width, align_corner
 
 @cuda.jit
 def _sum_strided(values, sums):
-    """``sums[n, u, m]`` = sum of ``values[n, u + q*U, m]`` over ``q < _FAN_IN``, in order;
-    ``values`` is (N, T, M), ``sums`` (N, U, M) with ``U = ceil(T / _FAN_IN)``."""
+    """``sums[n, u, m]`` = sum of ``values[n, u + q*U, m]`` over ``q < _FAN_IN``, in order, in
+    ``values``' dtype; ``values`` is (N, T, M), ``sums`` (N, U, M) with ``U = ceil(T / _FAN_IN)``."""
     n_batch, count, width = values.shape
     groups = sums.shape[1]
     item = cuda.grid(1)
@@ -121,6 +124,7 @@ def _sum_over_points(out, points, lanes, stream, first_pass, *args):
 
     ``first_pass(*args, partial)`` writes the first level, ``partial`` (N, T, out.size / N) with
     ``T = ceil(points / _FAN_IN)``, from ``lanes`` threads per (n, t); `_sum_strided` passes follow.
+    Every level but the last (``out`` itself) is float64.
     """
     n_batch = out.shape[0]
     terms = out.size // n_batch
@@ -129,7 +133,7 @@ def _sum_over_points(out, points, lanes, stream, first_pass, *args):
     def buffer(count):
         if count == 1:
             return out.reshape(n_batch, 1, terms)
-        return cuda.device_array((n_batch, count, terms), dtype=out.dtype, stream=stream)
+        return cuda.device_array((n_batch, count, terms), dtype=np.float64, stream=stream)
 
     partial = buffer(chunks)
     launch(first_pass, n_batch * chunks * lanes, stream)(*args, partial)
@@ -196,9 +200,10 @@ def _projective_grid(theta, grid, align_corners):
 
 @cuda.jit
 def _projective_grid_backward_partials(grad_grid, theta, height, width, align_corners, partial):
-    """``partial[n, t, 3*i + k]`` = sum over points ``p = t, t + T, ...`` of ``f_i(p) * base_k(p)``,
-    base = (x, y, 1), f = (g_x / w, g_y / w, -(g · s) / w times the clamp's slope), s the source point
-    (the quotient rule); ``grad_grid`` is (N, P, 2): one thread per (n, t)."""
+    """``partial[n, t, 3*i + k]`` = sum over points ``p = t, t + T, ...`` of ``f_i(p) * base_k(p)``
+    in float64, base = (x, y, 1), f = (g_x / w, g_y / w, -(g · s) / w times the clamp's slope),
+    s the source point (the quotient rule, `projective_point_gradient`); ``grad_grid`` is (N, P, 2):
+    one thread per (n, t)."""
     n_batch, chunks, _ = partial.shape
     points = grad_grid.shape[1]
     item = cuda.grid(1)
@@ -207,30 +212,19 @@ def _projective_grid_backward_partials(grad_grid, theta, height, width, align_co
     t = item % chunks
     n = item // chunks
     zero = grad_grid.dtype.type(0)
-    sums = cuda.local.array(9, grad_grid.dtype)
+    sums = cuda.local.array(9, np.float64)
     for k in range(9):
-        sums[k] = zero
+        sums[k] = 0.0
     for q in range(_FAN_IN):
         p = q * chunks + t
         if p < points:
             x = affine_base_coordinate(p % width, width, align_corners, zero)
             y = affine_base_coordinate(p // width, height, align_corners, zero)
-            # the forward's association: a x + (b y + c)
-            denominator, slope = projective_denominator(theta[n, 2, 0] * x + (theta[n, 2, 1] * y + theta[n, 2, 2]))
-            factor_x = grad_grid[n, p, 0] / denominator
-            factor_y = grad_grid[n, p, 1] / denominator
-            source_x = (theta[n, 0, 0] * x + (theta[n, 0, 1] * y + theta[n, 0, 2])) / denominator
-            source_y = (theta[n, 1, 0] * x + (theta[n, 1, 1] * y + theta[n, 1, 2])) / denominator
-            factor_w = -slope * (factor_x * source_x + factor_y * source_y)
-            sums[0] += factor_x * x
-            sums[1] += factor_x * y
-            sums[2] += factor_x
-            sums[3] += factor_y * x
-            sums[4] += factor_y * y
-            sums[5] += factor_y
-            sums[6] += factor_w * x
-            sums[7] += factor_w * y
-            sums[8] += factor_w
+            factors = projective_point_gradient(theta, n, x, y, grad_grid[n, p, 0], grad_grid[n, p, 1])
+            for i in range(3):
+                sums[3 * i] += factors[i] * np.float64(x)
+                sums[3 * i + 1] += factors[i] * np.float64(y)
+                sums[3 * i + 2] += factors[i]
     for k in range(9):
         partial[n, t, k] = sums[k]
 
