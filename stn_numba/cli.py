@@ -105,8 +105,7 @@ def _demo(args):
     machine = report["machine"]
     print()
     print(experiments.results_table(report))
-    epochs = f"{report['epochs']} epoch" + ("s" if report["epochs"] != 1 else "")
-    print(f"{epochs} on {report['train_digits']} training digits, test error on "
+    print(f"{_epochs(report['epochs'])} on {report['train_digits']} training digits, test error on "
           f"{report['test_digits']} test digits; {machine['cpu']}, {machine['numba_threads']} threads, "
           f"total {report['total_seconds']:.0f} s")
     print("wrote " + ", ".join(os.path.join(args.out, name)
@@ -121,7 +120,7 @@ def _train(args):
     run = experiments.train(config, args.out, resume=args.resume, echo=_echo)
     summary = run.summary
     print(f"{config.model} on {config.distortion}: test error {summary['test_error_pct']:.2f}% after "
-          f"{summary['epochs']} epochs ({summary['train_seconds']:.1f} s of training); "
+          f"{_epochs(summary['epochs'])} ({summary['train_seconds']:.1f} s of training); "
           f"checkpoint {os.path.join(args.out, experiments.CHECKPOINT)}, "
           f"metrics {os.path.join(args.out, experiments.METRICS)}")
     return 0
@@ -134,10 +133,14 @@ def _evaluate(args):
     else:
         config = result["config"]
         model = config["model"] + (f" ({config['transform']})" if config["model"] == "st-cnn" else "")
-        print(f"{model} after {result['epoch']} epochs on {config['distortion']}: test error "
+        print(f"{model} after {_epochs(result['epoch'])} on {config['distortion']}: test error "
               f"{result['test_error_pct']:.2f}%, loss {result['test_loss']:.4f} on {result['test_digits']} "
               f"{result['distortion']} test digits")
     return 0
+
+
+def _epochs(count):
+    return f"{count} epoch" + ("" if count == 1 else "s")
 
 
 def _echo(line):

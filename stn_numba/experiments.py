@@ -544,6 +544,8 @@ def plot_transformed(run, path, count=32, columns=8):
 
 def plot_curves(runs, path):
     """Save training loss and test error per epoch of each run."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
     figure = _figure(10, 4)
     panels = [("train_loss", "training loss"), ("test_error_pct", "test error (%)")]
     for position, (key, label) in enumerate(panels):
@@ -553,6 +555,9 @@ def plot_curves(runs, path):
         axes.set_xlabel("epoch")
         axes.set_ylabel(label)
         axes.set_yscale("log")
+        axes.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.yaxis.set_minor_formatter(NullFormatter())
         axes.grid(True, alpha=0.3)
         axes.legend()
     figure.suptitle(f"{next(iter(runs.values())).config.distortion} MNIST: CNN vs ST-CNN")
