@@ -39,6 +39,8 @@ multiplied: ``0 * inf`` from an infinite input pixel never reaches a point
 that does not use that pixel.
 """
 
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -360,15 +362,26 @@ def _zero_columns(table, count):
             table[r, p] = 0
 
 
+@njit(cache=True)
+def _output_bases(fused, output_shape, align_corners, like):
+    """Base coordinates (xs, ys, zs) of an (N, C, Do, Ho, Wo) output, as
+    `affine_grid`'s; empty for the grid path."""
+    depth, height, width = output_shape[2:] if fused else (0, 0, 0)
+    return (_base_coordinates(width, align_corners, like),
+            _base_coordinates(height, align_corners, like),
+            _base_coordinates(depth, align_corners, like))
+
+
 @njit(parallel=True, cache=True)
-def _sample(source, grid, theta, bases, fused, output, mode, padding_mode,
+def _sample(source, grid, theta, fused, output, mode, padding_mode,
             align_corners):
-    """Forward on (N, C, D, H, W) input into (N, C, P) output, at the points
-    of the (N, P, A) grid or (fused) of ``theta`` (N, A, A+1) over the base
-    coordinates ``bases`` (xs, ys, zs); the other is empty (`_grid_points`,
-    `_affine_points`)."""
+    """Forward on (N, C, D, H, W) input into (N, C, Do, Ho, Wo) output, at
+    the points of the (N, P, A) grid or, fused, of ``theta`` (N, A, A+1)
+    over the output's base coordinates; the other is empty."""
     n_batch, channels, depth, height, width = source.shape
-    points = output.shape[2]
+    bases = _output_bases(fused, output.shape, align_corners, output)
+    points = output.shape[2] * output.shape[3] * output.shape[4]
+    flat_output = output.reshape(n_batch, channels, points)
     axes = grid.shape[2]
     volume = depth * height * width
     if volume == 0:
@@ -387,12 +400,14 @@ def _sample(source, grid, theta, bases, fused, output, mode, padding_mode,
             n = item // blocks
             start = (item % blocks) * _BLOCK
             count = min(_BLOCK, points - start)
+            # No slopes; np.bool_, as a literal False would compile a
+            # second specialisation of `_tabulate`.
             _tabulate(grid, theta, bases, fused, n, start, count, depth,
                       height, width, mode, padding_mode, align_corners,
-                      np.bool_(False), workspace)  # no slopes; np.bool_: see the entry points
+                      np.bool_(False), workspace)
             for c in range(channels):
                 _gather(flat[n, c], index, weight, taps, count,
-                        output[n, c, start:start + count])
+                        flat_output[n, c, start:start + count])
 
 
 @njit(cache=True)
@@ -445,11 +460,11 @@ def _tap_rows(grid, theta, bases, fused, n, start, stop, depth, height, mode,
 
 
 @njit(parallel=True, cache=True)
-def _sample_backward(grad_output, source, grid, theta, bases, fused,
-                     grad_source, grad_grid, grad_theta, mode, padding_mode,
-                     align_corners, input_requires_grad):
-    """Backward on (N, C, P) grad_output, (N, C, D, H, W) input and the
-    sample points of `_sample`; grad_source is (N, C, D*H*W) or a 0-size
+def _sample_backward(grad_output, source, grid, theta, fused, grad_source,
+                     grad_grid, grad_theta, mode, padding_mode, align_corners,
+                     input_requires_grad):
+    """Backward on (N, C, Do, Ho, Wo) grad_output, (N, C, D, H, W) input and
+    the sample points of `_sample`; grad_source is (N, C, D*H*W) or a 0-size
     dummy. Overwrites grad_grid (N, P, A), or fused grad_theta (N, A, A+1).
 
     With several chunks per image, chunk 0 adds into ``grad_source`` and
@@ -459,7 +474,9 @@ def _sample_backward(grad_output, source, grid, theta, bases, fused,
     float64; these are added in chunk order and rounded once.
     """
     n_batch, channels, depth, height, width = source.shape
-    points = grad_output.shape[2]
+    bases = _output_bases(fused, grad_output.shape, align_corners, grad_output)
+    points = grad_output.shape[2] * grad_output.shape[3] * grad_output.shape[4]
+    flat_grad_output = grad_output.reshape(n_batch, channels, points)
     axes = grid.shape[2]
     volume = depth * height * width
     dtype = grad_output.dtype
@@ -528,7 +545,7 @@ def _sample_backward(grad_output, source, grid, theta, bases, fused,
                 for c in range(channels):
                     _backward_channel(flat[n, c], target[c], shift, index,
                                       weight, taps, count,
-                                      grad_output[n, c, start:], products,
+                                      flat_grad_output[n, c, start:], products,
                                       with_slopes, input_requires_grad)
                 if with_slopes:
                     _grid_gradient(slopes, products, taps, count, grad_grid,
@@ -557,118 +574,118 @@ def _sample_backward(grad_output, source, grid, theta, bases, fused,
 
 
 # ------------------------------------------------------------ entry points
-# Each gives `_sample` / `_sample_backward` a 5-D input, flat (N, C, P)
-# outputs and the sample points: a grid (`_grid_points`) or theta over the
-# output's base coordinates (`_affine_points`). The `fused` flag is passed as
-# np.bool_: a literal True or False would be typed as a constant and compile
-# a specialisation of every kernel below for each value.
-@njit(cache=True)
-def _grid_points(grid, points):
-    """A (N, ..., A) grid as (grid (N, P, A), empty theta, empty bases)."""
-    axes = grid.shape[grid.ndim - 1]
-    nothing = np.empty(0, grid.dtype)
-    return (grid.reshape(grid.shape[0], points, axes),
-            np.empty((0, axes, axes + 1), grid.dtype),
-            (nothing, nothing, nothing))
+# Plain Python: each views its arrays as `_sample` / `_sample_backward` take
+# them (5-D images, (N, P, A) points, empty arrays for the unused grid or
+# theta), so those two are the only compiled kernels, one specialisation per
+# dtype for 2-D and 3-D, grid and fused alike.
+def _volumes(array):
+    """(N, C, H, W) as (N, C, 1, H, W); 5-D arrays unchanged (views)."""
+    if array.ndim == 4:
+        return array.reshape(array.shape[:2] + (1,) + array.shape[2:])
+    return array
 
 
-@njit(cache=True)
-def _affine_points(theta, depth, height, width, align_corners):
-    """(N, A, A+1) ``theta`` for an output of (depth, height, width) as
-    (empty grid, theta, base coordinates (xs, ys, zs) as `affine_grid`'s)."""
-    axes = theta.shape[1]
-    return (np.empty((theta.shape[0], 0, axes), theta.dtype), theta,
-            (_base_coordinates(width, align_corners, theta),
-             _base_coordinates(height, align_corners, theta),
-             _base_coordinates(depth, align_corners, theta)))
+def _points(grid):
+    """A (N, ..., A) grid as (N, P, A) (a view)."""
+    return grid.reshape(grid.shape[0], math.prod(grid.shape[1:-1]), grid.shape[-1])
 
 
-@njit(cache=True)
-def _as_volumes(images):
-    """(N, C, H, W) as (N, C, 1, H, W)."""
-    shape = images.shape
-    return images.reshape(shape[0], shape[1], 1, shape[2], shape[3])
+def _flat_volumes(array):
+    """(N, C, ...) as (N, C, volume) (a view; a 0-size dummy stays 0-size)."""
+    return array.reshape(array.shape[0], array.shape[1], math.prod(array.shape[2:]))
 
 
-@njit(cache=True)
-def _flat_points(array):
-    """(N, C, ...) as (N, C, P)."""
-    shape = array.shape
-    return array.reshape(shape[0], shape[1], array.size // max(1, shape[0] * shape[1]))
+def _no_grid(n_batch, axes, dtype):
+    return np.empty((n_batch, 0, axes), dtype)
 
 
-@njit(cache=True)
+def _no_theta(axes, dtype):
+    return np.empty((0, axes, axes + 1), dtype)
+
+
+def _grid_sample(input, grid, output, mode, padding_mode, align_corners):
+    axes = grid.shape[-1]
+    _sample(_volumes(input), _points(grid), _no_theta(axes, grid.dtype), False,
+            _volumes(output), mode, padding_mode, align_corners)
+
+
+def _grid_sample_backward(grad_output, input, grid, grad_input, grad_grid,
+                          mode, padding_mode, align_corners,
+                          input_requires_grad):
+    axes = grid.shape[-1]
+    # theta is empty and so is its gradient, which is not written.
+    no_theta = _no_theta(axes, grid.dtype)
+    _sample_backward(_volumes(grad_output), _volumes(input), _points(grid),
+                     no_theta, False, _flat_volumes(grad_input),
+                     _points(grad_grid), no_theta, mode, padding_mode,
+                     align_corners, bool(input_requires_grad))
+
+
+def _affine_grid_sample(input, theta, output, mode, padding_mode,
+                        align_corners):
+    _sample(_volumes(input), _no_grid(theta.shape[0], theta.shape[1], theta.dtype),
+            theta, True, _volumes(output), mode, padding_mode, align_corners)
+
+
+def _affine_grid_sample_backward(grad_output, input, theta, grad_input,
+                                 grad_theta, mode, padding_mode,
+                                 align_corners, input_requires_grad):
+    # The grid is empty and so is its gradient, which is not written.
+    no_grid = _no_grid(theta.shape[0], theta.shape[1], theta.dtype)
+    _sample_backward(_volumes(grad_output), _volumes(input), no_grid, theta,
+                     True, _flat_volumes(grad_input), no_grid, grad_theta,
+                     mode, padding_mode, align_corners,
+                     bool(input_requires_grad))
+
+
 def grid_sample_2d(input, grid, output, mode, padding_mode, align_corners):
     """Sample (N, C, H, W) ``input`` at (N, Ho, Wo, 2) ``grid`` into
     (N, C, Ho, Wo) ``output`` (see the module docstring)."""
-    grid, theta, bases = _grid_points(grid, grid.shape[1] * grid.shape[2])
-    _sample(_as_volumes(input), grid, theta, bases, np.bool_(False),
-            _flat_points(output), mode, padding_mode, align_corners)
+    _grid_sample(input, grid, output, mode, padding_mode, align_corners)
 
 
-@njit(cache=True)
 def grid_sample_3d(input, grid, output, mode, padding_mode, align_corners):
     """Sample (N, C, D, H, W) ``input`` at (N, Do, Ho, Wo, 3) ``grid`` into
     (N, C, Do, Ho, Wo) ``output``."""
-    grid, theta, bases = _grid_points(
-        grid, grid.shape[1] * grid.shape[2] * grid.shape[3])
-    _sample(input, grid, theta, bases, np.bool_(False), _flat_points(output), mode,
-            padding_mode, align_corners)
+    _grid_sample(input, grid, output, mode, padding_mode, align_corners)
 
 
-@njit(cache=True)
 def affine_grid_sample_2d(input, theta, output, mode, padding_mode,
                           align_corners):
     """Sample (N, C, H, W) ``input`` at ``affine_grid(theta, output.shape)``
     into (N, C, Ho, Wo) ``output``, without building the grid; ``theta`` is
     (N, 2, 3)."""
-    grid, theta, bases = _affine_points(theta, 1, output.shape[2],
-                                        output.shape[3], align_corners)
-    _sample(_as_volumes(input), grid, theta, bases, np.bool_(True),
-            _flat_points(output), mode, padding_mode, align_corners)
+    _affine_grid_sample(input, theta, output, mode, padding_mode,
+                        align_corners)
 
 
-@njit(cache=True)
 def affine_grid_sample_3d(input, theta, output, mode, padding_mode,
                           align_corners):
     """5-D twin of `affine_grid_sample_2d`; ``theta`` is (N, 3, 4)."""
-    grid, theta, bases = _affine_points(theta, output.shape[2],
-                                        output.shape[3], output.shape[4],
-                                        align_corners)
-    _sample(input, grid, theta, bases, np.bool_(True), _flat_points(output), mode,
-            padding_mode, align_corners)
+    _affine_grid_sample(input, theta, output, mode, padding_mode,
+                        align_corners)
 
 
-@njit(cache=True)
 def grid_sample_2d_backward(grad_output, input, grid, grad_input, grad_grid,
                             mode, padding_mode, align_corners,
                             input_requires_grad):
     """Overwrite ``grad_grid`` (N, Ho, Wo, 2) and, if
     ``input_requires_grad``, ``grad_input`` (N, C, H, W); otherwise
     ``grad_input`` may be a 0-size dummy and is not touched."""
-    points = grid.shape[1] * grid.shape[2]
-    grid, theta, bases = _grid_points(grid, points)
-    # theta is empty and so is its gradient, which is not written.
-    _sample_backward(_flat_points(grad_output), _as_volumes(input), grid,
-                     theta, bases, np.bool_(False), _flat_points(grad_input),
-                     grad_grid.reshape(grid.shape), theta, mode, padding_mode,
-                     align_corners, input_requires_grad)
+    _grid_sample_backward(grad_output, input, grid, grad_input, grad_grid,
+                          mode, padding_mode, align_corners,
+                          input_requires_grad)
 
 
-@njit(cache=True)
 def grid_sample_3d_backward(grad_output, input, grid, grad_input, grad_grid,
                             mode, padding_mode, align_corners,
                             input_requires_grad):
     """5-D twin of `grid_sample_2d_backward`."""
-    points = grid.shape[1] * grid.shape[2] * grid.shape[3]
-    grid, theta, bases = _grid_points(grid, points)
-    _sample_backward(_flat_points(grad_output), input, grid, theta, bases,
-                     np.bool_(False), _flat_points(grad_input),
-                     grad_grid.reshape(grid.shape), theta, mode, padding_mode,
-                     align_corners, input_requires_grad)
+    _grid_sample_backward(grad_output, input, grid, grad_input, grad_grid,
+                          mode, padding_mode, align_corners,
+                          input_requires_grad)
 
 
-@njit(cache=True)
 def affine_grid_sample_2d_backward(grad_output, input, theta, grad_input,
                                    grad_theta, mode, padding_mode,
                                    align_corners, input_requires_grad):
@@ -676,23 +693,15 @@ def affine_grid_sample_2d_backward(grad_output, input, theta, grad_input,
     ``grad_input`` (N, C, H, W) (else a 0-size dummy, not touched), for
     `affine_grid_sample_2d` with output gradient ``grad_output``
     (N, C, Ho, Wo)."""
-    grid, theta, bases = _affine_points(theta, 1, grad_output.shape[2],
-                                        grad_output.shape[3], align_corners)
-    # The grid is empty and so is its gradient, which is not written.
-    _sample_backward(_flat_points(grad_output), _as_volumes(input), grid,
-                     theta, bases, np.bool_(True), _flat_points(grad_input), grid,
-                     grad_theta, mode, padding_mode, align_corners,
-                     input_requires_grad)
+    _affine_grid_sample_backward(grad_output, input, theta, grad_input,
+                                 grad_theta, mode, padding_mode,
+                                 align_corners, input_requires_grad)
 
 
-@njit(cache=True)
 def affine_grid_sample_3d_backward(grad_output, input, theta, grad_input,
                                    grad_theta, mode, padding_mode,
                                    align_corners, input_requires_grad):
     """5-D twin of `affine_grid_sample_2d_backward`; ``theta`` (N, 3, 4)."""
-    grid, theta, bases = _affine_points(theta, grad_output.shape[2],
-                                        grad_output.shape[3],
-                                        grad_output.shape[4], align_corners)
-    _sample_backward(_flat_points(grad_output), input, grid, theta, bases,
-                     np.bool_(True), _flat_points(grad_input), grid, grad_theta, mode,
-                     padding_mode, align_corners, input_requires_grad)
+    _affine_grid_sample_backward(grad_output, input, theta, grad_input,
+                                 grad_theta, mode, padding_mode,
+                                 align_corners, input_requires_grad)
