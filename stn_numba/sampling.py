@@ -169,20 +169,30 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
     _checks.grad_output_for(grad_output, input, grid)
     dtype = _checks.same_dtype(grad_output=grad_output, input=input)
     spatial = input.ndim - 2
+    return _run_backward(backend, f"grid_sample_{spatial}d_backward", grad_output, input, grid, dtype,
+                         mode_code, padding_code, align, input_requires_grad, deterministic)
+
+
+def _run_backward(backend, name, grad_output, input, points, dtype, mode_code, padding_code, align,
+                  input_requires_grad, deterministic):
+    """Allocate the gradients of a sampler backward and run its kernel.
+
+    ``points`` is the grid or theta: the second differentiable argument.
+    Returns (grad_input or None, grad_points).
+    """
     input_shape = tuple(input.shape) if input_requires_grad else (0,) * input.ndim
     # The kernel overwrites both gradients; with nothing to sample they are zero.
     allocate = backend.empty if grad_output.size else backend.zeros
     grad_input = allocate(input_shape, dtype)
-    grad_grid = allocate(tuple(grid.shape), dtype)
-    name = f"grid_sample_{spatial}d_backward"
+    grad_points = allocate(tuple(points.shape), dtype)
     if deterministic and backend.name == "cuda":
         name += "_deterministic"  # the CPU kernel always is
     if grad_output.size:
         backend.kernel(name)(
             backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
-            backend.contiguous(grid, dtype), grad_input, grad_grid,
+            backend.contiguous(points, dtype), grad_input, grad_points,
             mode_code, padding_code, align, bool(input_requires_grad))
-    return (grad_input if input_requires_grad else None), grad_grid
+    return (grad_input if input_requires_grad else None), grad_points
 
 
 # ------------------------------------------------------------ fused affine warp
@@ -293,17 +303,5 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
         input, theta, size, mode, padding_mode, align_corners)
     _checks.shape_for(grad_output, "grad_output", dims, "the output of affine_grid_sample")
     dtype = _checks.same_dtype(grad_output=grad_output, input=input)
-    input_shape = tuple(input.shape) if input_requires_grad else (0,) * input.ndim
-    # The kernel overwrites both gradients; with nothing sampled they are zero.
-    allocate = backend.empty if grad_output.size else backend.zeros
-    grad_input = allocate(input_shape, dtype)
-    grad_theta = allocate(tuple(theta.shape), dtype)
-    name = f"affine_grid_sample_{len(dims) - 2}d_backward"
-    if deterministic and backend.name == "cuda":
-        name += "_deterministic"  # the CPU kernel always is
-    if grad_output.size:
-        backend.kernel(name)(
-            backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
-            backend.contiguous(theta, dtype), grad_input, grad_theta,
-            mode_code, padding_code, align, bool(input_requires_grad))
-    return (grad_input if input_requires_grad else None), grad_theta
+    return _run_backward(backend, f"affine_grid_sample_{len(dims) - 2}d_backward", grad_output, input, theta,
+                         dtype, mode_code, padding_code, align, input_requires_grad, deterministic)
