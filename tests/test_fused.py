@@ -17,25 +17,8 @@ import stn_numba.nn.functional as F
 from stn_numba import sampling
 from stn_numba.tensor import Tensor
 
-DTYPES = [np.float64, np.float32]
-PADDINGS = list(reference.PADDING_MODES)
-ALIGN = [False, True]
+from sampler_cases import COMBO_ARGS, COMBOS, DTYPES, INPUT_SHAPES
 
-
-def modes_for(dim):
-    return [m for m in reference.MODES if not (dim == 3 and m == "bicubic")]
-
-
-COMBOS = [
-    pytest.param(dim, mode, padding, align, id=f"{dim}d-{mode}-{padding}-{'aligned' if align else 'unaligned'}")
-    for dim in (2, 3)
-    for mode in modes_for(dim)
-    for padding in PADDINGS
-    for align in ALIGN
-]
-COMBO_ARGS = "dim, mode, padding_mode, align_corners"
-
-INPUT_SHAPES = {2: (2, 3, 5, 6), 3: (2, 2, 3, 4, 5)}
 OUTPUT_SPATIAL = {2: (4, 7), 3: (2, 3, 4)}
 
 

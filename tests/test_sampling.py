@@ -14,25 +14,8 @@ from hypothesis import strategies as st
 import reference
 import stn_numba
 
-ALIGN = [False, True]
-DTYPES = [np.float64, np.float32]
-PADDINGS = list(reference.PADDING_MODES)
+from sampler_cases import ALIGN, COMBO_ARGS, COMBOS, DTYPES, INPUT_SHAPES, PADDINGS, modes_for
 
-
-def modes_for(dim):
-    return [m for m in reference.MODES if not (dim == 3 and m == "bicubic")]
-
-
-COMBOS = [
-    pytest.param(dim, mode, padding, align, id=f"{dim}d-{mode}-{padding}-{'aligned' if align else 'unaligned'}")
-    for dim in (2, 3)
-    for mode in modes_for(dim)
-    for padding in PADDINGS
-    for align in ALIGN
-]
-COMBO_ARGS = "dim, mode, padding_mode, align_corners"
-
-INPUT_SHAPES = {2: (2, 3, 5, 6), 3: (2, 2, 3, 4, 5)}
 UNIT_AXIS_SHAPES = {2: (1, 2, 1, 4), 3: (1, 2, 3, 1, 1)}  # unit axes: zero scale with align_corners=True
 OUTPUT_SPATIAL = {2: (3, 4), 3: (2, 3, 2)}
 

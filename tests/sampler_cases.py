@@ -1,0 +1,27 @@
+"""The mode x padding x align_corners x dims cases shared by the sampler test files."""
+
+import numpy as np
+import pytest
+
+import reference
+
+DTYPES = [np.float64, np.float32]
+PADDINGS = list(reference.PADDING_MODES)
+ALIGN = [False, True]
+
+
+def modes_for(dim):
+    """The modes defined for ``dim`` spatial dimensions (bicubic is 2-D only)."""
+    return [m for m in reference.MODES if not (dim == 3 and m == "bicubic")]
+
+
+COMBOS = [
+    pytest.param(dim, mode, padding, align, id=f"{dim}d-{mode}-{padding}-{'aligned' if align else 'unaligned'}")
+    for dim in (2, 3)
+    for mode in modes_for(dim)
+    for padding in PADDINGS
+    for align in ALIGN
+]
+COMBO_ARGS = "dim, mode, padding_mode, align_corners"
+
+INPUT_SHAPES = {2: (2, 3, 5, 6), 3: (2, 2, 3, 4, 5)}
