@@ -416,3 +416,67 @@ def attention_grid(params, size, align_corners=False):
     params = np.asarray(params, dtype=np.float64)
     return similarity_grid(np.stack([params[:, 0], np.zeros(len(params)), params[:, 1], params[:, 2]], axis=1),
                            size, align_corners)
+
+
+# ----------------------------------------------------------------- convolution and pooling
+
+
+def _window_taps(out_index, kernel, stride, padding, dilation):
+    """Input coordinates read by output ``out_index`` along one axis: o·stride − padding + k·dilation."""
+    return [out_index * stride - padding + k * dilation for k in range(kernel)]
+
+
+def conv2d(x, weight, bias, stride, padding, dilation):
+    """out[n, o, p, q] = bias[o] + Σ_c Σ_i Σ_j weight[o, c, i, j] · x[n, c, y_i, x_j], zero outside the input."""
+    n_images, channels, height, width = x.shape
+    out_channels, _, kh, kw = weight.shape
+    ho = (height + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (width + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((n_images, out_channels, ho, wo))
+    for n, o, p, q in itertools.product(range(n_images), range(out_channels), range(ho), range(wo)):
+        total = 0.0 if bias is None else float(bias[o])
+        rows = _window_taps(p, kh, stride[0], padding[0], dilation[0])
+        cols = _window_taps(q, kw, stride[1], padding[1], dilation[1])
+        for c in range(channels):
+            for i, y in enumerate(rows):
+                for j, xx in enumerate(cols):
+                    if 0 <= y < height and 0 <= xx < width:
+                        total += float(weight[o, c, i, j]) * float(x[n, c, y, xx])
+        out[n, o, p, q] = total
+    return out
+
+
+def conv2d_backward(grad, x, weight, stride, padding, dilation):
+    """(d out / d x)ᵀ grad and (d out / d weight)ᵀ grad: every product of the forward sum, transposed."""
+    n_images, channels, height, width = x.shape
+    out_channels, _, kh, kw = weight.shape
+    dx, dw = np.zeros(x.shape), np.zeros(weight.shape)
+    for n, o, p, q in itertools.product(range(n_images), range(out_channels), *map(range, grad.shape[2:])):
+        rows = _window_taps(p, kh, stride[0], padding[0], dilation[0])
+        cols = _window_taps(q, kw, stride[1], padding[1], dilation[1])
+        for c in range(channels):
+            for i, y in enumerate(rows):
+                for j, xx in enumerate(cols):
+                    if 0 <= y < height and 0 <= xx < width:
+                        dx[n, c, y, xx] += float(weight[o, c, i, j]) * float(grad[n, o, p, q])
+                        dw[o, c, i, j] += float(x[n, c, y, xx]) * float(grad[n, o, p, q])
+    return dx, dw
+
+
+def max_pool2d(x, kernel, stride, padding, dilation):
+    """Window maxima and the flat in-plane index of each (the first maximum; a NaN wins, the last NaN as torch)."""
+    n_images, channels, height, width = x.shape
+    ho = (height + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    wo = (width + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    out = np.zeros((n_images, channels, ho, wo), x.dtype)
+    argmax = np.zeros(out.shape, np.int64)
+    for n, c, p, q in itertools.product(range(n_images), range(channels), range(ho), range(wo)):
+        best, best_index = -math.inf, None
+        for y in _window_taps(p, kernel[0], stride[0], padding[0], dilation[0]):
+            for xx in _window_taps(q, kernel[1], stride[1], padding[1], dilation[1]):
+                if 0 <= y < height and 0 <= xx < width:
+                    value = x[n, c, y, xx]
+                    if best_index is None or value > best or math.isnan(value):
+                        best, best_index = value, y * width + xx
+        out[n, c, p, q], argmax[n, c, p, q] = best, best_index
+    return out, argmax

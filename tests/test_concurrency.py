@@ -24,6 +24,7 @@ import pytest
 
 import stn_numba
 from stn_numba import _threading
+from stn_numba._cpu import conv
 
 THREADS = 8
 WORKLOADS = 16
@@ -63,6 +64,13 @@ def workload(seed):
                 stn_numba.similarity_grid_backward(np.sin(grid), params, (2, 1, 4, 7)),
                 stn_numba.attention_grid(params[:, [0, 2, 3]], (2, 1, 4, 7)),
                 stn_numba.attention_grid_backward(np.sin(grid), (2, 1, 4, 7))]
+    weight = rng.standard_normal((4, 3, 3, 2)).astype(dtype)
+    geometry = conv.Geometry.of(image.shape, weight.shape[2:], (1, 2), (1, 0), (1, 1))
+    features = conv.conv2d_forward(image, weight, None, geometry, block_rows=2)
+    results += [features, *conv.conv2d_backward(np.sin(features), image, weight, geometry, block_rows=2)]
+    pool = conv.Geometry.of(image.shape, (2, 2), (2, 2), (1, 1), (1, 1))
+    pooled, argmax = conv.max_pool(image, pool)
+    results += [pooled, argmax, conv.max_pool_backward(np.cos(pooled), argmax, pool)]
     return results
 
 
@@ -87,6 +95,12 @@ def assert_bitwise_equal(got, expected):
     for i, (a, b) in enumerate(zip(got, expected)):
         assert a.dtype == b.dtype and a.shape == b.shape, f"result {i}"
         assert a.tobytes() == b.tobytes(), f"result {i} differs"
+
+
+def blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return sorted(library["num_threads"] for library in threadpool_info() if library["user_api"] == "blas")
 
 
 def forked_results(seeds, timeout=120):
@@ -119,8 +133,10 @@ def test_the_tbb_package_gives_the_tbb_layer():
 
 def test_threads_give_the_serial_results():
     expected = serial_results()
+    blas_limits = blas_threads()
     for seed, results in threaded_results():
         assert_bitwise_equal(results, expected[seed])
+    assert blas_threads() == blas_limits        # the convolutions' single-threaded BLAS is undone
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork start method")
@@ -176,3 +192,16 @@ def test_fallback_layers():
     assert omp["layer"] == "omp" and omp["threads"] is True
     assert omp["fork"] == "BrokenProcessPool"
     assert "fork() called from a process already using GNU OpenMP" in stderr
+
+
+def test_single_threaded_blas_limits_nested_uses_and_restores_the_limits():
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        with _threading.single_threaded_blas():
+            with _threading.single_threaded_blas():
+                assert set(blas_threads()) == {1}
+            assert set(blas_threads()) == {1}
+        assert blas_threads() == before
+

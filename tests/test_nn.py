@@ -124,6 +124,62 @@ def test_whole_small_model_gradients_match_finite_differences(rng):
         np.testing.assert_allclose(p.grad, expected, rtol=1e-6, atol=1e-8, err_msg=name)
 
 
+# ------------------------------------------------------------------ kernels against the loop references
+
+
+def _geometry_of(x_shape, kernel, options):
+    from stn_numba._cpu import conv
+    from stn_numba.nn.functional import _pair
+
+    return conv.Geometry.of(x_shape, kernel, *(_pair(options.get(key, default), key, 0)
+                                               for key, default in (("stride", 1), ("padding", 0), ("dilation", 1))))
+
+
+@pytest.mark.parametrize("block_rows", [1, 2, None])
+@pytest.mark.parametrize("options", CONV_CASES)
+def test_conv2d_kernels_match_the_loop_reference(rng, options, block_rows):
+    from stn_numba._cpu import conv
+
+    x, w, b = rng.standard_normal((3, 2, 9, 8)), rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
+    geometry = _geometry_of(x.shape, w.shape[2:], options)
+    args = [(geometry.sh, geometry.sw), (geometry.ph, geometry.pw), (geometry.dh, geometry.dw)]
+    expected = reference.conv2d(x, w, b, *args)
+    out = conv.conv2d_forward(x, w, b, geometry, block_rows=block_rows)
+    np.testing.assert_allclose(out.reshape(expected.shape), expected, rtol=1e-12, atol=1e-12)
+    grad = rng.standard_normal(expected.shape)
+    expected_dx, expected_dw = reference.conv2d_backward(grad, x, w, *args)
+    for need_dx, need_dw in ((True, True), (True, False), (False, True)):
+        dx, dw = conv.conv2d_backward(grad.reshape(3, 4, -1), x if need_dw else None, w, geometry,
+                                      need_dx=need_dx, need_dw=need_dw, block_rows=block_rows)
+        assert (dx is None) != need_dx and (dw is None) != need_dw
+        if need_dx:
+            np.testing.assert_allclose(dx, expected_dx, rtol=1e-12, atol=1e-12)
+        if need_dw:
+            np.testing.assert_allclose(dw, expected_dw, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("options", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+                                     dict(kernel_size=(3, 2), stride=(1, 3), padding=(1, 0), dilation=(2, 1))])
+def test_max_pool_kernel_matches_the_loop_reference(rng, options):
+    from stn_numba._cpu import conv
+
+    x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    x[0, 0, :3, :3] = np.nan                       # windows of NaNs and of ±inf, as torch orders them
+    x[1, 2, 4:, :] = -np.inf
+    x[1, 1, ::2, ::3] = np.inf
+    kernel = _pair_of(options["kernel_size"])
+    geometry = _geometry_of(x.shape, kernel, {**options, "stride": options.get("stride", kernel)})
+    expected, expected_argmax = reference.max_pool2d(x, kernel, (geometry.sh, geometry.sw),
+                                                     (geometry.ph, geometry.pw), (geometry.dh, geometry.dw))
+    out, argmax = conv.max_pool(x, geometry)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(argmax, expected_argmax)
+
+
+def _pair_of(value):
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
 # ------------------------------------------------------------------ torch parity
 
 
@@ -215,10 +271,14 @@ def test_window_kernels_are_bitwise_deterministic_for_any_thread_count(rng):
     geometry = conv.Geometry.of(x.shape, (3, 2), (2, 1), (1, 1), (1, 2))
     pool = conv.Geometry.of(x.shape, (3, 3), (2, 2), (1, 1), (1, 1))
 
+    weight = rng.standard_normal((5, 4, 3, 2)).astype(np.float32)
+    grad = rng.standard_normal((3, 5, geometry.ho * geometry.wo)).astype(np.float32)
+
     def run():
-        cols = conv.im2col(x, geometry)
         out, argmax = conv.max_pool(x, pool)
-        return (cols, conv.col2im(cols, geometry), out, conv.max_pool_backward(out, argmax, pool))
+        return (conv.conv2d_forward(x, weight, None, geometry, block_rows=2),
+                *conv.conv2d_backward(grad, x, weight, geometry, block_rows=2),
+                out, conv.max_pool_backward(out, argmax, pool))
 
     saved = numba.get_num_threads()
     try:

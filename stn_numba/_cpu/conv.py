@@ -1,20 +1,25 @@
-"""Window gathering for convolution and pooling on the CPU.
+"""Convolution and pooling kernels on the CPU.
 
-Convolution is computed as im2col + BLAS: :func:`im2col` copies every
-receptive field of image n into a column of ``cols[n]`` (C·kh·kw, Ho·Wo), so the
-forward pass is ``weight2d @ cols[n]``, already in (N, O, Ho·Wo) layout, and the
-weight gradient is ``Σ_n grad[n] @ cols[n].T``: one GEMM per image, each small
-enough to stay in cache (OpenBLAS was 3-4x slower on one product with a very
-long inner dimension). :func:`col2im` scatters the gradient of the columns
-back onto the image. Both are Numba kernels whose inner loops
-copy or add runs along an image row (contiguous for stride 1); zero padding is
-handled by index ranges, without a padded copy.
+Convolution is im2col + GEMM, fused per block of output rows: each task
+gathers the receptive fields of a few output rows of one image into a buffer
+small enough to stay in cache (:data:`BLOCK_BYTES`) and multiplies it by the
+weights with BLAS (Numba's ``np.dot``). Gathering the whole batch first, as a
+separate pass, wrote and re-read tens of MB and was 2-3x slower on the
+tutorial's layers. The tasks run in parallel over images and row blocks, so
+BLAS is held to one thread meanwhile (:func:`single_threaded_blas`).
+
+The backward pass recomputes the columns instead of keeping them. Each task
+owns a range of images: it writes their input gradients (adding the columns'
+gradients back onto the image, the adjoint of the gather) and sums their
+weight gradients into its own buffer; the buffers are added in order at the
+end. Zero padding is handled by index ranges, without a padded copy.
 
 Max pooling is a Numba kernel that records the flat index of each window's
 maximum; average pooling gathers its windows with NumPy strides.
 
-Every backward kernel gives each (n, c) plane to one task, which adds in a
-fixed order, so the results are bitwise deterministic for any thread count.
+Every backward kernel gives each output element to one task, which adds in a
+fixed order that depends on the shapes only, so the results are bitwise
+deterministic for any thread count.
 """
 
 from dataclasses import dataclass
@@ -22,6 +27,14 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
+
+from .._threading import guard, single_threaded_blas
+
+#: Bytes of gathered columns per GEMM: a block of output rows whose columns fit in a core's L2 cache.
+BLOCK_BYTES = 128 * 1024
+#: Weight-gradient partial sums per call (fewer for smaller batches): enough for the cores, and
+#: fixed by the shape, so that the sum does not depend on the thread count.
+WEIGHT_GRAD_CHUNKS = 16
 
 
 @dataclass(frozen=True)
@@ -109,54 +122,89 @@ def _scatter_row(source, begin, lo, hi, target, start, step):
             target[start + o * step] += source[begin + o]
 
 
-@njit(parallel=True, cache=True)
-def _im2col_kernel(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
-    n_images, channels, height, width = x.shape
-    taps = channels * kh * kw
-    for task in prange(n_images * taps):
-        n = task // taps
-        k = task - n * taps
-        c = k // (kh * kw)
-        i = (k // kw) % kh
-        j = k % kw
-        source = x[n, c].ravel()
-        target = cols[n, k]
-        x_offset = j * dw - pw
-        lo, hi = _valid_range(wo, sw, x_offset, width)
-        for oh in range(ho):
-            y = oh * sh - ph + i * dh
-            if not 0 <= y < height:
-                lo_row, hi_row = wo, wo      # the whole row is padding
-            else:
-                lo_row, hi_row = lo, hi
-            start = y * width + x_offset
-            if sw == 1:
-                _gather_row(source, start, 1, lo_row, hi_row, target, oh * wo, wo)
-            else:
-                _gather_row(source, start, sw, lo_row, hi_row, target, oh * wo, wo)
+@register_jitable(inline="always")
+def _im2col_rows(image, cols, row0, rows, kh, kw, sh, sw, ph, pw, dh, dw, wo):
+    """Receptive fields of output rows [row0, row0 + rows) of one (C, H, W) image as columns of ``cols``.
 
-
-@njit(parallel=True, cache=True)
-def _col2im_kernel(cols, dx, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
-    n_images, channels, height, width = dx.shape
-    for task in prange(n_images * channels):
-        n = task // channels
-        c = task - n * channels
-        target = dx[n, c].ravel()
-        target[:] = 0
+    ``cols[(c·kh + i)·kw + j, r·wo + ow]`` is the input under tap (i, j) of
+    channel c for output (row0 + r, ow), or 0 where that tap lies in the padding.
+    """
+    channels, height, width = image.shape
+    for c in range(channels):
+        source = image[c].ravel()
         for i in range(kh):
             for j in range(kw):
-                source = cols[n, (c * kh + i) * kw + j]
+                target = cols[(c * kh + i) * kw + j]
                 x_offset = j * dw - pw
                 lo, hi = _valid_range(wo, sw, x_offset, width)
-                for oh in range(ho):
-                    y = oh * sh - ph + i * dh
+                for r in range(rows):
+                    y = (row0 + r) * sh - ph + i * dh
+                    lo_row, hi_row = (lo, hi) if 0 <= y < height else (wo, wo)   # a padding row
+                    start = y * width + x_offset
+                    if sw == 1:
+                        _gather_row(source, start, 1, lo_row, hi_row, target, r * wo, wo)
+                    else:
+                        _gather_row(source, start, sw, lo_row, hi_row, target, r * wo, wo)
+
+
+@register_jitable(inline="always")
+def _col2im_rows(cols, image, row0, rows, kh, kw, sh, sw, ph, pw, dh, dw, wo):
+    """Adjoint of :func:`_im2col_rows`: add every column entry onto the input pixel it was read from."""
+    channels, height, width = image.shape
+    for c in range(channels):
+        target = image[c].ravel()
+        for i in range(kh):
+            for j in range(kw):
+                source = cols[(c * kh + i) * kw + j]
+                x_offset = j * dw - pw
+                lo, hi = _valid_range(wo, sw, x_offset, width)
+                for r in range(rows):
+                    y = (row0 + r) * sh - ph + i * dh
                     if 0 <= y < height:
                         start = y * width + x_offset
                         if sw == 1:
-                            _scatter_row(source, oh * wo, lo, hi, target, start, 1)
+                            _scatter_row(source, r * wo, lo, hi, target, start, 1)
                         else:
-                            _scatter_row(source, oh * wo, lo, hi, target, start, sw)
+                            _scatter_row(source, r * wo, lo, hi, target, start, sw)
+
+
+@njit(parallel=True, cache=True)
+def _conv_forward_kernel(x, weight2d, bias, out, block_rows, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
+    n_images = x.shape[0]
+    taps = weight2d.shape[1]
+    n_blocks = (ho + block_rows - 1) // block_rows
+    for task in prange(n_images * n_blocks):
+        n = task // n_blocks
+        row0 = (task - n * n_blocks) * block_rows
+        rows = min(block_rows, ho - row0)
+        cols = np.empty((taps, rows * wo), x.dtype)
+        _im2col_rows(x[n], cols, row0, rows, kh, kw, sh, sw, ph, pw, dh, dw, wo)
+        block = np.dot(weight2d, cols)
+        for o in range(out.shape[1]):
+            out[n, o, row0 * wo:(row0 + rows) * wo] = block[o] + bias[o]
+
+
+@njit(parallel=True, cache=True)
+def _conv_backward_kernel(x, weight2d_t, grad, dx, partial_dw, need_dx, need_dw, block_rows,
+                          kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
+    n_images = grad.shape[0]
+    taps = weight2d_t.shape[0]
+    n_chunks = partial_dw.shape[0]
+    for chunk in prange(n_chunks):
+        partial_dw[chunk] = 0
+        for n in range(chunk * n_images // n_chunks, (chunk + 1) * n_images // n_chunks):
+            if need_dx:
+                dx[n] = 0
+            for row0 in range(0, ho, block_rows):
+                rows = min(block_rows, ho - row0)
+                grad_block = np.ascontiguousarray(grad[n, :, row0 * wo:(row0 + rows) * wo])
+                if need_dw:
+                    cols = np.empty((taps, rows * wo), x.dtype)
+                    _im2col_rows(x[n], cols, row0, rows, kh, kw, sh, sw, ph, pw, dh, dw, wo)
+                    partial_dw[chunk] += np.dot(grad_block, cols.T)
+                if need_dx:
+                    _col2im_rows(np.dot(weight2d_t, grad_block), dx[n], row0, rows,
+                                 kh, kw, sh, sw, ph, pw, dh, dw, wo)
 
 
 @njit(parallel=True, cache=True)
@@ -207,21 +255,54 @@ def _geometry_args(g):
     return (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.ho, g.wo)
 
 
-def im2col(x, geometry):
-    """Receptive fields of ``x`` (N, C, H, W) as columns: (N, C·kh·kw, Ho·Wo), in x's dtype."""
+def _block_rows(geometry, itemsize):
+    """Output rows per block: the block's columns stay within :data:`BLOCK_BYTES`, and at least one row."""
     g = geometry
-    cols = np.empty((g.n, g.c * g.taps, g.ho * g.wo), x.dtype)
-    if cols.size:
-        _im2col_kernel(np.ascontiguousarray(x), cols, *_geometry_args(g))
-    return cols
+    return max(1, min(g.ho, BLOCK_BYTES // max(1, g.c * g.taps * g.wo * itemsize)))
 
 
-def col2im(cols, geometry):
-    """Adjoint of :func:`im2col`: sum each column's entries back onto the image (N, C, H, W)."""
-    dx = np.zeros(geometry.input_shape, cols.dtype)
-    if cols.size:
-        _col2im_kernel(np.ascontiguousarray(cols), dx, *_geometry_args(geometry))
-    return dx
+def conv2d_forward(x, weight, bias, geometry, block_rows=None):
+    """Cross-correlation of ``x`` (N, C, H, W) with ``weight`` (O, C, kh, kw), plus ``bias`` (O,) or None.
+
+    Returns the output as (N, O, Ho·Wo). ``block_rows`` (output rows gathered per
+    GEMM) defaults to what fits :data:`BLOCK_BYTES`.
+    """
+    g = geometry
+    out = np.empty((g.n, weight.shape[0], g.ho * g.wo), x.dtype)
+    if bias is None:
+        bias = np.zeros(weight.shape[0], x.dtype)
+    if out.size:
+        block_rows = block_rows or _block_rows(g, x.dtype.itemsize)
+        with single_threaded_blas():
+            guard(_conv_forward_kernel)(np.ascontiguousarray(x), np.ascontiguousarray(weight.reshape(len(weight), -1)),
+                                 np.ascontiguousarray(bias), out, block_rows, *_geometry_args(g))
+    return out
+
+
+def conv2d_backward(grad, x, weight, geometry, need_dx=True, need_dw=True, block_rows=None):
+    """Gradients of :func:`conv2d_forward` for ``grad`` (N, O, Ho·Wo): (dx or None, dweight or None).
+
+    ``x`` is read only for the weight gradient, and may be None without it.
+
+    The weight gradient is summed per chunk of :data:`WEIGHT_GRAD_CHUNKS` image
+    ranges, then over the chunks in order: the split depends on N only, so the
+    result is the same for any thread count.
+    """
+    g = geometry
+    out_channels = weight.shape[0]
+    dx = np.empty(g.input_shape if need_dx else (0, 0, 0, 0), grad.dtype)
+    # Without a weight gradient every image is a task of its own.
+    chunks = min(g.n, WEIGHT_GRAD_CHUNKS) if need_dw else g.n
+    partial_dw = np.empty((chunks, out_channels, g.c * g.taps) if need_dw else (chunks, 0, 0), grad.dtype)
+    if g.n:
+        block_rows = block_rows or _block_rows(g, grad.dtype.itemsize)
+        weight2d_t = np.ascontiguousarray(weight.reshape(out_channels, -1).T)
+        with single_threaded_blas():
+            x = np.ascontiguousarray(x) if need_dw else np.empty((0, 0, 0, 0), grad.dtype)
+            guard(_conv_backward_kernel)(x, weight2d_t, np.ascontiguousarray(grad), dx, partial_dw,
+                                  need_dx, need_dw, block_rows, *_geometry_args(g))
+    dw = partial_dw.sum(axis=0).reshape(weight.shape) if need_dw else None
+    return (dx if need_dx else None), dw
 
 
 def _tap_ranges(out, stride, pad, dilation, kernel, size):
@@ -239,7 +320,7 @@ def max_pool(x, geometry):
     out = np.empty((g.n, g.c, g.ho, g.wo), x.dtype)
     argmax = np.empty(out.shape, np.int64)
     if out.size:
-        _max_pool_kernel(np.ascontiguousarray(x), out, argmax, _tap_ranges(g.ho, g.sh, g.ph, g.dh, g.kh, g.h),
+        guard(_max_pool_kernel)(np.ascontiguousarray(x), out, argmax, _tap_ranges(g.ho, g.sh, g.ph, g.dh, g.kh, g.h),
                          _tap_ranges(g.wo, g.sw, g.pw, g.dw, g.kw, g.w), g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
     return out, argmax
 
@@ -248,7 +329,7 @@ def max_pool_backward(grad, argmax, geometry):
     """Route each output's gradient to its maximum (deterministic: one task per plane)."""
     dx = np.zeros(geometry.input_shape, grad.dtype)
     if grad.size:
-        _max_pool_backward_kernel(np.ascontiguousarray(grad), argmax, dx)
+        guard(_max_pool_backward_kernel)(np.ascontiguousarray(grad), argmax, dx)
     return dx
 
 

@@ -161,6 +161,8 @@ cat = concat
 
 
 class _Linear(Function):
+    single_threaded_blas = True
+
     def forward(self, x, weight, bias=None):
         self.x = x if self.needs_input_grad[1] else None
         self.weight = weight if self.needs_input_grad[0] else None
@@ -226,29 +228,21 @@ def _check_4d(input, name):
 
 
 class _Conv2d(Function):
-    """2-D cross-correlation as im2col + BLAS, one GEMM per image (see :mod:`stn_numba._cpu.conv`)."""
+    """2-D cross-correlation as im2col + GEMM per block of output rows (see :mod:`stn_numba._cpu.conv`)."""
 
     def forward(self, x, weight, bias=None, *, stride, padding, dilation):
         geometry = _conv.Geometry.of(x.shape, weight.shape[2:], stride, padding, dilation)
-        cols = _conv.im2col(x, geometry)                       # (N, C·kh·kw, Ho·Wo)
-        weight2d = weight.reshape(weight.shape[0], -1)         # (O, C·kh·kw)
-        out = np.matmul(weight2d, cols)                        # (N, O, Ho·Wo)
-        if bias is not None:
-            out += bias[:, None]
-        self.geometry, self.weight_shape = geometry, weight.shape
-        self.cols = cols if self.needs_input_grad[1] else None
-        self.weight2d = weight2d if self.needs_input_grad[0] else None
+        out = _conv.conv2d_forward(x, weight, bias, geometry)
+        self.geometry = geometry
+        self.x = x if self.needs_input_grad[1] else None
+        self.weight = weight
         return out.reshape(x.shape[0], weight.shape[0], geometry.ho, geometry.wo)
 
     def backward(self, grad):
-        g = np.ascontiguousarray(grad).reshape(grad.shape[0], grad.shape[1], -1)   # (N, O, Ho·Wo)
-        gx = gw = gb = None
-        if self.needs_input_grad[0]:
-            gx = _conv.col2im(np.matmul(self.weight2d.T, g), self.geometry)
-        if self.needs_input_grad[1]:
-            gw = np.matmul(g, self.cols.transpose(0, 2, 1)).sum(axis=0).reshape(self.weight_shape)
-        if len(self.needs_input_grad) > 2 and self.needs_input_grad[2]:
-            gb = g.sum(axis=(0, 2))
+        gx, gw = _conv.conv2d_backward(grad.reshape(grad.shape[0], grad.shape[1], -1), self.x, self.weight,
+                                       self.geometry, need_dx=self.needs_input_grad[0],
+                                       need_dw=self.needs_input_grad[1])
+        gb = grad.sum(axis=(0, 2, 3)) if len(self.needs_input_grad) > 2 and self.needs_input_grad[2] else None
         return gx, gw, gb
 
 
