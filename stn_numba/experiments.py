@@ -20,10 +20,10 @@ import time
 from collections import OrderedDict
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from . import io, optim
+from ._memory import reuse_freed_memory
 from . import nn
 from .data import DISTORTIONS, distort, load_mnist
 from .nn import functional as F
@@ -193,17 +193,6 @@ def load_data(config, distortion=None):
                 split.test_labels[:config.test_limit])
 
 
-def _blas_on_one_thread():
-    """Keep BLAS (the convolutions' small per-image products) on one thread while training.
-
-    The products are too small to gain from BLAS threads: a CNN step took the
-    same time with one or two OpenBLAS threads on an idle 2-core machine
-    (0.10 s), while Numba's kernels use every core anyway. On a busy machine
-    OpenBLAS's waiting threads made the same step 10-15× slower.
-    """
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def _batches(count, batch_size):
     for start in range(0, count, batch_size):
         yield slice(start, min(start + batch_size, count))
@@ -347,6 +336,8 @@ def train(config, out_dir, *, resume=False, overwrite=False, progress=None, echo
     ``out_dir/checkpoint.npz`` (model, optimizer, schedule, both random
     generators and the metrics so far; atomic, no pickle, see
     :mod:`stn_numba.io`) and appends one line to ``out_dir/metrics.jsonl``.
+    On Linux it first has glibc keep freed memory for reuse
+    (:func:`stn_numba._memory.reuse_freed_memory`), for the rest of the process.
 
     Parameters
     ----------
@@ -404,17 +395,17 @@ def train(config, out_dir, *, resume=False, overwrite=False, progress=None, echo
         history = json.loads(str(state["history"]))
     _write_atomically(metrics_path, "".join(json.dumps(r) + "\n" for r in history))
 
-    with _blas_on_one_thread():
-        for epoch in range(len(history) + 1, config.epochs + 1):
-            history.append(_epoch(epoch, model, optimizer, scheduler, data, config, rng, progress))
-            io.save({"format": _FORMAT, "config": config.to_json(), "epoch": epoch,
-                     "image_hw": np.array(data.image_hw), "model": model.state_dict(),
-                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "rng": {"data": _generator_state(rng), "init": _generator_state(default_generator())},
-                     "history": json.dumps(history)}, checkpoint_path)
-            with open(metrics_path, "a") as file:
-                file.write(json.dumps(history[-1]) + "\n")
-            echo(_epoch_line(config, history[-1]))
+    reuse_freed_memory()
+    for epoch in range(len(history) + 1, config.epochs + 1):
+        history.append(_epoch(epoch, model, optimizer, scheduler, data, config, rng, progress))
+        io.save({"format": _FORMAT, "config": config.to_json(), "epoch": epoch,
+                 "image_hw": np.array(data.image_hw), "model": model.state_dict(),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "rng": {"data": _generator_state(rng), "init": _generator_state(default_generator())},
+                 "history": json.dumps(history)}, checkpoint_path)
+        with open(metrics_path, "a") as file:
+            file.write(json.dumps(history[-1]) + "\n")
+        echo(_epoch_line(config, history[-1]))
     return Run(config, model, data, history)
 
 
@@ -459,8 +450,7 @@ def evaluate_checkpoint(path, distortion=None, mnist_dir=None):
                             f"{data.image_hw[0]}×{data.image_hw[1]} images")
     model = build_model(config, trained_hw)
     model.load_state_dict(state["model"])
-    with _blas_on_one_thread():
-        loss, error = evaluate(model, data.test_images, data.test_labels)
+    loss, error = evaluate(model, data.test_images, data.test_labels)
     return {"distortion": distortion, "test_error_pct": error, "test_loss": loss,
             "test_digits": len(data.test_labels), "epoch": int(state["epoch"]),
             "config": dataclasses.asdict(config)}

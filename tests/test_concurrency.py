@@ -69,8 +69,8 @@ def workload(seed):
     features = conv.conv2d_forward(image, weight, None, geometry, block_rows=2)
     results += [features, *conv.conv2d_backward(np.sin(features), image, weight, geometry, block_rows=2)]
     pool = conv.Geometry.of(image.shape, (2, 2), (2, 2), (1, 1), (1, 1))
-    pooled, argmax = conv.max_pool(image, pool)
-    results += [pooled, argmax, conv.max_pool_backward(np.cos(pooled), argmax, pool)]
+    pooled, taps = conv.max_pool(image, pool)
+    results += [pooled, taps, conv.max_pool_backward(np.cos(pooled), taps, pool)]
     return results
 
 

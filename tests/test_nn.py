@@ -15,6 +15,7 @@ CONV_CASES = [
     dict(stride=2, padding=1),
     dict(stride=(2, 1), padding=(0, 2), dilation=(2, 1)),
     dict(stride=(1, 3), padding=(3, 4), dilation=(1, 2)),   # padding wider than the kernel
+    dict(padding=(2, 1), dilation=(2, 3)),
 ]
 
 
@@ -135,12 +136,14 @@ def _geometry_of(x_shape, kernel, options):
                                                for key, default in (("stride", 1), ("padding", 0), ("dilation", 1))))
 
 
+@pytest.mark.parametrize("min_gemm_depth", [1, 8, 10**9])      # kernel rows per GEMM: 1, 2 and all 4
 @pytest.mark.parametrize("block_rows", [1, 2, None])
 @pytest.mark.parametrize("options", CONV_CASES)
-def test_conv2d_kernels_match_the_loop_reference(rng, options, block_rows):
+def test_conv2d_kernels_match_the_loop_reference(rng, monkeypatch, options, block_rows, min_gemm_depth):
     from stn_numba._cpu import conv
 
-    x, w, b = rng.standard_normal((3, 2, 9, 8)), rng.standard_normal((4, 2, 3, 2)), rng.standard_normal(4)
+    monkeypatch.setattr(conv, "MIN_GEMM_DEPTH", min_gemm_depth)
+    x, w, b = rng.standard_normal((3, 2, 9, 8)), rng.standard_normal((4, 2, 4, 2)), rng.standard_normal(4)
     geometry = _geometry_of(x.shape, w.shape[2:], options)
     args = [(geometry.sh, geometry.sw), (geometry.ph, geometry.pw), (geometry.dh, geometry.dw)]
     expected = reference.conv2d(x, w, b, *args)
@@ -164,16 +167,22 @@ def test_max_pool_kernel_matches_the_loop_reference(rng, options):
     from stn_numba._cpu import conv
 
     x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
-    x[0, 0, :3, :3] = np.nan                       # windows of NaNs and of ±inf, as torch orders them
+    x[0, 0, :3, :3] = np.nan                       # windows of NaNs, of NaNs among numbers, of ±inf, of ties
+    x[0, 1, 1:3, 1:3] = np.nan
     x[1, 2, 4:, :] = -np.inf
     x[1, 1, ::2, ::3] = np.inf
+    x[1, 0] = np.round(x[1, 0])
     kernel = _pair_of(options["kernel_size"])
     geometry = _geometry_of(x.shape, kernel, {**options, "stride": options.get("stride", kernel)})
     expected, expected_argmax = reference.max_pool2d(x, kernel, (geometry.sh, geometry.sw),
                                                      (geometry.ph, geometry.pw), (geometry.dh, geometry.dw))
-    out, argmax = conv.max_pool(x, geometry)
+    out, taps = conv.max_pool(x, geometry)
     np.testing.assert_array_equal(out, expected)
-    np.testing.assert_array_equal(argmax, expected_argmax)
+    grad = rng.standard_normal(out.shape).astype(np.float32)
+    expected_dx = np.zeros(x.shape, np.float64)
+    for (n, c, p, q), index in np.ndenumerate(expected_argmax):
+        expected_dx[n, c].flat[index] += grad[n, c, p, q]
+    np.testing.assert_allclose(conv.max_pool_backward(grad, taps, geometry), expected_dx, rtol=1e-6, atol=1e-6)
 
 
 def _pair_of(value):
@@ -275,10 +284,10 @@ def test_window_kernels_are_bitwise_deterministic_for_any_thread_count(rng):
     grad = rng.standard_normal((3, 5, geometry.ho * geometry.wo)).astype(np.float32)
 
     def run():
-        out, argmax = conv.max_pool(x, pool)
+        out, taps = conv.max_pool(x, pool)
         return (conv.conv2d_forward(x, weight, None, geometry, block_rows=2),
                 *conv.conv2d_backward(grad, x, weight, geometry, block_rows=2),
-                out, conv.max_pool_backward(out, argmax, pool))
+                out, taps, conv.max_pool_backward(np.cos(out), taps, pool))
 
     saved = numba.get_num_threads()
     try:

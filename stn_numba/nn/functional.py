@@ -294,20 +294,20 @@ def _pool_geometry(input, kernel_size, stride, padding, dilation, name):
 
 class _MaxPool2d(Function):
     def forward(self, x, geometry):
-        out, self.argmax = _conv.max_pool(x, geometry)
+        out, self.taps = _conv.max_pool(x, geometry)
         self.geometry = geometry
         return out
 
     def backward(self, grad):
-        return _conv.max_pool_backward(grad, self.argmax, self.geometry)
+        return _conv.max_pool_backward(grad, self.taps, self.geometry)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
     """2-D max pooling as ``torch.nn.functional.max_pool2d``.
 
-    The gradient goes to the first maximum of each window (a NaN counts as a
-    maximum, as in torch). ``ceil_mode`` and
+    The gradient goes to the first maximum of each window (to its last NaN if
+    it holds one, as in torch). ``ceil_mode`` and
     ``return_indices`` are not supported (they must keep their defaults).
     """
     if ceil_mode or return_indices:
