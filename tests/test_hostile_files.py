@@ -217,7 +217,7 @@ def completed_epochs(directory):
 def test_sigint_during_training_leaves_a_checkpoint_that_resume_continues(tmp_path):
     """A real Ctrl-C at a random moment after the first epoch, then --resume to the end."""
     out = tmp_path / "run"
-    epochs = 20  # about 0.2 s each here: the signal lands well before the end
+    epochs = 100  # 0.02-0.05 s each on 2 cores: the signal lands well before the end
     rng = np.random.default_rng(1)
     training = subprocess.Popen(stn_numba_command("train", "--out", out, "--epochs", epochs, *TINY),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

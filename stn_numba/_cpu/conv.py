@@ -217,7 +217,7 @@ def _conv_backward_kernel(x, weight_g, grad, dx, partial_dw, need_dx, need_dw, b
                     _gather_patches(x[n], patches, row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
                     for a in range(len(group_offsets)):
                         q = group_offsets[a] * wo
-                        gemm(grad_block, patches[:, q:q + rows * wo].T, partial_dw[chunk, a], True)
+                        gemm(patches[:, q:q + rows * wo], grad_block.T, partial_dw[chunk, a], True)
                 if need_dx:
                     d_patches = np.zeros((taps, (rows + span) * wo), grad.dtype)
                     for a in range(len(group_offsets)):
@@ -307,9 +307,11 @@ class _TapRowGroups:
         return cls(g, np.arange(kh // g, dtype=np.int64) * g * geometry.dh)
 
     def block_rows(self, geometry, itemsize):
-        """Output rows per task: the patches stay within :data:`BLOCK_BYTES`, and at least one row."""
+        """Output rows per task: the patches stay within :data:`BLOCK_BYTES` (at least one row), in equal blocks."""
         row_bytes = geometry.wo * geometry.c * self.g * geometry.kw * itemsize
-        return int(max(1, min(geometry.ho, BLOCK_BYTES // max(1, row_bytes) - self.offsets[-1])))
+        most = int(max(1, min(geometry.ho, BLOCK_BYTES // max(1, row_bytes) - self.offsets[-1])))
+        blocks = -(-geometry.ho // most)
+        return -(-geometry.ho // blocks)
 
     def weights(self, weight):
         """``weight`` (O, C, kh, kw) as one (O, C·g·kw) matrix per group, C-contiguous: (kh/g, O, C·g·kw)."""
@@ -367,7 +369,7 @@ def conv2d_backward(grad, x, weight, geometry, need_dx=True, need_dw=True, block
     dx = np.empty(g.input_shape if need_dx else (0, 0, 0, 0), grad.dtype)
     # Without a weight gradient every image is a task of its own.
     chunks = min(g.n, WEIGHT_GRAD_CHUNKS) if need_dw else g.n
-    partial_dw = np.empty((chunks, n_groups, out_channels, taps) if need_dw else (chunks, 0, 0, 0), grad.dtype)
+    partial_dw = np.empty((chunks, n_groups, taps, out_channels) if need_dw else (chunks, 0, 0, 0), grad.dtype)
     if g.n:
         x = np.ascontiguousarray(x) if need_dw else np.empty((0, 0, 0, 0), grad.dtype)
         with single_threaded_blas():
@@ -376,9 +378,9 @@ def conv2d_backward(grad, x, weight, geometry, need_dx=True, need_dw=True, block
                                          *groups.kernel_args(g))
     dw = None
     if need_dw:
-        # (groups, O, C·g·kw) → (O, C, kh, kw)
-        summed = partial_dw.sum(axis=0).reshape(n_groups, out_channels, g.c, groups.g, g.kw)
-        dw = np.ascontiguousarray(summed.transpose(1, 2, 0, 3, 4)).reshape(weight.shape)
+        # (groups, C·g·kw, O) → (O, C, kh, kw)
+        summed = partial_dw.sum(axis=0).reshape(n_groups, g.c, groups.g, g.kw, out_channels)
+        dw = np.ascontiguousarray(summed.transpose(4, 1, 0, 2, 3)).reshape(weight.shape)
     return (dx if need_dx else None), dw
 
 
