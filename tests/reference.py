@@ -426,40 +426,38 @@ def _window_taps(out_index, kernel, stride, padding, dilation):
     return [out_index * stride - padding + k * dilation for k in range(kernel)]
 
 
-def conv2d(x, weight, bias, stride, padding, dilation):
-    """out[n, o, p, q] = bias[o] + Σ_c Σ_i Σ_j weight[o, c, i, j] · x[n, c, y_i, x_j], zero outside the input."""
-    n_images, channels, height, width = x.shape
-    out_channels, _, kh, kw = weight.shape
+def _conv_products(x_shape, weight_shape, stride, padding, dilation):
+    """Every (n, o, p, q, c, i, j, y, x) of the convolution sum whose input pixel (y, x) lies inside the input."""
+    n_images, channels, height, width = x_shape
+    out_channels, _, kh, kw = weight_shape
     ho = (height + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     wo = (width + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    out = np.zeros((n_images, out_channels, ho, wo))
-    for n, o, p, q in itertools.product(range(n_images), range(out_channels), range(ho), range(wo)):
-        total = 0.0 if bias is None else float(bias[o])
-        rows = _window_taps(p, kh, stride[0], padding[0], dilation[0])
-        cols = _window_taps(q, kw, stride[1], padding[1], dilation[1])
-        for c in range(channels):
-            for i, y in enumerate(rows):
-                for j, xx in enumerate(cols):
-                    if 0 <= y < height and 0 <= xx < width:
-                        total += float(weight[o, c, i, j]) * float(x[n, c, y, xx])
-        out[n, o, p, q] = total
+    for n, o, p, q, c in itertools.product(range(n_images), range(out_channels), range(ho), range(wo),
+                                           range(channels)):
+        for i, y in enumerate(_window_taps(p, kh, stride[0], padding[0], dilation[0])):
+            for j, xx in enumerate(_window_taps(q, kw, stride[1], padding[1], dilation[1])):
+                if 0 <= y < height and 0 <= xx < width:
+                    yield n, o, p, q, c, i, j, y, xx
+
+
+def conv2d(x, weight, bias, stride, padding, dilation):
+    """out[n, o, p, q] = bias[o] + Σ_c Σ_i Σ_j weight[o, c, i, j] · x[n, c, y_i, x_j], zero outside the input."""
+    ho = (x.shape[2] + 2 * padding[0] - dilation[0] * (weight.shape[2] - 1) - 1) // stride[0] + 1
+    wo = (x.shape[3] + 2 * padding[1] - dilation[1] * (weight.shape[3] - 1) - 1) // stride[1] + 1
+    out = np.zeros((x.shape[0], weight.shape[0], ho, wo))
+    if bias is not None:
+        out += np.asarray(bias, np.float64)[:, None, None]
+    for n, o, p, q, c, i, j, y, xx in _conv_products(x.shape, weight.shape, stride, padding, dilation):
+        out[n, o, p, q] += float(weight[o, c, i, j]) * float(x[n, c, y, xx])
     return out
 
 
 def conv2d_backward(grad, x, weight, stride, padding, dilation):
     """(d out / d x)ᵀ grad and (d out / d weight)ᵀ grad: every product of the forward sum, transposed."""
-    n_images, channels, height, width = x.shape
-    out_channels, _, kh, kw = weight.shape
     dx, dw = np.zeros(x.shape), np.zeros(weight.shape)
-    for n, o, p, q in itertools.product(range(n_images), range(out_channels), *map(range, grad.shape[2:])):
-        rows = _window_taps(p, kh, stride[0], padding[0], dilation[0])
-        cols = _window_taps(q, kw, stride[1], padding[1], dilation[1])
-        for c in range(channels):
-            for i, y in enumerate(rows):
-                for j, xx in enumerate(cols):
-                    if 0 <= y < height and 0 <= xx < width:
-                        dx[n, c, y, xx] += float(weight[o, c, i, j]) * float(grad[n, o, p, q])
-                        dw[o, c, i, j] += float(x[n, c, y, xx]) * float(grad[n, o, p, q])
+    for n, o, p, q, c, i, j, y, xx in _conv_products(x.shape, weight.shape, stride, padding, dilation):
+        dx[n, c, y, xx] += float(weight[o, c, i, j]) * float(grad[n, o, p, q])
+        dw[o, c, i, j] += float(x[n, c, y, xx]) * float(grad[n, o, p, q])
     return dx, dw
 
 
