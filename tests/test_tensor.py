@@ -221,6 +221,36 @@ def test_gradients_only_for_inputs_that_need_them():
     np.testing.assert_array_equal(x.grad, 3.0)
 
 
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return {library["num_threads"] for library in threadpool_info() if library["user_api"] == "blas"}
+
+
+@pytest.mark.parametrize("single_threaded", [False, True])
+def test_functions_that_ask_run_forward_and_backward_with_single_threaded_blas(single_threaded):
+    from threadpoolctl import threadpool_limits
+
+    seen = []
+
+    class Product(Function):
+        single_threaded_blas = single_threaded
+
+        def forward(self, a, b):
+            seen.append(_blas_threads())
+            return a @ b
+
+        def backward(self, grad):
+            seen.append(_blas_threads())
+            return grad @ self.parents[1].data.T, None
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        Product.apply(Tensor(np.ones((2, 2)), requires_grad=True), Tensor(np.ones((2, 2)))).sum().backward()
+        assert _blas_threads() == {2}
+    expected = {1} if single_threaded else {2}
+    assert seen == [expected, expected]
+
+
 def test_deep_graph_does_not_hit_the_recursion_limit():
     x = Tensor(np.array(1.0), requires_grad=True)
     y = x
