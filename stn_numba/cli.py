@@ -120,7 +120,8 @@ def _train(args):
     run = experiments.train(config, args.out, resume=args.resume, echo=_echo)
     summary = run.summary
     print(f"{config.model} on {config.distortion}: test error {summary['test_error_pct']:.2f}% after "
-          f"{_epochs(summary['epochs'])} ({summary['train_seconds']:.1f} s of training); "
+          f"{_epochs(summary['epochs'])} ({summary['train_seconds']:.1f} s of training, after "
+          f"{summary['compile_seconds']:.1f} s compiling kernels); "
           f"checkpoint {os.path.join(args.out, experiments.CHECKPOINT)}, "
           f"metrics {os.path.join(args.out, experiments.METRICS)}")
     return 0
