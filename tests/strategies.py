@@ -53,12 +53,9 @@ def special_values(dtype):
 
 
 @dataclasses.dataclass
-class SamplerCase:
-    """Arguments of grid_sample and grid_sample_backward, with a layout per array."""
+class _SamplingCase:
+    """The options shared by the sampler cases, and how a case describes itself in a failure."""
 
-    input: np.ndarray
-    grid: np.ndarray
-    grad_output: np.ndarray
     mode: str
     padding_mode: str
     align_corners: bool
@@ -70,8 +67,22 @@ class SamplerCase:
         return self.mode, self.padding_mode, self.align_corners
 
     def describe(self):
-        return (f"grid_sample input {self.input.shape} {self.input.dtype}, grid {self.grid.shape}, "
+        return (f"{self.op} input {self.input.shape} {self.input.dtype}, {self.geometry}, "
                 f"{self.options}, input_requires_grad={self.input_requires_grad}, layouts {self.layouts}")
+
+
+@dataclasses.dataclass
+class SamplerCase(_SamplingCase):
+    """Arguments of grid_sample and grid_sample_backward, with a layout per array."""
+
+    op = "grid_sample"
+    input: np.ndarray
+    grid: np.ndarray
+    grad_output: np.ndarray
+
+    @property
+    def geometry(self):
+        return f"grid {self.grid.shape}"
 
 
 @dataclasses.dataclass
@@ -194,26 +205,18 @@ def grid_case(rng, family=None):
 
 # ----------------------------------------------------------------- fused op
 @dataclasses.dataclass
-class FusedCase:
+class FusedCase(_SamplingCase):
     """Arguments of affine_grid_sample and its backward, with a layout per array."""
 
+    op = "affine_grid_sample"
     input: np.ndarray
     theta: np.ndarray
     size: tuple
     grad_output: np.ndarray
-    mode: str
-    padding_mode: str
-    align_corners: bool
-    input_requires_grad: bool
-    layouts: dict
 
     @property
-    def options(self):
-        return self.mode, self.padding_mode, self.align_corners
-
-    def describe(self):
-        return (f"affine_grid_sample input {self.input.shape} {self.input.dtype}, size {self.size}, "
-                f"{self.options}, input_requires_grad={self.input_requires_grad}, layouts {self.layouts}")
+    def geometry(self):
+        return f"size {self.size}"
 
 
 def fused_case(rng):
@@ -224,10 +227,11 @@ def fused_case(rng):
     fraction = REGIMES[str(rng.choice(list(REGIMES)))]
     theta = _mix(rng, np.eye(dim, dim + 1) + 0.5 * rng.standard_normal((n_batch, dim, dim + 1)), base.input.dtype,
                  fraction, extra=(2.0**31, -(2.0**32), 4.0e6))
-    return FusedCase(base.input, theta, (n_batch, channels, *base.grid.shape[1:-1]), base.grad_output,
-                     base.mode, base.padding_mode, base.align_corners, base.input_requires_grad,
-                     {"input": base.layouts["input"], "theta": base.layouts["grid"],
-                      "grad_output": base.layouts["grad_output"]})
+    return FusedCase(input=base.input, theta=theta, size=(n_batch, channels, *base.grid.shape[1:-1]),
+                     grad_output=base.grad_output, mode=base.mode, padding_mode=base.padding_mode,
+                     align_corners=base.align_corners, input_requires_grad=base.input_requires_grad,
+                     layouts={"input": base.layouts["input"], "theta": base.layouts["grid"],
+                              "grad_output": base.layouts["grad_output"]})
 
 
 # -------------------------------------------------------------------- corpus
