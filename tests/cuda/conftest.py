@@ -55,3 +55,19 @@ def cuda():
     from numba import cuda
 
     return cuda
+
+
+@pytest.fixture
+def launch_streams(monkeypatch):
+    """The stream of every CUDA kernel launch the test makes, in order."""
+    from stn_numba._cuda import grids, sampling
+
+    launched_on = []
+
+    def spy(kernel, count, stream):
+        launched_on.append(stream)
+        return stn_numba._cuda.launch(kernel, count, stream)
+
+    monkeypatch.setattr(grids, "launch", spy)
+    monkeypatch.setattr(sampling, "launch", spy)
+    return launched_on

@@ -129,18 +129,8 @@ def test_mixed_host_and_device_arrays_are_refused(rng, cuda):
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
-def test_stream_is_honoured(rng, cuda, monkeypatch, deterministic):
+def test_stream_is_honoured(rng, cuda, launch_streams, deterministic):
     """Every launch and every result is on the given stream."""
-    from stn_numba._cuda import grids, sampling
-
-    launched_on = []
-
-    def spy(kernel, count, stream):
-        launched_on.append(stream)
-        return stn_numba._cuda.launch(kernel, count, stream)
-
-    monkeypatch.setattr(grids, "launch", spy)
-    monkeypatch.setattr(sampling, "launch", spy)
     input, theta, size, grad_output = fused_case(rng, 2, np.float64)
     stream = cuda.stream()
     d_grad_output, d_input, d_theta = (cuda.to_device(a, stream=stream) for a in (grad_output, input, theta))
@@ -148,7 +138,7 @@ def test_stream_is_honoured(rng, cuda, monkeypatch, deterministic):
                *stn_numba.affine_grid_sample_backward(d_grad_output, d_input, d_theta, size, stream=stream,
                                                       deterministic=deterministic)]
     stream.synchronize()
-    assert launched_on and all(s is stream for s in launched_on)
+    assert launch_streams and all(s is stream for s in launch_streams)
     assert all(r.stream is stream for r in results)
 
 
