@@ -233,12 +233,14 @@ def stn_numba_ops(case, data):
     return ops
 
 
-def torch_ops(case, data):
+def torch_ops(case, data, device="cpu"):
+    """torch's ops on ``data``, on ``device`` (on the CPU the tensors share the arrays' memory)."""
     import torch
     import torch.nn.functional as F
 
     size = case.output_shape
-    x, grid, theta, grad_output = (torch.from_numpy(a) for a in (data.input, data.grid, data.theta, data.grad_output))
+    x, grid, theta, grad_output = (torch.as_tensor(a, device=device)
+                                   for a in (data.input, data.grid, data.theta, data.grad_output))
     options = {"mode": "bilinear", "padding_mode": "zeros", "align_corners": False}
 
     def grid_sample():

@@ -110,26 +110,9 @@ def sampler_ops(case, data):
 
 
 def torch_cuda_ops(case, data):
-    import torch
-    import torch.nn.functional as F
-
-    x, grid, theta, grad_output = (torch.as_tensor(a, device="cuda")
-                                   for a in (data.input, data.grid, data.theta, data.grad_output))
-    options = {"mode": "bilinear", "padding_mode": "zeros", "align_corners": False}
-
-    def grid_sample():
-        with torch.no_grad():
-            return F.grid_sample(x, grid, **options)
-
-    def forward_backward():
-        leaves = (x.detach().requires_grad_(), grid.detach().requires_grad_())
-        return torch.autograd.grad(F.grid_sample(*leaves, **options), leaves, grad_output)
-
-    return {
-        "affine_grid": lambda: F.affine_grid(theta, case.output_shape, align_corners=False),
-        "grid_sample": grid_sample,
-        "grid_sample fwd+bwd": forward_backward,
-    }
+    """torch's CUDA versions of the ops of :func:`stn_numba_ops`."""
+    ops = _sampler.torch_ops(case, data, device="cuda")
+    return {op: ops[op] for op in ("affine_grid", "grid_sample", "grid_sample fwd+bwd")}
 
 
 # ------------------------------------------------------------------ the worker
