@@ -54,16 +54,6 @@ def random_homography(rng, n, dtype=np.float64):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("align_corners", ALIGN)
-def test_projective_grid_matches_reference(rng, size, align_corners, dtype):
-    theta = random_homography(rng, size[0], dtype)
-    grid = stn_numba.projective_grid(theta, size, align_corners=align_corners)
-    assert grid.dtype == dtype and grid.shape == (size[0], *size[2:], 2)
-    np.testing.assert_allclose(grid, reference.projective_grid(theta, size, align_corners), **tolerances(dtype))
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("align_corners", ALIGN)
 def test_projective_grid_backward_matches_reference(rng, size, align_corners, dtype):
     theta, grad_grid = random_homography(rng, size[0], dtype), random_grad_grid(rng, size, dtype)
     grad_theta = stn_numba.projective_grid_backward(grad_grid, theta, size, align_corners=align_corners)
@@ -290,18 +280,24 @@ def random_attention(rng, n, dtype=np.float64):
     return np.column_stack([rng.uniform(0.5, 1.5, n), rng.uniform(-0.5, 0.5, (n, 2))]).astype(dtype)
 
 
+# family: (random parameters for n transforms, stn_numba's grid, the reference grid)
+PARAMETRIC_FAMILIES = {
+    "projective": (random_homography, stn_numba.projective_grid, reference.projective_grid),
+    "attention": (random_attention, stn_numba.attention_grid, reference.attention_grid),
+    "similarity": (random_similarity, stn_numba.similarity_grid, reference.similarity_grid),
+}
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("align_corners", ALIGN)
-def test_attention_and_similarity_grids_match_reference(rng, size, align_corners, dtype):
-    params = random_attention(rng, size[0], dtype)
-    grid = stn_numba.attention_grid(params, size, align_corners=align_corners)
+@pytest.mark.parametrize("family", PARAMETRIC_FAMILIES)
+def test_projective_attention_and_similarity_grids_match_reference(rng, family, size, align_corners, dtype):
+    random_params, grid_of, reference_grid = PARAMETRIC_FAMILIES[family]
+    params = random_params(rng, size[0], dtype)
+    grid = grid_of(params, size, align_corners=align_corners)
     assert grid.dtype == dtype and grid.shape == (size[0], *size[2:], 2)
-    np.testing.assert_allclose(grid, reference.attention_grid(params, size, align_corners), **tolerances(dtype))
-    params = random_similarity(rng, size[0], dtype)
-    grid = stn_numba.similarity_grid(params, size, align_corners=align_corners)
-    assert grid.dtype == dtype
-    np.testing.assert_allclose(grid, reference.similarity_grid(params, size, align_corners), **tolerances(dtype))
+    np.testing.assert_allclose(grid, reference_grid(params, size, align_corners), **tolerances(dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
