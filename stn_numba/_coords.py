@@ -278,6 +278,14 @@ def cubic_coefficient_derivatives(t):
 
 
 @register_jitable(forceinline=True)
+def _unnormalize_or_mask(g, size, align_corners):
+    """``unnormalize(g)`` and whether ``g`` is NaN; a NaN is computed as 0 (its taps are masked by the caller)."""
+    is_nan = g != g
+    x, scale = unnormalize(type(g)(0) if is_nan else g, size, align_corners)
+    return x, scale, is_nan
+
+
+@register_jitable(forceinline=True)
 def linear_taps(g, size, padding_mode, align_corners):
     """The two linear-interpolation taps of grid value ``g`` along one axis.
 
@@ -294,10 +302,7 @@ def linear_taps(g, size, padding_mode, align_corners):
     """
     zero = type(g)(0)
     one = type(g)(1)
-    is_nan = g != g
-    if is_nan:
-        g = zero
-    x, scale = unnormalize(g, size, align_corners)
+    x, scale, is_nan = _unnormalize_or_mask(g, size, align_corners)
     x, grad_pad = pad_coordinate(x, size, padding_mode, align_corners)
     slope = scale * grad_pad
     first = floor_index(x)
@@ -330,10 +335,7 @@ def nearest_tap(g, size, padding_mode, align_corners):
         derivative is 0 everywhere.
     """
     zero = type(g)(0)
-    is_nan = g != g
-    if is_nan:
-        g = zero
-    x, _ = unnormalize(g, size, align_corners)
+    x, _, is_nan = _unnormalize_or_mask(g, size, align_corners)
     x, _ = pad_coordinate(x, size, padding_mode, align_corners)
     index, inside = pad_index(nearest_index(x), size, ZEROS, align_corners)
     return index, type(g)(1) if inside and not is_nan else zero
@@ -357,10 +359,7 @@ def cubic_taps(g, size, padding_mode, align_corners):
         ``d weight / d g`` (0 where the weight is forced to 0).
     """
     zero = type(g)(0)
-    is_nan = g != g
-    if is_nan:
-        g = zero
-    x, scale = unnormalize(g, size, align_corners)
+    x, scale, is_nan = _unnormalize_or_mask(g, size, align_corners)
     tap_padding = padding_mode
     if padding_mode == REFLECTION and math.isinf(x):
         tap_padding = BORDER
