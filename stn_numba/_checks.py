@@ -24,9 +24,15 @@ def _describe(value):
     return f"{type(value).__name__} {value!r}"
 
 
+_NATIVE_FLOATS = {np.dtype(np.float32), np.dtype(np.float64)}
+
+
 def float_dtype(array, name):
     """Return the dtype of ``array``, which must be float32 or float64."""
-    dtype = np.dtype(array.dtype)
+    dtype = array.dtype
+    if dtype in _NATIVE_FLOATS:
+        return dtype  # the common case, without the conversions below
+    dtype = np.dtype(dtype)
     if dtype.kind != "f" or dtype.itemsize not in (4, 8):
         raise TypeError(f"{name} must have dtype float32 or float64, got {dtype}")
     return dtype.newbyteorder("=")
@@ -34,6 +40,9 @@ def float_dtype(array, name):
 
 def same_dtype(**arrays):
     """Return the common float dtype of ``arrays``; mixing float32 and float64 is refused."""
+    first, *rest = arrays.values()
+    if first.dtype in _NATIVE_FLOATS and all(array.dtype == first.dtype for array in rest):
+        return first.dtype  # the common case
     dtypes = {name: float_dtype(array, name) for name, array in arrays.items()}
     if len(set(dtypes.values())) > 1:
         given = ", ".join(f"{name} is {dtype}" for name, dtype in dtypes.items())
@@ -99,12 +108,13 @@ def grid_sample_args(input, grid, mode_name, padding_name, align):
     """Validate ``grid_sample`` arguments; return (dtype, mode code, padding code, align_corners)."""
     ndim(input, "input", (4, 5), "4-D (N, C, H, W) or 5-D (N, C, D, H, W)")
     spatial = input.ndim - 2
-    if grid.ndim != input.ndim or grid.shape[grid.ndim - 1] != spatial:
+    grid_shape = grid.shape
+    if grid.ndim != input.ndim or grid_shape[-1] != spatial:
         layout = "(N, H_out, W_out, 2)" if spatial == 2 else "(N, D_out, H_out, W_out, 3)"
         raise ValueError(f"grid must have shape {layout} for {input.ndim}-D input, got {_describe(grid)}")
-    if grid.shape[0] != input.shape[0]:
-        raise ValueError(f"grid and input must have the same batch size, got {grid.shape[0]} and {input.shape[0]}")
-    if any(d == 0 for d in input.shape[2:]):
+    if grid_shape[0] != input.shape[0]:
+        raise ValueError(f"grid and input must have the same batch size, got {grid_shape[0]} and {input.shape[0]}")
+    if 0 in input.shape[2:]:
         raise ValueError(f"input must have non-empty spatial dimensions, got {_describe(input)}")
     dtype = same_dtype(input=input, grid=grid)
     return dtype, mode(mode_name, spatial), padding_mode(padding_name), align_corners(align)
@@ -198,7 +208,7 @@ def affine_grid_sample_args(input, theta, size_value, mode_name, padding_name, a
         if dims[axis] != input.shape[axis]:
             raise ValueError(f"size[{axis}] must be input's {what} ({input.shape[axis]}), got size {dims}")
     theta_for_size(theta, dims)
-    if any(d == 0 for d in input.shape[2:]):
+    if 0 in input.shape[2:]:
         raise ValueError(f"input must have non-empty spatial dimensions, got {_describe(input)}")
     dtype = same_dtype(input=input, theta=theta)
     return dims, dtype, mode(mode_name, input.ndim - 2), padding_mode(padding_name), align_corners(align)

@@ -40,13 +40,17 @@ class CpuBackend:
         from ._cpu import grids, sampling
 
         self._modules = (grids, sampling)
+        self._kernels = {}
 
     def kernel(self, name):
         """The kernel called ``name`` (see the kernel table in CONTRIBUTING.md)."""
-        for module in self._modules:
-            if hasattr(module, name):
-                return _threading.guard(getattr(module, name))
-        raise AttributeError(f"no CPU kernel named {name!r}")
+        kernel = self._kernels.get(name)
+        if kernel is None:
+            module = next((m for m in self._modules if hasattr(m, name)), None)
+            if module is None:
+                raise AttributeError(f"no CPU kernel named {name!r}")
+            kernel = self._kernels[name] = _threading.guard(getattr(module, name))
+        return kernel
 
     @staticmethod
     def as_array(value, name):
@@ -62,6 +66,9 @@ class CpuBackend:
         Read-only arrays are copied too: Numba would otherwise compile a second
         specialisation of every kernel for them.
         """
+        flags = array.flags
+        if array.dtype == dtype and flags.c_contiguous and flags.writeable and flags.aligned:
+            return array  # the common case, without np.require's cost
         return np.require(array, dtype, ["C", "A", "W"])
 
     @staticmethod
@@ -106,6 +113,13 @@ def resolve(device, stream, **arrays):
     -------
     backend, list of arrays
     """
+    if stream is None and (device is None or device == "cpu"):
+        values = list(arrays.values())
+        for value in values:
+            if type(value) is not np.ndarray:
+                break
+        else:  # only NumPy arrays, the common case: no further checks
+            return _CPU or _cpu_backend(), values
     if device not in (None, "cpu", "cuda"):
         raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
     on_device = {name: is_device_array(value) for name, value in arrays.items()}

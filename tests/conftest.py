@@ -74,9 +74,11 @@ def _compiled_specialisations():
     """The compiled specialisations of every CPU kernel: a set of (kernel, signature)."""
     from stn_numba._cpu import grids, sampling
 
-    return {(f"{module.__name__}.{name}", str(signature))
-            for module in (grids, sampling)
-            for name, kernel in vars(module).items() if hasattr(kernel, "signatures")
+    named = [(f"{module.__name__}.{name}", kernel)
+             for module in (grids, sampling) for name, kernel in vars(module).items()]
+    named += [(f"sampling.kernels{case}[{direction}]", pair[direction])
+              for case, pair in sampling._CASES.items() for direction in (0, 1)]
+    return {(name, str(signature)) for name, kernel in named if hasattr(kernel, "signatures")
             for signature in kernel.signatures}
 
 

@@ -586,8 +586,9 @@ def serial_bounds_checked_kernels():
     Numba loses exceptions raised inside parallel regions (numba/numba#9380,
     #2811): a bounds-checked ``parallel=True`` kernel reads out of bounds and
     returns as if nothing happened. Compiled without ``parallel`` (``prange``
-    is then ``range``), the same source raises IndexError. Helpers are
-    replaced too, so the copies call each other.
+    is then ``range``), the same source raises IndexError. The grid kernels
+    and helpers are replaced by such copies, so the copies call each other;
+    the sampler has serial twins of its kernels, used for all work here.
     """
     if not BOUNDS_CHECKED:
         yield
@@ -598,6 +599,7 @@ def serial_bounds_checked_kernels():
             if isinstance(value, numba.core.registry.CPUDispatcher):
                 options = {k: v for k, v in value.targetoptions.items() if k not in ("parallel", "cache", "boundscheck")}
                 patch.setattr(module, name, numba.njit(**options, boundscheck=True)(value.py_func))
+    patch.setattr(cpu_sampling, "_SERIAL_WORK", float("inf"))
     yield
     patch.undo()
 

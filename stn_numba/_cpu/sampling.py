@@ -3,36 +3,47 @@ backward.
 
 The sampler of Jaderberg et al., "Spatial Transformer Networks" (NeurIPS
 2015), with PyTorch's modes and paddings; the scalar math is in
-`stn_numba._coords`. The 2-D kernels view their arrays as 3-D ones with depth
-1, so one compiled implementation per dtype serves both.
+`stn_numba._coords`.
 
-Grid or affine. The sample points come either from a grid or, for the fused
-affine warp, from ``theta @ (x, y[, z], 1)`` over the output's base
-coordinates, computed per block where the grid path copies a grid component
-(`_load_coordinates`), in `affine_grid`'s order of operations. Both paths are
-one compiled implementation with a ``fused`` flag; the unused arrays are
-empty. The fused backward reduces each point's coordinate gradient with its
-base coordinates into a private ``theta`` gradient per work item, added in
-work-item order afterwards; the grid is never materialised.
+One small kernel per case. `kernels` builds, for one (spatial dims, mode,
+padding, grid or fused) case, a forward and a backward kernel in which these
+are compile-time constants, each in a parallel and a serial version; Numba
+compiles only those a program calls, and caches them on disk. A case's loops
+hold no branch on the mode or padding, the taps unroll, and a first call
+compiles one case, not every mode at once. The entry points at the end of
+this module have the kernel contract's names (those of the CUDA twins); they
+pick the case, and run small work serially on the calling thread, so it does
+not wake the thread pool.
 
-Work split. The output points of an image are cut into blocks of ``_BLOCK``
-points. For a block the kernel first tabulates every tap: per axis (a
-vectorised loop over a contiguous copy of one grid component), then their
-outer product (flat input index, weight and, for the backward, the weight's
-derivative along each grid component). It then runs over the channels with
-these tables, so the coordinate math is done once per point and the
-per-channel loops are plain gathers. Forward blocks of all images are spread
-over the threads in ``_MAX_GROUPS`` groups, each with its own tables.
+Points. The sample points come from a grid or, for the fused affine warp,
+from ``theta @ (x, y[, z], 1)`` over the output's base coordinates, computed
+in `affine_grid`'s order of operations so both paths give the same bits. The
+fused backward reduces each point's coordinate gradient with its base
+coordinates into a float64 ``theta`` gradient per work item, added in
+work-item order; the grid is never materialised.
+
+Work split. The output of an image is cut into tiles of at most ``_BLOCK``
+points, up to ``_TILE_WIDTH`` columns wide, so neighbouring output rows, which
+read the same input lines, run together. For a tile the kernel tabulates the
+taps along each axis (tap index times the axis stride, weight and, backward,
+the weight's derivative), one vectorised loop per axis over a contiguous row
+of grid values; then, per channel, one loop over the tile's points combines
+them (flat index = sum of the axis indices, weight = product of the axis
+weights) and gathers. Arrays are passed flat with offsets and the per-tile
+functions are inlined into the parallel loop (Numba's IR inlining), where
+Numba tells LLVM that the arrays do not alias: the gathers vectorise, and no
+array view is made per tile. Tiles of all images are spread over at most
+``_MAX_GROUPS`` tasks, each with its own tables.
 
 Determinism. The forward and ``grad_grid`` are owned per output point. The
 ``grad_input`` scatter is owned per image: a backward work item is a chunk of
-one image's points and adds, point by point in a fixed order, into its own
+one image's tiles and adds, point by point in a fixed order, into its own
 target. With fewer images than ``_PARALLEL_CHUNKS`` an image is cut into
 several chunks: chunk 0 adds straight into ``grad_input``, every other chunk
 into a private buffer that covers only the input rows its taps read (found by
 a first pass), and these buffers are then added row by row in chunk order.
 The chunking depends only on the shapes, so results are bitwise identical run
-to run and for any thread count.
+to run, serial or parallel, for any thread count.
 
 Taps with weight 0 (outside the image, or a NaN grid value) are skipped, not
 multiplied: ``0 * inf`` from an infinite input pixel never reaches a point
@@ -42,612 +53,595 @@ that does not use that pixel.
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.core.errors import TypingError
+from numba.extending import overload
 
-from .._codes import BICUBIC, BILINEAR, BORDER, NEAREST, REFLECTION, ZEROS
+from .._codes import BICUBIC, BILINEAR, NEAREST
 from .._coords import cubic_taps, linear_taps, nearest_tap
 from .grids import _base_coordinates, _sum_chunks
 
-_BLOCK = 512  # points tabulated at once (their tables stay in cache)
+_BLOCK = 256  # most points in a tile (its tables stay in L1)
+_TILE_WIDTH = 32  # widest tile (see "Work split")
+_MAX_GROUPS = 64  # parallel tasks; each allocates one workspace (any value
+# gives the same results: it groups work items, it does not split them)
+_SERIAL_WORK = 1 << 15  # below this many tap reads a call runs serially
 _PARALLEL_CHUNKS = 4  # backward: cut images so that N * chunks reaches this
 _MIN_CHUNK_POINTS = 16384  # backward: fewest points worth a private buffer
 _PARTIAL_BUDGET = 2**25  # backward: most elements of private buffers
-_MAX_GROUPS = 64  # prange tasks; each allocates one workspace (any value
-# gives the same results: it groups work items, it does not split them)
 
 
+_TAPS_PER_AXIS = {BILINEAR: 2, NEAREST: 1, BICUBIC: 4}
+
+
+def taps_per_axis(mode):
+    """Interpolation taps along each axis: 1 nearest, 2 linear, 4 cubic."""
+    return _TAPS_PER_AXIS[mode]
+
+
+# ------------------------------------------------------------ geometry
 @njit(cache=True)
-def _taps_per_axis(mode):
-    if mode == NEAREST:
-        return 1
-    if mode == BICUBIC:
-        return 4
-    return 2
+def _tiling(width, height, depth):
+    """How an output (Wo, Ho, Do) is cut into tiles: (tile width, tile
+    height, tiles across, tiles per depth slice, tiles per image). Tiles of
+    one row band have equal heights, so no band ends in a sliver."""
+    tile_width = min(width, _TILE_WIDTH)
+    bands = -(-height // max(1, _BLOCK // tile_width))
+    tile_height = -(-height // bands)
+    across = -(-width // tile_width)
+    per_slice = across * bands
+    return tile_width, tile_height, across, per_slice, depth * per_slice
 
 
-@njit(cache=True)
-def _workspace(taps, axes, dtype):
-    """Tap tables for one group of work items.
+@njit(inline="always")
+def _tile(number, tiling, width, height):
+    """Tile ``number`` of an image: (first point, rows, columns, z, row,
+    column); its points are ``first + r * width + c``."""
+    tile_width, tile_height, across, per_slice, _ = tiling
+    z = number // per_slice
+    rest = number - z * per_slice
+    row = (rest // across) * tile_height
+    column = (rest % across) * tile_width
+    rows = min(tile_height, height - row)
+    columns = min(tile_width, width - column)
+    return (z * height + row) * width + column, rows, columns, z, row, column
 
-    Axis 2 is a trivial depth axis (index 0, weight 1) for 2-D grids.
-    ``base_point`` holds the block's base coordinates (x, y, z) in the fused
-    path.
-    """
+
+@njit(inline="always")
+def _workspace(spatial, per_axis, dtype, backward):
+    """One task's tables: per (axis, tap) row, the tap index times the axis
+    stride, the weight and its derivative; per tap, the backward's products
+    (grad_output times input, summed over channels); a row of grid values,
+    and one of gradients. The forward needs neither slopes, products nor
+    gradients and shares those slots (fewer allocations per call)."""
+    rows = spatial * per_axis
+    index = np.zeros((rows, _BLOCK), np.int64)
+    weight = np.zeros((rows, _BLOCK), dtype)
     coordinate = np.empty(_BLOCK, dtype)
-    axis_index = np.zeros((3, 4, _BLOCK), np.int64)
-    axis_weight = np.zeros((3, 4, _BLOCK), dtype)
-    axis_slope = np.zeros((3, 4, _BLOCK), dtype)
-    if axes == 2:
-        axis_weight[2, 0, :] = 1
-    index = np.empty((taps, _BLOCK), np.int64)
-    weight = np.empty((taps, _BLOCK), dtype)
-    slopes = np.empty((3, taps, _BLOCK), dtype)
-    products = np.empty((taps, _BLOCK), dtype)
-    accumulator = np.empty(_BLOCK, dtype)
-    base_point = np.empty((3, _BLOCK), dtype)
-    return (coordinate, axis_index, axis_weight, axis_slope, index, weight,
-            slopes, products, accumulator, base_point)
+    if backward:
+        return (index, weight, np.zeros((rows, _BLOCK), dtype),
+                np.empty((per_axis**spatial, _BLOCK), dtype), coordinate,
+                np.empty(_BLOCK, dtype))
+    return index, weight, weight, weight, coordinate, coordinate
 
 
-@njit(inline="always")
-def _axis_taps_loop(coordinate, count, size, mode, padding_mode,
-                    align_corners, index, weight, slope, a):
-    # Inlined into `_axis_taps`, with constant mode and padding where it
-    # matters for speed.
-    if mode == NEAREST:
-        for p in range(count):
-            index[a, 0, p], weight[a, 0, p] = nearest_tap(
-                coordinate[p], size, padding_mode, align_corners)
-    elif mode == BICUBIC:
-        for p in range(count):
-            i, w, d = cubic_taps(coordinate[p], size, padding_mode,
-                                 align_corners)
-            index[a, 0, p], index[a, 1, p], index[a, 2, p], index[a, 3, p] = i
-            weight[a, 0, p], weight[a, 1, p], weight[a, 2, p], weight[a, 3, p] = w
-            slope[a, 0, p], slope[a, 1, p], slope[a, 2, p], slope[a, 3, p] = d
-    else:
-        for p in range(count):
-            (index[a, 0, p], index[a, 1, p], weight[a, 0, p], weight[a, 1, p],
-             slope[a, 0, p], slope[a, 1, p]) = linear_taps(
-                coordinate[p], size, padding_mode, align_corners)
+# ------------------------------------------------------------ per tile
+# Inlined into the kernels, where the mode, padding, dims and path are
+# constants: the branches on them fold away.
+def _tabulate(grid, theta, bases, n, points, tile, sizes, out_width,
+              align_corners, mode, padding, fused, spatial, per_axis,
+              with_slopes, axes, tables):
+    """Tabulate the taps of a tile's points along ``axes`` (a range of axis
+    numbers): tap index times the axis stride, weight and (``with_slopes``)
+    its derivative, per (axis, tap) row.
 
-
-@njit(cache=True)
-def _axis_taps(coordinate, count, size, mode, padding_mode, align_corners,
-               index, weight, slope, a):
-    """Tabulate the 1-D taps of ``count`` grid values along axis ``a`` into
-    the (axis, tap, point) tables; the slope of a nearest tap stays 0."""
-    # Linear taps with zeros or border padding get loops of their own, which
-    # vectorise (reflection calls fmod; nearest and bicubic are less used).
-    if mode == NEAREST or mode == BICUBIC or padding_mode == REFLECTION:
-        _axis_taps_loop(coordinate, count, size, mode, padding_mode,
-                        align_corners, index, weight, slope, a)
-    elif padding_mode == ZEROS:
-        _axis_taps_loop(coordinate, count, size, BILINEAR, ZEROS,
-                        align_corners, index, weight, slope, a)
-    else:
-        _axis_taps_loop(coordinate, count, size, BILINEAR, BORDER,
-                        align_corners, index, weight, slope, a)
-
-
-@njit(cache=True)
-def _base_points(bases, start, count, base_point):
-    """The base coordinates (x, y, z) of output points ``start`` to
-    ``start + count - 1`` (flat over depth, height, width), row by row."""
-    xs, ys, zs = bases
-    width, height = xs.shape[0], ys.shape[0]
-    point = start
-    while point < start + count:
-        row = point // width
-        column = point - row * width
-        length = min(width - column, start + count - point)
-        y, z = ys[row % height], zs[row // height]
-        at = point - start
-        for k in range(length):
-            base_point[0, at + k] = xs[column + k]
-            base_point[1, at + k] = y
-            base_point[2, at + k] = z
-        point += length
-
-
-@njit(cache=True)
-def _load_coordinates(grid, theta, fused, n, start, count, axis, base_point,
-                      coordinate):
-    """Component ``axis`` of points ``start..`` of image ``n`` into a
-    contiguous buffer, so that the tap loops read unit-stride data and
-    vectorise: copied from the grid, or (fused) ``theta[n, axis] @ (x, y[, z],
-    1)`` in `affine_grid`'s order of operations, so the two paths agree
-    bitwise."""
-    if not fused:
-        for p in range(count):
-            coordinate[p] = grid[n, start + p, axis]
-        return
-    axes = theta.shape[1]
-    slope, along_y = theta[n, axis, 0], theta[n, axis, 1]
-    along_z, constant = theta[n, axis, 2], theta[n, axis, axes]
-    if axes == 3:
-        for p in range(count):
-            coordinate[p] = slope * base_point[0, p] + (
-                (along_y * base_point[1, p] + constant) + along_z * base_point[2, p])
-    else:
-        for p in range(count):
-            coordinate[p] = slope * base_point[0, p] + (along_y * base_point[1, p] + constant)
-
-
-@njit(cache=True)
-def _combine_taps(count, height, width, axis_index, axis_weight, kz, ky, kx,
-                  index, weight, t):
-    """Tap ``t`` = per-axis taps (kx, ky, kz): flat index and weight."""
-    for p in range(count):
-        index[t, p] = ((axis_index[2, kz, p] * height + axis_index[1, ky, p])
-                       * width + axis_index[0, kx, p])
-    for p in range(count):
-        weight[t, p] = (axis_weight[2, kz, p] * axis_weight[1, ky, p]
-                        * axis_weight[0, kx, p])
-
-
-@njit(cache=True)
-def _combine_slopes(count, axes, axis_weight, axis_slope, kz, ky, kx,
-                    slopes, t):
-    """Derivatives of tap ``t``'s weight along each grid component."""
-    for p in range(count):
-        slopes[0, t, p] = (axis_weight[2, kz, p] * axis_weight[1, ky, p]
-                           * axis_slope[0, kx, p])
-    for p in range(count):
-        slopes[1, t, p] = (axis_weight[2, kz, p] * axis_slope[1, ky, p]
-                           * axis_weight[0, kx, p])
-    if axes == 3:
-        for p in range(count):
-            slopes[2, t, p] = (axis_slope[2, kz, p] * axis_weight[1, ky, p]
-                               * axis_weight[0, kx, p])
-
-
-@njit(cache=True)
-def _tabulate(grid, theta, bases, fused, n, start, count, depth, height,
-              width, mode, padding_mode, align_corners, with_slopes,
-              workspace):
-    """Fill the tap tables of a block: flat index, weight, and (if asked)
-    the weight's derivative along each grid component (and, fused, the
-    block's base points).
-
-    The taps are the outer product of the per-axis taps. Tables are passed
-    whole with row numbers (views would cost reference counting), and every
-    inner loop runs over points with unit stride, so it vectorises.
+    The grid values (flat grid, interleaved components) are first copied
+    into a contiguous row, so the tap loop vectorises; fused, they are
+    ``theta[n, axis] @ (x, y[, z], 1)`` in `affine_grid`'s order of
+    operations. Compiled once per value of the literal constants (mode,
+    padding, path, dims, slopes), with them as constants in the loops.
     """
-    (coordinate, axis_index, axis_weight, axis_slope, index, weight,
-     slopes) = workspace[:7]
-    base_point = workspace[9]
-    axes = grid.shape[2]
-    sizes = (width, height, depth)
-    if fused:
-        _base_points(bases, start, count, base_point)
-    for a in range(axes):
-        _load_coordinates(grid, theta, fused, n, start, count, a, base_point,
-                          coordinate)
-        _axis_taps(coordinate, count, sizes[a], mode, padding_mode,
-                   align_corners, axis_index, axis_weight, axis_slope, a)
-    per_axis = _taps_per_axis(mode)
-    t = 0
-    for kz in range(per_axis if axes == 3 else 1):
-        for ky in range(per_axis):
-            for kx in range(per_axis):
-                _combine_taps(count, height, width, axis_index, axis_weight,
-                              kz, ky, kx, index, weight, t)
-                if with_slopes:
-                    _combine_slopes(count, axes, axis_weight, axis_slope,
-                                    kz, ky, kx, slopes, t)
-                t += 1
+
+
+@overload(_tabulate, prefer_literal=True, jit_options={"cache": True, "forceinline": True})
+def _tabulate_case(grid, theta, bases, n, points, tile, sizes, out_width,
+                   align_corners, mode, padding, fused, spatial, per_axis,
+                   with_slopes, axes, tables):
+    kind, pad, from_theta, dims, per, slopes = (
+        _literal(argument) for argument in (mode, padding, fused, spatial, per_axis, with_slopes))
+
+    def tabulate(grid, theta, bases, n, points, tile, sizes, out_width,
+                 align_corners, mode, padding, fused, spatial, per_axis,
+                 with_slopes, axes, tables):
+        index, weight, slope, coordinate = tables[0], tables[1], tables[2], tables[4]
+        first, rows, columns, z, row, column = tile
+        count = rows * columns
+        width, height, depth = sizes
+        for axis in axes:
+            size = width if axis == 0 else (height if axis == 1 else depth)
+            stride = 1 if axis == 0 else (width if axis == 1 else width * height)
+            if from_theta:
+                xs, ys, zs = bases
+                along_x, along_y = theta[n, axis, 0], theta[n, axis, 1]
+                along_z, constant = theta[n, axis, 2], theta[n, axis, dims]
+                for r in range(rows):
+                    if dims == 3:
+                        offset = (along_y * ys[row + r] + constant) + along_z * zs[z]
+                    else:
+                        offset = along_y * ys[row + r] + constant
+                    for c in range(columns):
+                        coordinate[r * columns + c] = along_x * xs[column + c] + offset
+            else:
+                at = (n * points + first) * dims + axis
+                for r in range(rows):
+                    for c in range(columns):
+                        coordinate[r * columns + c] = grid[at + (r * out_width + c) * dims]
+            k0 = axis * per
+            for p in range(count):
+                g = coordinate[p]
+                if kind == NEAREST:
+                    i, w = nearest_tap(g, size, pad, align_corners)
+                    index[k0, p] = i * stride
+                    weight[k0, p] = w
+                elif kind == BICUBIC:
+                    i, w, d = cubic_taps(g, size, pad, align_corners)
+                    for k in range(4):
+                        index[k0 + k, p] = i[k] * stride
+                        weight[k0 + k, p] = w[k]
+                        if slopes:
+                            slope[k0 + k, p] = d[k]
+                else:
+                    i0, i1, w0, w1, d0, d1 = linear_taps(g, size, pad, align_corners)
+                    index[k0, p] = i0 * stride
+                    index[k0 + 1, p] = i1 * stride
+                    weight[k0, p] = w0
+                    weight[k0 + 1, p] = w1
+                    if slopes:
+                        slope[k0, p] = d0
+                        slope[k0 + 1, p] = d1
+
+    return tabulate
+
+
+def _literal(argument):
+    """The value of a literal argument type (see `_tabulate`)."""
+    if not isinstance(argument, types.Literal):
+        raise TypingError(f"expected a literal constant, got {argument}")
+    return argument.literal_value
 
 
 @njit(inline="always")
-def _gather_loop(source, index, weight, taps, count, out):
+def _tap(index, weight, spatial, per_axis, kz, ky, kx, p):
+    """Flat index and weight (w_z * w_y) * w_x of tap (kz, ky, kx) of point p."""
+    if spatial == 3:
+        return ((index[2 * per_axis + kz, p] + index[per_axis + ky, p]) + index[kx, p],
+                (weight[2 * per_axis + kz, p] * weight[per_axis + ky, p]) * weight[kx, p])
+    return (index[per_axis + ky, p] + index[kx, p],
+            weight[per_axis + ky, p] * weight[kx, p])
+
+
+@njit(inline="always")
+def _tile_gather(source, source_at, output, output_at, tile, width, spatial,
+                 per_axis, tables):
+    """``output[point] = sum over taps of weight * source[index]`` for one
+    channel of a tile, skipping zero weights (an Inf pixel cannot reach
+    points that skip it); taps in (z, y, x) order."""
+    index, weight = tables[0], tables[1]
+    first, rows, columns = tile[0], tile[1], tile[2]
+    zero = output.dtype.type(0)
+    for r in range(rows):
+        at = output_at + first + r * width
+        for c in range(columns):
+            p = r * columns + c
+            total = zero
+            for kz in range(per_axis if spatial == 3 else 1):
+                for ky in range(per_axis):
+                    for kx in range(per_axis):
+                        i, w = _tap(index, weight, spatial, per_axis, kz, ky, kx, p)
+                        term = w * source[source_at + i]
+                        if w != zero:
+                            total += term
+            output[at + c] = total
+
+
+@njit(inline="always")
+def _tile_backward(source, source_at, grad_output, output_at, target,
+                   target_at, tile, width, spatial, per_axis, with_grid,
+                   with_input, tables):
+    """One channel of a tile's backward: ``products[t, p] += g * source[i]``
+    (for grad_grid) and ``target[i - target_at] += g * weight`` (grad_input,
+    zero weights skipped) over the taps t, in a fixed order, with g the
+    point's grad_output."""
+    index, weight, products = tables[0], tables[1], tables[3]
+    first, rows, columns = tile[0], tile[1], tile[2]
+    zero = grad_output.dtype.type(0)
+    for r in range(rows):
+        at = output_at + first + r * width
+        for c in range(columns):
+            p = r * columns + c
+            g = grad_output[at + c]
+            t = 0
+            for kz in range(per_axis if spatial == 3 else 1):
+                for ky in range(per_axis):
+                    for kx in range(per_axis):
+                        i, w = _tap(index, weight, spatial, per_axis, kz, ky, kx, p)
+                        if with_grid:
+                            products[t, p] += g * source[source_at + i]
+                        if with_input and w != zero:
+                            target[i - target_at] += g * w
+                        t += 1
+
+
+@njit(inline="always")
+def _tile_grid_gradient(count, axis, spatial, per_axis, tables):
+    """``scratch[p] = sum over taps t of slope[t, p] * products[t, p]`` for
+    grid component ``axis``, skipping zero slopes; a tap's slope is the
+    derivative of its weight (w_z * w_y) * w_x along that component."""
+    weight, slope, products, out = tables[1], tables[2], tables[3], tables[5]
     zero = out.dtype.type(0)
+    z0, y0 = 2 * per_axis, per_axis
     for p in range(count):
         total = zero
-        for t in range(taps):
-            w = weight[t, p]
-            term = w * source[index[t, p]]
-            if w != zero:
-                total += term
+        t = 0
+        for kz in range(per_axis if spatial == 3 else 1):
+            for ky in range(per_axis):
+                for kx in range(per_axis):
+                    wz = weight[z0 + kz, p] if spatial == 3 else weight.dtype.type(1)
+                    if axis == 0:
+                        s = (wz * weight[y0 + ky, p]) * slope[kx, p]
+                    elif axis == 1:
+                        s = (wz * slope[y0 + ky, p]) * weight[kx, p]
+                    else:
+                        s = (slope[z0 + kz, p] * weight[y0 + ky, p]) * weight[kx, p]
+                    term = s * products[t, p]
+                    if s != zero:
+                        total += term
+                    t += 1
         out[p] = total
 
 
-@njit(cache=True)
-def _gather(source, index, weight, taps, count, out):
-    """``out[p] = sum_t weight[t, p] * source[index[t, p]]``, skipping
-    zero-weight taps (so an Inf pixel cannot reach points that skip it)."""
-    # A constant tap count (2-D bilinear) lets LLVM unroll the tap loop.
-    if taps == 4:
-        _gather_loop(source, index, weight, 4, count, out)
-    else:
-        _gather_loop(source, index, weight, taps, count, out)
+@njit(inline="always")
+def _store_grid_gradient(grad_grid, n, points, tile, width, axis, spatial,
+                         values):
+    """Write a tile's gradient of grid component ``axis`` (flat grid)."""
+    first, rows, columns = tile[0], tile[1], tile[2]
+    at = (n * points + first) * spatial + axis
+    for r in range(rows):
+        for c in range(columns):
+            grad_grid[at + (r * width + c) * spatial] = values[r * columns + c]
 
 
 @njit(inline="always")
-def _backward_channel_loop(source, target, shift, index, weight, taps, count,
-                           grad_out, products, with_products, with_scatter):
-    zero = weight.dtype.type(0)
-    for p in range(count):
-        g = grad_out[p]
-        for t in range(taps):
-            i = index[t, p]
-            if with_products:
-                products[t, p] += g * source[i]
-            if with_scatter:
-                w = weight[t, p]
-                if w != zero:
-                    target[i - shift] += g * w
-
-
-@njit(cache=True)
-def _backward_channel(source, target, shift, index, weight, taps, count,
-                      grad_out, products, with_products, with_scatter):
-    """For one channel: ``products[t, p] += grad_out[p] *
-    source[index[t, p]]`` (for grad_grid) and ``target[index[t, p] - shift]
-    += grad_out[p] * weight[t, p]`` (grad_input; zero weights skipped), in a
-    fixed order."""
-    if taps == 4:
-        _backward_channel_loop(source, target, shift, index, weight, 4, count,
-                               grad_out, products, with_products, with_scatter)
-    else:
-        _backward_channel_loop(source, target, shift, index, weight, taps,
-                               count, grad_out, products, with_products,
-                               with_scatter)
-
-
-@njit(cache=True)
-def _add_theta_gradient(point_gradient, count, base_point, theta_sums, item,
-                        axis):
-    """``theta_sums[item, axis] += sum_p point_gradient[p] * (x, y[, z], 1)_p``,
-    the chain rule through ``coordinate = theta[axis] @ (x, y[, z], 1)``;
-    float64 sums (``theta_sums`` is float64), as `_affine_grid_backward`."""
-    axes = theta_sums.shape[1]
-    plain = along_x = along_y = along_z = 0.0
-    for p in range(count):
-        g = np.float64(point_gradient[p])
-        plain += g
-        along_x += g * np.float64(base_point[0, p])
-        along_y += g * np.float64(base_point[1, p])
-        if axes == 3:
-            along_z += g * np.float64(base_point[2, p])
+def _add_theta_gradient(point_gradient, tile, bases, theta_sums, item, axis,
+                        spatial):
+    """``theta_sums[item, axis] += sum_p point_gradient[p] * (x, y[, z], 1)_p``
+    over a tile's points, the chain rule through ``coordinate = theta[axis]
+    @ (x, y[, z], 1)``; float64 sums, as `_affine_grid_backward`."""
+    xs, ys, zs = bases
+    _, rows, columns, z, row, column = tile
+    plain = along_x = along_y = 0.0
+    for r in range(rows):
+        row_sum = 0.0
+        for c in range(columns):
+            g = np.float64(point_gradient[r * columns + c])
+            row_sum += g
+            along_x += g * np.float64(xs[column + c])
+        plain += row_sum
+        along_y += row_sum * np.float64(ys[row + r])
     theta_sums[item, axis, 0] += along_x
     theta_sums[item, axis, 1] += along_y
-    if axes == 3:
-        theta_sums[item, axis, 2] += along_z
-    theta_sums[item, axis, axes] += plain
+    if spatial == 3:
+        theta_sums[item, axis, 2] += plain * np.float64(zs[z])
+    theta_sums[item, axis, spatial] += plain
 
 
 @njit(inline="always")
-def _grid_gradient_loop(slopes, products, taps, count, grad_grid, n, start,
-                        fused, base_point, theta_sums, item, accumulator):
-    zero = products.dtype.type(0)
-    for a in range(grad_grid.shape[2]):
-        for p in range(count):
-            total = zero
-            for t in range(taps):
-                s = slopes[a, t, p]
-                term = s * products[t, p]
-                if s != zero:
-                    total += term
-            accumulator[p] = total
-        if fused:
-            _add_theta_gradient(accumulator, count, base_point, theta_sums,
-                                item, a)
-        else:
-            for p in range(count):
-                grad_grid[n, start + p, a] = accumulator[p]
+def _affine_parts(points, out_sizes, align_corners, fused, spatial):
+    """Fused: theta (N, A, A+1) from the flat points, and the output's base
+    coordinates (xs, ys, zs); grid path: empty stand-ins."""
+    if fused:
+        return (points.reshape(-1, spatial, spatial + 1),
+                (_base_coordinates(out_sizes[0], align_corners, points),
+                 _base_coordinates(out_sizes[1], align_corners, points),
+                 _base_coordinates(out_sizes[2], align_corners, points)))
+    empty = np.empty(0, points.dtype)
+    return np.empty((0, spatial, spatial + 1), points.dtype), (empty, empty, empty)
 
 
+@njit(inline="always")
+def _sizes(array, spatial):
+    """(W, H, D) of an (N, C, *S) array, D = 1 in 2-D."""
+    return array.shape[-1], array.shape[-2], array.shape[-3] if spatial == 3 else 1
+
+
+# ------------------------------------------------------------ backward chunks
 @njit(cache=True)
-def _grid_gradient(slopes, products, taps, count, grad_grid, n, start, fused,
-                   base_point, theta_sums, item, accumulator):
-    """``grad_grid[n, p, a] = sum_t slopes[a, t, p] * products[t, p]``,
-    skipping zero slopes; fused, that is reduced into ``theta_sums[item]``
-    instead (`_add_theta_gradient`)."""
-    if taps == 4:
-        _grid_gradient_loop(slopes, products, 4, count, grad_grid, n, start,
-                            fused, base_point, theta_sums, item, accumulator)
-    else:
-        _grid_gradient_loop(slopes, products, taps, count, grad_grid, n,
-                            start, fused, base_point, theta_sums, item,
-                            accumulator)
+def _chunk_tiles(chunk, chunks, tiles):
+    """First and one-past-last tile of a backward chunk of an image."""
+    return chunk * tiles // chunks, (chunk + 1) * tiles // chunks
 
 
-@njit(cache=True)
-def _zero_columns(table, count):
-    """``table[:, :count] = 0`` (a loop, not an array expression, so no
-    nested parfor is generated inside the callers' prange)."""
-    for r in range(table.shape[0]):
-        for p in range(count):
-            table[r, p] = 0
-
-
-@njit(cache=True)
-def _output_bases(fused, output_shape, align_corners, like):
-    """Base coordinates (xs, ys, zs) of an (N, C, Do, Ho, Wo) output, as
-    `affine_grid`'s; empty for the grid path."""
-    depth, height, width = output_shape[2:] if fused else (0, 0, 0)
-    return (_base_coordinates(width, align_corners, like),
-            _base_coordinates(height, align_corners, like),
-            _base_coordinates(depth, align_corners, like))
-
-
-@njit(parallel=True, cache=True)
-def _sample(source, grid, theta, fused, output, mode, padding_mode,
-            align_corners):
-    """Forward on (N, C, D, H, W) input into (N, C, Do, Ho, Wo) output, at
-    the points of the (N, P, A) grid or, fused, of ``theta`` (N, A, A+1)
-    over the output's base coordinates; the other is empty."""
-    n_batch, channels, depth, height, width = source.shape
-    bases = _output_bases(fused, output.shape, align_corners, output)
-    points = output.shape[2] * output.shape[3] * output.shape[4]
-    flat_output = output.reshape(n_batch, channels, points)
-    axes = grid.shape[2]
-    volume = depth * height * width
-    if volume == 0:
-        _zero_columns(output.reshape(n_batch * channels, points), points)
-        return
-    flat = source.reshape(n_batch, channels, volume)
-    taps = _taps_per_axis(mode) ** axes
-    blocks = (points + _BLOCK - 1) // _BLOCK
-    items = n_batch * blocks
-    groups = min(items, _MAX_GROUPS)
-    for group in prange(groups):
-        workspace = _workspace(taps, axes, output.dtype)
-        index, weight = workspace[4], workspace[5]
-        for item in range(group * items // groups,
-                          (group + 1) * items // groups):
-            n = item // blocks
-            start = (item % blocks) * _BLOCK
-            count = min(_BLOCK, points - start)
-            # No slopes; np.bool_, as a literal False would compile a
-            # second specialisation of `_tabulate`.
-            _tabulate(grid, theta, bases, fused, n, start, count, depth,
-                      height, width, mode, padding_mode, align_corners,
-                      np.bool_(False), workspace)
-            for c in range(channels):
-                _gather(flat[n, c], index, weight, taps, count,
-                        flat_output[n, c, start:start + count])
-
-
-@njit(cache=True)
-def _backward_chunks(n_batch, channels, volume, points, input_requires_grad):
-    """Work items per image in the backward, from the shapes only."""
-    if not input_requires_grad:
-        return max(1, (points + _BLOCK - 1) // _BLOCK)
-    if n_batch >= _PARALLEL_CHUNKS:
-        return 1
-    chunks = (_PARALLEL_CHUNKS + n_batch - 1) // n_batch
-    chunks = min(chunks, points // _MIN_CHUNK_POINTS)
-    chunks = min(chunks, 1 + _PARTIAL_BUDGET // max(1, n_batch * channels * volume))
-    return max(1, chunks)
-
-
-@njit(cache=True)
-def _chunk_points(chunk, chunks, points):
-    """First and one-past-last point of a backward chunk of an image."""
-    return chunk * points // chunks, (chunk + 1) * points // chunks
-
-
-@njit(cache=True)
-def _tap_rows(grid, theta, bases, fused, n, start, stop, depth, height, mode,
-              padding_mode, align_corners, workspace):
+@njit(inline="always")
+def _tap_rows(grid, theta, bases, n, points, first_tile, stop_tile, tiling,
+              sizes, out_sizes, align_corners, mode, padding, fused, spatial,
+              per_axis, tables):
     """Lowest and highest input row (``z * height + y``) that any tap of the
-    points ``start..stop`` of image ``n`` reads, or (0, -1) for no points."""
-    coordinate, axis_index, axis_weight, axis_slope = workspace[:4]
-    base_point = workspace[9]
-    axes = grid.shape[2]
-    per_axis = _taps_per_axis(mode)
+    tiles ``first_tile..stop_tile-1`` of image ``n`` reads, or (0, -1)."""
+    width, height, depth = sizes
+    out_width, out_height, _ = out_sizes
+    index = tables[0]
     low = depth * height
     high = -1
-    for block in range(start, stop, _BLOCK):
-        count = min(_BLOCK, stop - block)
-        if fused:
-            _base_points(bases, block, count, base_point)
-        for a in range(1, axes):
-            _load_coordinates(grid, theta, fused, n, block, count, a,
-                              base_point, coordinate)
-            _axis_taps(coordinate, count, depth if a == 2 else height, mode,
-                       padding_mode, align_corners, axis_index, axis_weight,
-                       axis_slope, a)
-        for kz in range(per_axis if axes == 3 else 1):
+    for number in range(first_tile, stop_tile):
+        tile = _tile(number, tiling, out_width, out_height)
+        count = tile[1] * tile[2]
+        # the y and z taps; with width 1 their strides are 1 and height:
+        # input rows
+        _tabulate(grid, theta, bases, n, points, tile, (1, height, depth),
+                  out_width, align_corners, mode, padding, fused, spatial,
+                  per_axis, False, range(1, spatial), tables)
+        for kz in range(per_axis if spatial == 3 else 1):
             for ky in range(per_axis):
                 for p in range(count):
-                    row = axis_index[2, kz, p] * height + axis_index[1, ky, p]
+                    row = index[per_axis + ky, p]
+                    if spatial == 3:
+                        row += index[2 * per_axis + kz, p]
                     low = min(low, row)
                     high = max(high, row)
     return low, high
 
 
 @njit(parallel=True, cache=True)
-def _sample_backward(grad_output, source, grid, theta, fused, grad_source,
-                     grad_grid, grad_theta, mode, padding_mode, align_corners,
-                     input_requires_grad):
-    """Backward on (N, C, Do, Ho, Wo) grad_output, (N, C, D, H, W) input and
-    the sample points of `_sample`; grad_source is (N, C, D*H*W) or a 0-size
-    dummy. Overwrites grad_grid (N, P, A), or fused grad_theta (N, A, A+1).
-
-    With several chunks per image, chunk 0 adds into ``grad_source`` and
-    chunk k > 0 into a private buffer covering only the input rows its taps
-    read (found by a first pass); the buffers are then added row by row in
-    chunk order. Fused, each work item sums its theta gradient privately in
-    float64; these are added in chunk order and rounded once.
-    """
-    n_batch, channels, depth, height, width = source.shape
-    bases = _output_bases(fused, grad_output.shape, align_corners, grad_output)
-    points = grad_output.shape[2] * grad_output.shape[3] * grad_output.shape[4]
-    flat_grad_output = grad_output.reshape(n_batch, channels, points)
-    axes = grid.shape[2]
-    volume = depth * height * width
-    dtype = grad_output.dtype
-    if volume == 0:
-        _zero_columns(grad_grid.reshape(grad_grid.shape[0] * grad_grid.shape[1], axes), axes)
-        _zero_columns(grad_theta.reshape(grad_theta.shape[0], axes * (axes + 1)), axes * (axes + 1))
-        return
-    flat = source.reshape(n_batch, channels, volume)
-    taps = _taps_per_axis(mode) ** axes
-    with_slopes = mode != NEAREST
-    chunks = _backward_chunks(n_batch, channels, volume, points,
-                              input_requires_grad)
-    items = n_batch * chunks
-    groups = min(items, _MAX_GROUPS)
-    private = input_requires_grad and chunks > 1
-    # Row range and buffer offset of every private chunk.
-    rows = np.zeros((items, 2), np.int64)
-    offsets = np.zeros(items + 1, np.int64)
-    if private:
-        for group in prange(groups):
-            workspace = _workspace(taps, axes, dtype)
-            for item in range(group * items // groups,
-                              (group + 1) * items // groups):
-                if item % chunks:
-                    first, stop = _chunk_points(item % chunks, chunks, points)
-                    rows[item, 0], rows[item, 1] = _tap_rows(
-                        grid, theta, bases, fused, item // chunks, first,
-                        stop, depth, height, mode, padding_mode,
-                        align_corners, workspace)
-                else:
-                    rows[item, 1] = -1
-        for item in range(items):
-            size = (rows[item, 1] - rows[item, 0] + 1) * width * channels
-            offsets[item + 1] = offsets[item] + size
-    buffers = np.empty(offsets[items], dtype)
-    no_target = np.empty((channels, 0), dtype)
-    theta_sums = np.zeros((items if fused else 0, axes, axes + 1), np.float64)
-    for group in prange(groups):
-        workspace = _workspace(taps, axes, dtype)
-        index, weight, slopes = workspace[4], workspace[5], workspace[6]
-        products, accumulator = workspace[7], workspace[8]
-        base_point = workspace[9]
-        for item in range(group * items // groups,
-                          (group + 1) * items // groups):
-            n = item // chunks
-            chunk = item % chunks
-            target = no_target
-            shift = 0
-            if input_requires_grad:
-                if chunk == 0:
-                    target = grad_source[n]
-                else:
-                    span = (rows[item, 1] - rows[item, 0] + 1) * width
-                    target = buffers[offsets[item]:offsets[item + 1]].reshape(
-                        channels, span)
-                    shift = rows[item, 0] * width
-                _zero_columns(target, target.shape[1])
-            first, stop = _chunk_points(chunk, chunks, points)
-            for start in range(first, stop, _BLOCK):
-                count = min(_BLOCK, stop - start)
-                _tabulate(grid, theta, bases, fused, n, start, count, depth,
-                          height, width, mode, padding_mode, align_corners,
-                          with_slopes, workspace)
-                if with_slopes:
-                    _zero_columns(products, count)
+def _add_private_rows(grad_source, rows, offsets, buffers, chunks):
+    """Add the private buffers into grad_input (N, C, D, H, W), each input
+    row in chunk order; rows are independent, so they run in parallel."""
+    n_batch, channels, depth, height, width = grad_source.shape
+    image_rows = depth * height
+    volume = image_rows * width
+    flat = grad_source.reshape(-1)
+    for job in prange(n_batch * image_rows):
+        n = job // image_rows
+        row = job % image_rows
+        for item in range(n * chunks + 1, (n + 1) * chunks):
+            low, high = rows[item, 0], rows[item, 1]
+            if low <= row <= high:
+                span = (high - low + 1) * width
                 for c in range(channels):
-                    _backward_channel(flat[n, c], target[c], shift, index,
-                                      weight, taps, count,
-                                      flat_grad_output[n, c, start:], products,
-                                      with_slopes, input_requires_grad)
-                if with_slopes:
-                    _grid_gradient(slopes, products, taps, count, grad_grid,
-                                   n, start, fused, base_point, theta_sums,
-                                   item, accumulator)
-                elif not fused:
-                    _zero_columns(grad_grid[n, start:start + count], axes)
-    if fused:
-        _sum_chunks(theta_sums.reshape(n_batch, chunks, axes, axes + 1),
-                    grad_theta)
-    if private:
-        image_rows = depth * height
-        for job in prange(n_batch * image_rows):
-            n = job // image_rows
-            row = job % image_rows
-            for item in range(n * chunks + 1, (n + 1) * chunks):
-                low, high = rows[item, 0], rows[item, 1]
-                if low <= row <= high:
-                    span = (high - low + 1) * width
-                    part = buffers[offsets[item]:offsets[item + 1]]
+                    source_at = offsets[item] + c * span + (row - low) * width
+                    target_at = (n * channels + c) * volume + row * width
+                    for x in range(width):
+                        flat[target_at + x] += buffers[source_at + x]
+
+
+# ------------------------------------------------------------ kernels
+def _make_kernels(spatial, mode, padding, fused, parallel):
+    """The forward and backward kernels of one case; ``parallel`` chooses
+    ``prange`` over task groups or one serial loop (same bits). Arrays
+    arrive flat (C order), with their sizes."""
+    loop = prange if parallel else range
+    per_axis = taps_per_axis(mode)
+    with_grid = mode != NEAREST
+
+    @njit(parallel=parallel, cache=True)
+    def forward(source, points, output, align_corners):
+        """Sample ``source`` (N, C, *S) into ``output`` (N, C, *So) at the
+        grid (N, *So, A) or, fused, theta (N, A, A+1) ``points``."""
+        n_batch, channels = source.shape[0], source.shape[1]
+        sizes, out_sizes = _sizes(source, spatial), _sizes(output, spatial)
+        out_width, out_height, out_depth = out_sizes
+        volume = sizes[0] * sizes[1] * sizes[2]
+        count = out_width * out_height * out_depth
+        # flat views, made here: returned from a helper, Numba would count
+        # them as aliases and the parallel loop would lose its no-alias
+        # promise to LLVM
+        source = source.reshape(-1)
+        points = points.reshape(-1)
+        output = output.reshape(-1)
+        theta, bases = _affine_parts(points, out_sizes, align_corners, fused, spatial)
+        tiling = _tiling(out_width, out_height, out_depth)
+        tiles = tiling[4]
+        items = n_batch * tiles
+        groups = min(items, _MAX_GROUPS) if parallel else 1
+        for group in loop(groups):
+            tables = _workspace(spatial, per_axis, output.dtype, False)
+            for item in range(group * items // groups, (group + 1) * items // groups):
+                n = item // tiles
+                tile = _tile(item % tiles, tiling, out_width, out_height)
+                _tabulate(points, theta, bases, n, count, tile, sizes,
+                          out_width, align_corners, mode, padding, fused,
+                          spatial, per_axis, False, range(spatial), tables)
+                for c in range(channels):
+                    _tile_gather(source, (n * channels + c) * volume, output,
+                                 (n * channels + c) * count, tile, out_width,
+                                 spatial, per_axis, tables)
+
+    @njit(parallel=parallel, cache=True)
+    def backward(grad_output, source, points, grad_source, grad_points,
+                 chunks, rows, offsets, buffers, align_corners,
+                 input_requires_grad):
+        """Backward of `forward`: overwrites ``grad_points`` (the grid's or
+        theta's gradient) and, if ``input_requires_grad``, ``grad_source``
+        (else it may be a 0-size dummy). A work item is chunk ``k`` of
+        ``chunks`` of an image's tiles; for k > 0 it adds into its private
+        buffer, ``buffers[offsets[item]:]`` for input rows ``rows[item]``
+        (see `_backward_plan`)."""
+        n_batch, channels = source.shape[0], source.shape[1]
+        sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
+        width, height, depth = sizes
+        out_width, out_height, out_depth = out_sizes
+        volume = width * height * depth
+        count = out_width * out_height * out_depth
+        dtype = grad_output.dtype
+        grad_output = grad_output.reshape(-1)
+        source = source.reshape(-1)
+        points = points.reshape(-1)
+        grad_source = grad_source.reshape(-1)
+        grad_points = grad_points.reshape(-1)
+        theta, bases = _affine_parts(points, out_sizes, align_corners, fused, spatial)
+        tiling = _tiling(out_width, out_height, out_depth)
+        tiles = tiling[4]
+        items = n_batch * chunks
+        groups = min(items, _MAX_GROUPS) if parallel else 1
+        theta_sums = np.zeros((items if fused else 0, spatial, spatial + 1), np.float64)
+        for group in loop(groups):
+            tables = _workspace(spatial, per_axis, dtype, True)
+            products, scratch = tables[3], tables[5]
+            for item in range(group * items // groups, (group + 1) * items // groups):
+                n = item // chunks
+                chunk = item % chunks
+                # grad_input target of this item: the image itself, or its
+                # private buffer (rows[item, 0].. of each channel)
+                target = grad_source
+                image_at = n * channels * volume
+                span = volume
+                if input_requires_grad and chunk > 0:
+                    target = buffers
+                    span = (rows[item, 1] - rows[item, 0] + 1) * width
+                    image_at = offsets[item] - rows[item, 0] * width
+                if input_requires_grad:
+                    at = image_at + (rows[item, 0] * width if chunk > 0 else 0)
+                    target[at:at + channels * span] = 0
+                first, stop = _chunk_tiles(chunk, chunks, tiles)
+                for number in range(first, stop):
+                    tile = _tile(number, tiling, out_width, out_height)
+                    _tabulate(points, theta, bases, n, count, tile, sizes,
+                              out_width, align_corners, mode, padding, fused,
+                              spatial, per_axis, with_grid, range(spatial),
+                              tables)
+                    if with_grid:
+                        products[:] = 0
                     for c in range(channels):
-                        source_at = c * span + (row - low) * width
-                        target_at = row * width
-                        for x in range(width):
-                            grad_source[n, c, target_at + x] += part[source_at + x]
+                        _tile_backward(source, (n * channels + c) * volume,
+                                       grad_output, (n * channels + c) * count,
+                                       target, -(image_at + c * span), tile,
+                                       out_width, spatial, per_axis, with_grid,
+                                       input_requires_grad, tables)
+                    for axis in range(spatial):
+                        if with_grid:
+                            _tile_grid_gradient(tile[1] * tile[2], axis,
+                                                spatial, per_axis, tables)
+                        else:
+                            scratch[:] = 0
+                        if fused:
+                            _add_theta_gradient(scratch, tile, bases,
+                                                theta_sums, item, axis, spatial)
+                        else:
+                            _store_grid_gradient(grad_points, n, count, tile,
+                                                 out_width, axis, spatial,
+                                                 scratch)
+        if fused:
+            _sum_chunks(theta_sums.reshape(n_batch, chunks, spatial, spatial + 1),
+                        grad_points.reshape(n_batch, spatial, spatial + 1))
+
+    @njit(parallel=parallel, cache=True)
+    def chunk_rows(grad_output, source, points, chunks, align_corners, rows):
+        """``rows[item]`` = the lowest and highest input row (z * H + y) that
+        backward work item ``item`` (chunk k > 0 of an image) reads."""
+        n_batch = source.shape[0]
+        sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
+        out_width, out_height, out_depth = out_sizes
+        count = out_width * out_height * out_depth
+        points = points.reshape(-1)
+        theta, bases = _affine_parts(points, out_sizes, align_corners, fused, spatial)
+        tiling = _tiling(out_width, out_height, out_depth)
+        items = n_batch * chunks
+        groups = min(items, _MAX_GROUPS) if parallel else 1
+        for group in loop(groups):
+            tables = _workspace(spatial, per_axis, points.dtype, False)
+            for item in range(group * items // groups, (group + 1) * items // groups):
+                first, stop = _chunk_tiles(item % chunks, chunks, tiling[4])
+                rows[item, 0], rows[item, 1] = _tap_rows(
+                    points, theta, bases, item // chunks, count, first, stop,
+                    tiling, sizes, out_sizes, align_corners, mode, padding,
+                    fused, spatial, per_axis, tables)
+
+    return forward, backward, chunk_rows
+
+
+_CASES = {}  # (spatial, mode, padding, fused, parallel) -> kernels
+
+
+def kernels(spatial, mode, padding, fused, parallel):
+    """The (forward, backward, chunk_rows) kernels of a case (built once;
+    each compiled on its first call)."""
+    case = (spatial, mode, padding, fused, parallel)
+    pair = _CASES.get(case)
+    if pair is None:
+        pair = _CASES[case] = _make_kernels(*case)
+    return pair
 
 
 # ------------------------------------------------------------ entry points
-# Plain Python: each views its arrays as `_sample` / `_sample_backward` take
-# them (5-D images, (N, P, A) points, empty arrays for the unused grid or
-# theta), so those two are the only compiled kernels, one specialisation per
-# dtype for 2-D and 3-D, grid and fused alike.
-def _volumes(array):
-    """(N, C, H, W) as (N, C, 1, H, W); 5-D arrays unchanged (views)."""
-    if array.ndim == 4:
-        return array.reshape(array.shape[:2] + (1,) + array.shape[2:])
-    return array
+# Plain Python: each picks its case's kernel, serial for small work, which
+# then runs without waking the thread pool.
+def _kernel(spatial, mode, padding_mode, fused, work_items, backward):
+    parallel = work_items * _TAPS_PER_AXIS[mode] ** spatial >= _SERIAL_WORK
+    return kernels(spatial, mode, padding_mode, fused, parallel)[backward]
 
 
-def _points(grid):
-    """A (N, ..., A) grid as (N, P, A) (a view)."""
-    return grid.reshape(grid.shape[0], math.prod(grid.shape[1:-1]), grid.shape[-1])
+def _forward(fused, input, points, output, mode, padding_mode, align_corners):
+    _kernel(input.ndim - 2, mode, padding_mode, fused, output.size, False)(
+        input, points, output, align_corners)
 
 
-def _flat_volumes(array):
-    """(N, C, ...) as (N, C, volume) (a view; a 0-size dummy stays 0-size)."""
-    return array.reshape(array.shape[0], array.shape[1], math.prod(array.shape[2:]))
+def _backward(fused, grad_output, input, points, grad_input, grad_points,
+              mode, padding_mode, align_corners, input_requires_grad):
+    spatial = input.ndim - 2
+    kernel = _kernel(spatial, mode, padding_mode, fused, grad_output.size, True)
+    chunks, rows, offsets, buffers = _backward_plan(
+        grad_output, input, points, align_corners, input_requires_grad,
+        kernels(spatial, mode, padding_mode, fused, True)[2])
+    kernel(grad_output, input, points, grad_input, grad_points, chunks, rows,
+           offsets, buffers, align_corners, bool(input_requires_grad))
+    if buffers.size:
+        volumes = grad_input.reshape(grad_input.shape[:2] + (-1,) + grad_input.shape[-2:])
+        _add_private_rows(volumes, rows, offsets, buffers, chunks)
 
 
-def _no_grid(n_batch, axes, dtype):
-    return np.empty((n_batch, 0, axes), dtype)
+def _backward_plan(grad_output, input, points, align_corners,
+                   input_requires_grad, chunk_rows):
+    """The backward's work items, from the shapes only: ``chunks`` per
+    image; with more than one, each chunk k > 0 adds into a private buffer
+    for the input rows its taps read (``rows``, found by ``chunk_rows``),
+    at ``offsets`` in ``buffers``, summed into grad_input in chunk order
+    afterwards (`_add_private_rows`)."""
+    n_batch, channels = input.shape[:2]
+    volume = math.prod(input.shape[2:])
+    out_sizes = grad_output.shape[:1:-1] + (1,) * (5 - grad_output.ndim)
+    tiles = _tiling(*out_sizes)[4]
+    if not input_requires_grad:
+        chunks = tiles  # no scatter: any tile is a work item
+    elif n_batch >= _PARALLEL_CHUNKS:
+        chunks = 1
+    else:
+        chunks = -(-_PARALLEL_CHUNKS // n_batch)
+        chunks = min(chunks, math.prod(out_sizes) // _MIN_CHUNK_POINTS, tiles,
+                     1 + _PARTIAL_BUDGET // max(1, n_batch * channels * volume))
+        chunks = max(1, chunks)
+    if chunks == 1 or not input_requires_grad:
+        return chunks, _NO_ROWS, _NO_OFFSETS, np.empty(0, grad_output.dtype)
+    rows = np.zeros((n_batch * chunks, 2), np.int64)
+    chunk_rows(grad_output, input, points, chunks, align_corners, rows)
+    rows[::chunks] = (0, -1)  # chunk 0 adds into grad_input itself
+    sizes = (rows[:, 1] - rows[:, 0] + 1) * input.shape[-1] * channels
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    return chunks, rows, offsets, np.empty(offsets[-1], grad_output.dtype)
 
 
-def _no_theta(axes, dtype):
-    return np.empty((0, axes, axes + 1), dtype)
-
-
-def _grid_sample(input, grid, output, mode, padding_mode, align_corners):
-    axes = grid.shape[-1]
-    _sample(_volumes(input), _points(grid), _no_theta(axes, grid.dtype), False,
-            _volumes(output), mode, padding_mode, align_corners)
-
-
-def _grid_sample_backward(grad_output, input, grid, grad_input, grad_grid,
-                          mode, padding_mode, align_corners,
-                          input_requires_grad):
-    axes = grid.shape[-1]
-    # theta is empty and so is its gradient, which is not written.
-    no_theta = _no_theta(axes, grid.dtype)
-    _sample_backward(_volumes(grad_output), _volumes(input), _points(grid),
-                     no_theta, False, _flat_volumes(grad_input),
-                     _points(grad_grid), no_theta, mode, padding_mode,
-                     align_corners, bool(input_requires_grad))
-
-
-def _affine_grid_sample(input, theta, output, mode, padding_mode,
-                        align_corners):
-    _sample(_volumes(input), _no_grid(theta.shape[0], theta.shape[1], theta.dtype),
-            theta, True, _volumes(output), mode, padding_mode, align_corners)
-
-
-def _affine_grid_sample_backward(grad_output, input, theta, grad_input,
-                                 grad_theta, mode, padding_mode,
-                                 align_corners, input_requires_grad):
-    # The grid is empty and so is its gradient, which is not written.
-    no_grid = _no_grid(theta.shape[0], theta.shape[1], theta.dtype)
-    _sample_backward(_volumes(grad_output), _volumes(input), no_grid, theta,
-                     True, _flat_volumes(grad_input), no_grid, grad_theta,
-                     mode, padding_mode, align_corners,
-                     bool(input_requires_grad))
+_NO_ROWS = np.zeros((0, 2), np.int64)
+_NO_OFFSETS = np.zeros(1, np.int64)
 
 
 def grid_sample_2d(input, grid, output, mode, padding_mode, align_corners):
     """Sample (N, C, H, W) ``input`` at (N, Ho, Wo, 2) ``grid`` into
     (N, C, Ho, Wo) ``output`` (see the module docstring)."""
-    _grid_sample(input, grid, output, mode, padding_mode, align_corners)
+    _forward(False, input, grid, output, mode, padding_mode, align_corners)
 
 
 def grid_sample_3d(input, grid, output, mode, padding_mode, align_corners):
     """Sample (N, C, D, H, W) ``input`` at (N, Do, Ho, Wo, 3) ``grid`` into
     (N, C, Do, Ho, Wo) ``output``."""
-    _grid_sample(input, grid, output, mode, padding_mode, align_corners)
+    _forward(False, input, grid, output, mode, padding_mode, align_corners)
 
 
 def affine_grid_sample_2d(input, theta, output, mode, padding_mode,
@@ -655,15 +649,13 @@ def affine_grid_sample_2d(input, theta, output, mode, padding_mode,
     """Sample (N, C, H, W) ``input`` at ``affine_grid(theta, output.shape)``
     into (N, C, Ho, Wo) ``output``, without building the grid; ``theta`` is
     (N, 2, 3)."""
-    _affine_grid_sample(input, theta, output, mode, padding_mode,
-                        align_corners)
+    _forward(True, input, theta, output, mode, padding_mode, align_corners)
 
 
 def affine_grid_sample_3d(input, theta, output, mode, padding_mode,
                           align_corners):
     """5-D twin of `affine_grid_sample_2d`; ``theta`` is (N, 3, 4)."""
-    _affine_grid_sample(input, theta, output, mode, padding_mode,
-                        align_corners)
+    _forward(True, input, theta, output, mode, padding_mode, align_corners)
 
 
 def grid_sample_2d_backward(grad_output, input, grid, grad_input, grad_grid,
@@ -672,18 +664,16 @@ def grid_sample_2d_backward(grad_output, input, grid, grad_input, grad_grid,
     """Overwrite ``grad_grid`` (N, Ho, Wo, 2) and, if
     ``input_requires_grad``, ``grad_input`` (N, C, H, W); otherwise
     ``grad_input`` may be a 0-size dummy and is not touched."""
-    _grid_sample_backward(grad_output, input, grid, grad_input, grad_grid,
-                          mode, padding_mode, align_corners,
-                          input_requires_grad)
+    _backward(False, grad_output, input, grid, grad_input, grad_grid, mode,
+              padding_mode, align_corners, input_requires_grad)
 
 
 def grid_sample_3d_backward(grad_output, input, grid, grad_input, grad_grid,
                             mode, padding_mode, align_corners,
                             input_requires_grad):
     """5-D twin of `grid_sample_2d_backward`."""
-    _grid_sample_backward(grad_output, input, grid, grad_input, grad_grid,
-                          mode, padding_mode, align_corners,
-                          input_requires_grad)
+    _backward(False, grad_output, input, grid, grad_input, grad_grid, mode,
+              padding_mode, align_corners, input_requires_grad)
 
 
 def affine_grid_sample_2d_backward(grad_output, input, theta, grad_input,
@@ -693,15 +683,13 @@ def affine_grid_sample_2d_backward(grad_output, input, theta, grad_input,
     ``grad_input`` (N, C, H, W) (else a 0-size dummy, not touched), for
     `affine_grid_sample_2d` with output gradient ``grad_output``
     (N, C, Ho, Wo)."""
-    _affine_grid_sample_backward(grad_output, input, theta, grad_input,
-                                 grad_theta, mode, padding_mode,
-                                 align_corners, input_requires_grad)
+    _backward(True, grad_output, input, theta, grad_input, grad_theta, mode,
+              padding_mode, align_corners, input_requires_grad)
 
 
 def affine_grid_sample_3d_backward(grad_output, input, theta, grad_input,
                                    grad_theta, mode, padding_mode,
                                    align_corners, input_requires_grad):
     """5-D twin of `affine_grid_sample_2d_backward`; ``theta`` (N, 3, 4)."""
-    _affine_grid_sample_backward(grad_output, input, theta, grad_input,
-                                 grad_theta, mode, padding_mode,
-                                 align_corners, input_requires_grad)
+    _backward(True, grad_output, input, theta, grad_input, grad_theta, mode,
+              padding_mode, align_corners, input_requires_grad)
