@@ -7,11 +7,13 @@
                     [--transform affine|attention|similarity|projective|tps]
                     [--epochs N] [--batch-size N] [--lr LR] [--seed N] [--resume] [--mnist-dir DIR]
     stn-numba evaluate CHECKPOINT [--distortion ...] [--mnist-dir DIR] [--json]
+    stn-numba table1 --mnist-dir DIR --out DIR [--epochs N] [--distortions R,RTS,P,E]
+                     [--models cnn,st-cnn-aff,st-cnn-proj,st-cnn-tps] [--batch-size N] [--lr LR] [--seed N]
 
 Bad arguments print the usage and exit with status 2; a run that cannot go
 on (unreadable data, an unwritable directory, nothing to resume) prints one
 line and exits with status 1; Ctrl-C exits with 130, and ``--resume``
-continues from the last complete epoch.
+continues from the last complete epoch (``table1``: the same command again).
 """
 
 import argparse
@@ -20,7 +22,7 @@ import json
 import os
 import sys
 
-from . import experiments
+from . import experiments, table1
 from .data import DISTORTIONS
 from .nn.transformer import TRANSFORMS
 
@@ -47,6 +49,17 @@ def _positive_float(text):
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def _choices(allowed):
+    """An argparse type: a comma-separated list of names from ``allowed``, duplicates dropped."""
+    def parse(text):
+        names = [name.strip() for name in text.split(",")]
+        for name in names:
+            if name not in allowed:
+                raise argparse.ArgumentTypeError(f"invalid choice {name!r} (choose from {', '.join(allowed)})")
+        return tuple(dict.fromkeys(names))
+    return parse
 
 
 def _parser():
@@ -96,6 +109,28 @@ def _parser():
                           help="test on this distortion (default: the one it was trained on)")
     evaluate.add_argument("--mnist-dir", metavar="DIR", help="a folder with the four MNIST IDX files")
     evaluate.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    recipe = table1.DEFAULT_RECIPE
+    table = commands.add_parser(
+        "table1", help="the paper's Table 1: CNN and ST-CNNs on R, RTS, P and E digits of the full MNIST",
+        description="Train every cell (distortion × model) of Table 1 of the paper, each in DIR/<distortion>/"
+                    "<model>/ with a checkpoint every epoch; write DIR/table1.json, DIR/table1.md (ours beside "
+                    "the paper's) and a figure per distortion after each cell. Finished cells are skipped and "
+                    "unfinished ones resumed, so the same command continues an interrupted table. The recipe "
+                    "of a table is fixed when it starts (DIR/table1_recipe.json).")
+    table.add_argument("--mnist-dir", required=True, metavar="DIR",
+                       help="a folder with the four MNIST IDX files (scripts/build_full_mnist.py builds them)")
+    table.add_argument("--out", required=True, metavar="DIR", help="the table's directory")
+    table.add_argument("--distortions", type=_choices(table1.DISTORTIONS), default=table1.DISTORTIONS,
+                       metavar="LIST", help=f"comma-separated (default: {','.join(table1.DISTORTIONS)})")
+    table.add_argument("--models", type=_choices(tuple(table1.MODELS)), default=tuple(table1.MODELS),
+                       metavar="LIST", help=f"comma-separated (default: {','.join(table1.MODELS)})")
+    table.add_argument("--epochs", type=_positive_int, metavar="N", help=f"per cell (default: {recipe.epochs})")
+    table.add_argument("--batch-size", type=_positive_int, metavar="N", help=f"default: {recipe.batch_size}")
+    table.add_argument("--lr", type=_positive_float, help=f"initial learning rate (default: {recipe.lr})")
+    table.add_argument("--seed", type=int, help=f"default: {recipe.seed}")
+    table.add_argument("--train-limit", type=_positive_int, metavar="N", help="use only the first N training digits")
+    table.add_argument("--test-limit", type=_positive_int, metavar="N", help="use only the first N test digits")
     return parser
 
 
@@ -140,6 +175,31 @@ def _evaluate(args):
     return 0
 
 
+def _table1(args):
+    changes = {field.name: getattr(args, field.name) for field in dataclasses.fields(table1.Recipe)
+               if getattr(args, field.name, None) is not None}
+    print(f"stn-numba table1: {len(args.distortions) * len(args.models)} cells "
+          f"({','.join(args.distortions)} × {','.join(args.models)}), writing to {args.out}", flush=True)
+    errors = table1.run_table(args.mnist_dir, args.out, args.distortions, args.models, echo=_echo, **changes)
+    print()
+    print(_table_text(errors))
+    print("wrote " + ", ".join(os.path.join(args.out, name) for name in ("table1.json", "table1.md")))
+    return 0
+
+
+def _table_text(errors):
+    """Test errors in %, ours (paper's), one row per model."""
+    width = max(map(len, table1.LABELS.values()))
+    lines = [f"{'test error %':<{width}}" + "".join(f"{d:>14}" for d in table1.DISTORTIONS)]
+    for model, label in table1.LABELS.items():
+        cells = []
+        for distortion in table1.DISTORTIONS:
+            ours = errors.get(distortion, {}).get(model)
+            cells.append(f"{'—' if ours is None else f'{ours:.2f}'} ({table1.PAPER[distortion][model]})")
+        lines.append(f"{label:<{width}}" + "".join(f"{cell:>14}" for cell in cells))
+    return "\n".join(lines + ["ours (the paper's); — = not run or not finished"])
+
+
 def _epochs(count):
     return f"{count} epoch" + ("" if count == 1 else "s")
 
@@ -163,11 +223,14 @@ def main(argv=None):
             return _demo(args)
         if args.command == "train":
             return _train(args)
+        if args.command == "table1":
+            return _table1(args)
         return _evaluate(args)
     except (OSError, ValueError, experiments.ExperimentError) as error:
         print(f"stn-numba {args.command}: error: {_describe(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        hint = "; continue from the last epoch with --resume" if args.command == "train" else ""
+        hint = {"train": "; continue from the last epoch with --resume",
+                "table1": "; the same command continues from the last finished epoch"}.get(args.command, "")
         print(f"stn-numba {args.command}: interrupted{hint}", file=sys.stderr)
         return 130
