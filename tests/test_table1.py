@@ -198,3 +198,14 @@ def test_a_full_table_in_markdown():
     assert f"{recipe.epochs} epochs per cell" in md and "time of the cells so far: 3.00 h" in md
     assert "](R/transformed.png)" in md and "](RTS/" not in md
     assert table1.table(cells)["E"]["st-cnn-tps"] == 1.15
+
+
+def test_without_matplotlib_the_table_is_written_without_figures(tmp_path, capsys, monkeypatch, mnist_dir):
+    monkeypatch.setattr(table1, "_have_matplotlib", lambda: False)
+    out = tmp_path / "table"
+    status, stdout, err = _run(capsys, "table1", "--mnist-dir", mnist_dir, "--out", out, "--distortions", "P",
+                               "--models", "st-cnn-aff", *TINY)
+    assert status == 0, err
+    assert "matplotlib is not installed: no figures" in stdout
+    assert list(_read(out / "table1.json")) == ["P"] and not (out / "P" / table1.FIGURE).exists()
+    assert "transformed.png" not in (out / "table1.md").read_text()
