@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+from . import _fixed
 from ._sampler import IMPLEMENTATIONS, OPS
 
 COLUMNS = ("shape", "op", "implementation", "median ms", "IQR ms", "n", "ratio vs torch",
@@ -83,7 +84,8 @@ def markdown(payload):
         f"- Timing: {policy['warmup']} untimed warm-up call(s) after a first (compiling) call, then at least "
         f"{policy['min_repeats']} and at most {policy['max_repeats']} timed calls "
         f"(until {policy['budget_s']} s is spent); median and IQR (Q3 − Q1) of `time.perf_counter`; n = repeats",
-        "- float32, bilinear, zeros padding, align_corners=False, thetas near the identity (fixed seed)",
+        "- float32, bilinear, zeros padding, align_corners=False, thetas near the identity (fixed seed); "
+        "`grid_sample border` / `reflection` / `nearest` / `bicubic` rows change only the mode or padding",
     ]
     for label, reason in payload["notes"].items():
         lines.append(f"- {label}: not run ({reason.splitlines()[0]})")
@@ -97,6 +99,10 @@ def markdown(payload):
         "of the outputs' sum of |values| (a sanity check that both computed the same thing).",
         "",
         timing_table(payload["rows"], [case["spec"] for case in settings["cases"]]),
+        "",
+        "## Fixed cost of one call",
+        "",
+        _fixed.table(payload["fixed_cost"]) if payload.get("fixed_cost") else "Not measured.",
         "",
         "## Start-up",
         "",

@@ -16,8 +16,24 @@ import numpy as np
 
 from . import _harness
 
+#: Forward variants beyond bilinear/zeros: op name -> (mode, padding_mode, 2-D only).
+VARIANTS = {
+    "grid_sample border": ("bilinear", "border", False),
+    "grid_sample reflection": ("bilinear", "reflection", False),
+    "grid_sample nearest": ("nearest", "zeros", False),
+    "grid_sample bicubic": ("bicubic", "zeros", True),
+}
+
 #: Operations, in table order. The fused op is timed against affine_grid + grid_sample.
-OPS = ("affine_grid", "grid_sample", "grid_sample fwd+bwd", "affine_grid_sample", "affine_grid_sample fwd+bwd")
+OPS = ("affine_grid", "grid_sample", *VARIANTS, "grid_sample fwd+bwd", "affine_grid_sample",
+       "affine_grid_sample fwd+bwd")
+
+
+def variant_ops(case, sample):
+    """``{op: callable}`` for the forward variants that apply to ``case``; ``sample(mode, padding_mode)``
+    returns the callable of one variant."""
+    return {op: sample(mode, padding) for op, (mode, padding, planar) in VARIANTS.items()
+            if case.spatial == 2 or not planar}
 
 BYTES_PER_VALUE = 4  # every case is float32
 
@@ -171,6 +187,7 @@ def bytes_moved(case, op):
     counts = {
         "affine_grid": values_grid,
         "grid_sample": values_in + values_grid + values_out,
+        **{op: values_in + values_grid + values_out for op in VARIANTS},
         "grid_sample fwd+bwd": (values_in + values_grid + values_out)
         + (values_out + values_in + values_grid + values_in + values_grid),
         "affine_grid_sample": values_in + values_out,
@@ -220,6 +237,8 @@ def stn_numba_ops(case, data):
         return stn_numba.grid_sample_backward(data.grad_output, data.input, data.grid)
 
     ops["grid_sample fwd+bwd"] = forward_backward
+    ops.update(variant_ops(case, lambda mode, padding: lambda: stn_numba.grid_sample(
+        data.input, data.grid, mode, padding)))
     if hasattr(stn_numba, "affine_grid_sample"):
         ops["affine_grid_sample"] = lambda: stn_numba.affine_grid_sample(data.input, data.theta, size)
 
@@ -260,9 +279,16 @@ def torch_ops(case, data, device="cpu"):
         output = F.grid_sample(leaves[0], F.affine_grid(leaves[1], size, align_corners=False), **options)
         return torch.autograd.grad(output, leaves, grad_output)
 
+    def variant(mode, padding):
+        def sample():
+            with torch.no_grad():
+                return F.grid_sample(x, grid, mode=mode, padding_mode=padding, align_corners=False)
+        return sample
+
     return {
         "affine_grid": lambda: F.affine_grid(theta, size, align_corners=False),
         "grid_sample": grid_sample,
+        **variant_ops(case, variant),
         "grid_sample fwd+bwd": forward_backward,
         "affine_grid_sample": fused,
         "affine_grid_sample fwd+bwd": fused_forward_backward,

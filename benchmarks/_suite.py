@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import _harness, _report, _sampler, _startup
+from . import _fixed, _harness, _report, _sampler, _startup
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out"
 
@@ -68,6 +68,8 @@ def main(argv=None, description="Benchmark stn_numba's affine_grid and grid_samp
     bandwidth = _harness.copy_bandwidth(megabytes=32 if args.quick else 256, repeats=3 if args.quick else 7)
     rows, notes = _sampler.collect(impls, cases, ops, args.threads, args.quick, timeout=args.timeout, log=log)
     _sampler.annotate(rows, bandwidth["gb_per_s"])
+    log("[bench] fixed cost per call (1×1×4×4)")
+    fixed = _fixed.collect(impls, args.threads, args.quick, timeout=args.timeout, log=log)
     if args.startup:
         log("[bench] start-up: cold-cache compile, then warm-cache import")
         try:
@@ -87,12 +89,16 @@ def main(argv=None, description="Benchmark stn_numba's affine_grid and grid_samp
             "repeat_policy": _sampler.repeat_policy(args.quick),
         },
         "rows": rows,
+        "fixed_cost": fixed,
         "notes": notes,
         "startup": startup,
         "elapsed_s": time.perf_counter() - started,
     }
     paths = _report.write(payload, args.out)
     print(_report.timing_table(rows, [case.spec for case in cases]))
+    if fixed:
+        print()
+        print(_fixed.table(fixed))
     if "skipped" not in startup:
         print()
         print(_report.startup_table(startup))

@@ -53,6 +53,10 @@ def test_json_report(quick_run):
     for row in payload["rows"]:
         if "median_ms" not in row:
             assert row["note"].startswith("n/a")
+    fixed = {(row["impl"], row["op"]): row for row in payload["fixed_cost"]}
+    for op in ("affine_grid", "grid_sample", "grid_sample_backward", "affine_grid_sample"):
+        row = fixed[("stn_numba", op)]
+        assert 0 < row["min_us"] <= row["median_us"] <= row["max_us"]
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="torch is the anchor of the ratios")

@@ -589,8 +589,8 @@ def _backward(fused, grad_output, input, points, grad_input, grad_points,
     spatial = input.ndim - 2
     kernel = _kernel(spatial, mode, padding_mode, fused, grad_output.size, True)
     chunks, rows, offsets, buffers = _backward_plan(
-        grad_output, input, points, align_corners, input_requires_grad,
-        kernels(spatial, mode, padding_mode, fused, True)[2])
+        fused, grad_output, input, points, mode, padding_mode, align_corners,
+        input_requires_grad)
     kernel(grad_output, input, points, grad_input, grad_points, chunks, rows,
            offsets, buffers, align_corners, bool(input_requires_grad))
     if buffers.size:
@@ -598,29 +598,28 @@ def _backward(fused, grad_output, input, points, grad_input, grad_points,
         _add_private_rows(volumes, rows, offsets, buffers, chunks)
 
 
-def _backward_plan(grad_output, input, points, align_corners,
-                   input_requires_grad, chunk_rows):
+def _backward_plan(fused, grad_output, input, points, mode, padding_mode,
+                   align_corners, input_requires_grad):
     """The backward's work items, from the shapes only: ``chunks`` per
     image; with more than one, each chunk k > 0 adds into a private buffer
-    for the input rows its taps read (``rows``, found by ``chunk_rows``),
-    at ``offsets`` in ``buffers``, summed into grad_input in chunk order
-    afterwards (`_add_private_rows`)."""
+    for the input rows its taps read (``rows``, found by the case's
+    ``chunk_rows`` kernel), at ``offsets`` in ``buffers``, summed into
+    grad_input in chunk order afterwards (`_add_private_rows`)."""
     n_batch, channels = input.shape[:2]
-    volume = math.prod(input.shape[2:])
+    no_buffers = _NO_ROWS, _NO_OFFSETS, np.empty(0, grad_output.dtype)
+    if input_requires_grad and n_batch >= _PARALLEL_CHUNKS:
+        return (1,) + no_buffers  # the common case: an image per work item
     out_sizes = grad_output.shape[:1:-1] + (1,) * (5 - grad_output.ndim)
     tiles = _tiling(*out_sizes)[4]
     if not input_requires_grad:
-        chunks = tiles  # no scatter: any tile is a work item
-    elif n_batch >= _PARALLEL_CHUNKS:
-        chunks = 1
-    else:
-        chunks = -(-_PARALLEL_CHUNKS // n_batch)
-        chunks = min(chunks, math.prod(out_sizes) // _MIN_CHUNK_POINTS, tiles,
-                     1 + _PARTIAL_BUDGET // max(1, n_batch * channels * volume))
-        chunks = max(1, chunks)
-    if chunks == 1 or not input_requires_grad:
-        return chunks, _NO_ROWS, _NO_OFFSETS, np.empty(0, grad_output.dtype)
+        return (tiles,) + no_buffers  # no scatter: any tile is a work item
+    volume = math.prod(input.shape[2:])
+    chunks = min(-(-_PARALLEL_CHUNKS // n_batch), math.prod(out_sizes) // _MIN_CHUNK_POINTS, tiles,
+                 1 + _PARTIAL_BUDGET // max(1, n_batch * channels * volume))
+    if chunks <= 1:
+        return (1,) + no_buffers
     rows = np.zeros((n_batch * chunks, 2), np.int64)
+    chunk_rows = kernels(input.ndim - 2, mode, padding_mode, fused, True)[2]
     chunk_rows(grad_output, input, points, chunks, align_corners, rows)
     rows[::chunks] = (0, -1)  # chunk 0 adds into grad_input itself
     sizes = (rows[:, 1] - rows[:, 0] + 1) * input.shape[-1] * channels
