@@ -128,12 +128,19 @@ def _workspace(spatial, per_axis, dtype, backward):
 # ------------------------------------------------------------ per tile
 # Inlined into the kernels, where the mode, padding, dims and path are
 # constants: the branches on them fold away.
-def _tabulate(grid, theta, bases, n, points, tile, sizes, out_width,
+def _tabulate(grid, theta, bases, n, points, tile, sizes, region, out_width,
               align_corners, mode, padding, fused, spatial, per_axis,
-              with_slopes, axes, tables):
+              with_slopes, windowed, axes, tables):
     """Tabulate the taps of a tile's points along ``axes`` (a range of axis
     numbers): tap index times the axis stride, weight and (``with_slopes``)
     its derivative, per (axis, tap) row.
+
+    ``sizes`` (W, H, D) are the input's, whose strides the indices use.
+    ``windowed``: the input is the part of a larger one that starts at
+    ``region[3:]`` (x, y, z) of a whole of size ``region[:3]``; the taps are
+    those of the whole (its coordinates, its padding at its edges), shifted
+    to the part's indices and clamped into it (taps outside the part must
+    have weight 0: the caller's promise).
 
     The grid values (flat grid, interleaved components) are first copied
     into a contiguous row, so the tap loop vectorises; fused, they are
@@ -144,21 +151,23 @@ def _tabulate(grid, theta, bases, n, points, tile, sizes, out_width,
 
 
 @overload(_tabulate, prefer_literal=True, jit_options={"cache": True, "forceinline": True})
-def _tabulate_case(grid, theta, bases, n, points, tile, sizes, out_width,
-                   align_corners, mode, padding, fused, spatial, per_axis,
-                   with_slopes, axes, tables):
-    kind, pad, from_theta, dims, per, slopes = (
-        _literal(argument) for argument in (mode, padding, fused, spatial, per_axis, with_slopes))
+def _tabulate_case(grid, theta, bases, n, points, tile, sizes, region,
+                   out_width, align_corners, mode, padding, fused, spatial,
+                   per_axis, with_slopes, windowed, axes, tables):
+    kind, pad, from_theta, dims, per, slopes, part = (
+        _literal(argument) for argument in (mode, padding, fused, spatial, per_axis, with_slopes, windowed))
 
-    def tabulate(grid, theta, bases, n, points, tile, sizes, out_width,
-                 align_corners, mode, padding, fused, spatial, per_axis,
-                 with_slopes, axes, tables):
+    def tabulate(grid, theta, bases, n, points, tile, sizes, region,
+                 out_width, align_corners, mode, padding, fused, spatial,
+                 per_axis, with_slopes, windowed, axes, tables):
         index, weight, slope, coordinate = tables[0], tables[1], tables[2], tables[4]
         first, rows, columns, z, row, column = tile
         count = rows * columns
         width, height, depth = sizes
         for axis in axes:
-            size = width if axis == 0 else (height if axis == 1 else depth)
+            extent = width if axis == 0 else (height if axis == 1 else depth)
+            size = region[axis] if part else extent
+            shift = region[3 + axis] if part else 0
             stride = 1 if axis == 0 else (width if axis == 1 else width * height)
             if from_theta:
                 xs, ys, zs = bases
@@ -181,19 +190,19 @@ def _tabulate_case(grid, theta, bases, n, points, tile, sizes, out_width,
                 g = coordinate[p]
                 if kind == NEAREST:
                     i, w = nearest_tap(g, size, pad, align_corners)
-                    index[k0, p] = i * stride
+                    index[k0, p] = _local(i, shift, extent, part) * stride
                     weight[k0, p] = w
                 elif kind == BICUBIC:
                     i, w, d = cubic_taps(g, size, pad, align_corners)
                     for k in range(4):
-                        index[k0 + k, p] = i[k] * stride
+                        index[k0 + k, p] = _local(i[k], shift, extent, part) * stride
                         weight[k0 + k, p] = w[k]
                         if slopes:
                             slope[k0 + k, p] = d[k]
                 else:
                     i0, i1, w0, w1, d0, d1 = linear_taps(g, size, pad, align_corners)
-                    index[k0, p] = i0 * stride
-                    index[k0 + 1, p] = i1 * stride
+                    index[k0, p] = _local(i0, shift, extent, part) * stride
+                    index[k0 + 1, p] = _local(i1, shift, extent, part) * stride
                     weight[k0, p] = w0
                     weight[k0 + 1, p] = w1
                     if slopes:
@@ -201,6 +210,14 @@ def _tabulate_case(grid, theta, bases, n, points, tile, sizes, out_width,
                         slope[k0 + 1, p] = d1
 
     return tabulate
+
+
+@njit(inline="always")
+def _local(index, shift, extent, windowed):
+    """A tap index of the whole input as an index of the part at hand."""
+    if windowed:
+        return min(max(index - shift, 0), extent - 1)
+    return index
 
 
 def _literal(argument):
@@ -336,14 +353,16 @@ def _add_theta_gradient(point_gradient, tile, bases, theta_sums, item, axis,
 
 
 @njit(inline="always")
-def _affine_parts(points, out_sizes, align_corners, fused, spatial):
-    """Fused: theta (N, A, A+1) from the flat points, and the output's base
-    coordinates (xs, ys, zs); grid path: empty stand-ins."""
+def _affine_parts(points, out_region, align_corners, fused, spatial):
+    """Fused: theta (N, A, A+1) from the flat points, and the base
+    coordinates (xs, ys, zs) of the output, which is the part starting at
+    ``out_region[3:]`` of a whole of size ``out_region[:3]`` (W, H, D);
+    grid path: empty stand-ins."""
     if fused:
         return (points.reshape(-1, spatial, spatial + 1),
-                (_base_coordinates(out_sizes[0], align_corners, points),
-                 _base_coordinates(out_sizes[1], align_corners, points),
-                 _base_coordinates(out_sizes[2], align_corners, points)))
+                (_base_coordinates(out_region[0], align_corners, points)[out_region[3]:],
+                 _base_coordinates(out_region[1], align_corners, points)[out_region[4]:],
+                 _base_coordinates(out_region[2], align_corners, points)[out_region[5]:]))
     empty = np.empty(0, points.dtype)
     return np.empty((0, spatial, spatial + 1), points.dtype), (empty, empty, empty)
 
@@ -352,6 +371,18 @@ def _affine_parts(points, out_sizes, align_corners, fused, spatial):
 def _sizes(array, spatial):
     """(W, H, D) of an (N, C, *S) array, D = 1 in 2-D."""
     return array.shape[-1], array.shape[-2], array.shape[-3] if spatial == 3 else 1
+
+
+@njit(inline="always")
+def _regions(window, sizes, out_sizes, windowed):
+    """(whole size (W, H, D), origin (x, y, z)) of the input and of the
+    output: from ``window`` (12 ints, see `region_window`) when windowed,
+    else the arrays themselves at the origin."""
+    if windowed:
+        return ((window[0], window[1], window[2], window[3], window[4], window[5]),
+                (window[6], window[7], window[8], window[9], window[10], window[11]))
+    return ((sizes[0], sizes[1], sizes[2], 0, 0, 0),
+            (out_sizes[0], out_sizes[1], out_sizes[2], 0, 0, 0))
 
 
 # ------------------------------------------------------------ backward chunks
@@ -363,8 +394,8 @@ def _chunk_tiles(chunk, chunks, tiles):
 
 @njit(inline="always")
 def _tap_rows(grid, theta, bases, n, points, first_tile, stop_tile, tiling,
-              sizes, out_sizes, align_corners, mode, padding, fused, spatial,
-              per_axis, tables):
+              sizes, region, out_sizes, align_corners, mode, padding, fused,
+              spatial, per_axis, windowed, tables):
     """Lowest and highest input row (``z * height + y``) that any tap of the
     tiles ``first_tile..stop_tile-1`` of image ``n`` reads, or (0, -1)."""
     width, height, depth = sizes
@@ -378,8 +409,9 @@ def _tap_rows(grid, theta, bases, n, points, first_tile, stop_tile, tiling,
         # the y and z taps; with width 1 their strides are 1 and height:
         # input rows
         _tabulate(grid, theta, bases, n, points, tile, (1, height, depth),
-                  out_width, align_corners, mode, padding, fused, spatial,
-                  per_axis, False, range(1, spatial), tables)
+                  region, out_width, align_corners, mode, padding, fused,
+                  spatial, per_axis, False, windowed, range(1, spatial),
+                  tables)
         for kz in range(per_axis if spatial == 3 else 1):
             for ky in range(per_axis):
                 for p in range(count):
@@ -414,7 +446,7 @@ def _add_private_rows(grad_source, rows, offsets, buffers, chunks):
 
 
 # ------------------------------------------------------------ kernels
-def _make_kernels(spatial, mode, padding, fused, parallel):
+def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
     """The forward and backward kernels of one case; ``parallel`` chooses
     ``prange`` over task groups or one serial loop (same bits). Arrays
     arrive flat (C order), with their sizes."""
@@ -423,11 +455,14 @@ def _make_kernels(spatial, mode, padding, fused, parallel):
     with_grid = mode != NEAREST
 
     @njit(parallel=parallel, cache=True)
-    def forward(source, points, output, align_corners):
+    def forward(source, points, output, window, align_corners):
         """Sample ``source`` (N, C, *S) into ``output`` (N, C, *So) at the
-        grid (N, *So, A) or, fused, theta (N, A, A+1) ``points``."""
+        grid (N, *So, A) or, fused, theta (N, A, A+1) ``points``; a
+        windowed case samples parts of a larger input and output
+        (``window``, see `region_window`)."""
         n_batch, channels = source.shape[0], source.shape[1]
         sizes, out_sizes = _sizes(source, spatial), _sizes(output, spatial)
+        region, out_region = _regions(window, sizes, out_sizes, windowed)
         out_width, out_height, out_depth = out_sizes
         volume = sizes[0] * sizes[1] * sizes[2]
         count = out_width * out_height * out_depth
@@ -437,7 +472,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel):
         source = source.reshape(-1)
         points = points.reshape(-1)
         output = output.reshape(-1)
-        theta, bases = _affine_parts(points, out_sizes, align_corners, fused, spatial)
+        theta, bases = _affine_parts(points, out_region, align_corners, fused, spatial)
         tiling = _tiling(out_width, out_height, out_depth)
         tiles = tiling[4]
         items = n_batch * tiles
@@ -447,9 +482,10 @@ def _make_kernels(spatial, mode, padding, fused, parallel):
             for item in range(group * items // groups, (group + 1) * items // groups):
                 n = item // tiles
                 tile = _tile(item % tiles, tiling, out_width, out_height)
-                _tabulate(points, theta, bases, n, count, tile, sizes,
+                _tabulate(points, theta, bases, n, count, tile, sizes, region,
                           out_width, align_corners, mode, padding, fused,
-                          spatial, per_axis, False, range(spatial), tables)
+                          spatial, per_axis, False, windowed, range(spatial),
+                          tables)
                 for c in range(channels):
                     _tile_gather(source, (n * channels + c) * volume, output,
                                  (n * channels + c) * count, tile, out_width,
@@ -457,7 +493,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel):
 
     @njit(parallel=parallel, cache=True)
     def backward(grad_output, source, points, grad_source, grad_points,
-                 chunks, rows, offsets, buffers, align_corners,
+                 chunks, rows, offsets, buffers, window, align_corners,
                  input_requires_grad):
         """Backward of `forward`: overwrites ``grad_points`` (the grid's or
         theta's gradient) and, if ``input_requires_grad``, ``grad_source``
@@ -467,6 +503,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel):
         (see `_backward_plan`)."""
         n_batch, channels = source.shape[0], source.shape[1]
         sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
+        region, out_region = _regions(window, sizes, out_sizes, windowed)
         width, height, depth = sizes
         out_width, out_height, out_depth = out_sizes
         volume = width * height * depth
@@ -477,7 +514,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel):
         points = points.reshape(-1)
         grad_source = grad_source.reshape(-1)
         grad_points = grad_points.reshape(-1)
-        theta, bases = _affine_parts(points, out_sizes, align_corners, fused, spatial)
+        theta, bases = _affine_parts(points, out_region, align_corners, fused, spatial)
         tiling = _tiling(out_width, out_height, out_depth)
         tiles = tiling[4]
         items = n_batch * chunks
@@ -505,9 +542,9 @@ def _make_kernels(spatial, mode, padding, fused, parallel):
                 for number in range(first, stop):
                     tile = _tile(number, tiling, out_width, out_height)
                     _tabulate(points, theta, bases, n, count, tile, sizes,
-                              out_width, align_corners, mode, padding, fused,
-                              spatial, per_axis, with_grid, range(spatial),
-                              tables)
+                              region, out_width, align_corners, mode, padding,
+                              fused, spatial, per_axis, with_grid, windowed,
+                              range(spatial), tables)
                     if with_grid:
                         products[:] = 0
                     for c in range(channels):
@@ -534,15 +571,17 @@ def _make_kernels(spatial, mode, padding, fused, parallel):
                         grad_points.reshape(n_batch, spatial, spatial + 1))
 
     @njit(parallel=parallel, cache=True)
-    def chunk_rows(grad_output, source, points, chunks, align_corners, rows):
+    def chunk_rows(grad_output, source, points, chunks, window, align_corners,
+                   rows):
         """``rows[item]`` = the lowest and highest input row (z * H + y) that
         backward work item ``item`` (chunk k > 0 of an image) reads."""
         n_batch = source.shape[0]
         sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
+        region, out_region = _regions(window, sizes, out_sizes, windowed)
         out_width, out_height, out_depth = out_sizes
         count = out_width * out_height * out_depth
         points = points.reshape(-1)
-        theta, bases = _affine_parts(points, out_sizes, align_corners, fused, spatial)
+        theta, bases = _affine_parts(points, out_region, align_corners, fused, spatial)
         tiling = _tiling(out_width, out_height, out_depth)
         items = n_batch * chunks
         groups = min(items, _MAX_GROUPS) if parallel else 1
@@ -552,19 +591,56 @@ def _make_kernels(spatial, mode, padding, fused, parallel):
                 first, stop = _chunk_tiles(item % chunks, chunks, tiling[4])
                 rows[item, 0], rows[item, 1] = _tap_rows(
                     points, theta, bases, item // chunks, count, first, stop,
-                    tiling, sizes, out_sizes, align_corners, mode, padding,
-                    fused, spatial, per_axis, tables)
+                    tiling, sizes, region, out_sizes, align_corners, mode,
+                    padding, fused, spatial, per_axis, windowed, tables)
 
-    return forward, backward, chunk_rows
+    @njit(parallel=parallel, cache=True)
+    def extent(points, n_batch, out_sizes, window, align_corners, bounds):
+        """``bounds[group, axis]`` = the lowest and highest tap index along
+        input axis (x, y, z) that the points of a task group read, for an
+        output of ``out_sizes`` (W, H, D) and the whole input and output of
+        ``window``; zero- and nonzero-weight taps alike (a gradient reads
+        both)."""
+        points = points.reshape(-1)
+        region, out_region = _regions(window, out_sizes, out_sizes, True)
+        theta, bases = _affine_parts(points, out_region, align_corners, fused, spatial)
+        out_width, out_height, out_depth = out_sizes
+        count = out_width * out_height * out_depth
+        tiling = _tiling(out_width, out_height, out_depth)
+        tiles = tiling[4]
+        items = n_batch * tiles
+        groups = bounds.shape[0]
+        for group in loop(groups):
+            tables = _workspace(spatial, per_axis, points.dtype, False)
+            index = tables[0]
+            for axis in range(spatial):
+                bounds[group, axis, 0] = region[axis]
+                bounds[group, axis, 1] = -1
+            for item in range(group * items // groups, (group + 1) * items // groups):
+                tile = _tile(item % tiles, tiling, out_width, out_height)
+                for axis in range(spatial):
+                    # sizes of 1 but along ``axis``: index = tap, stride 1
+                    along = (region[0] if axis == 0 else 1, region[1] if axis == 1 else 1,
+                             region[2] if axis == 2 else 1)
+                    _tabulate(points, theta, bases, item // tiles, count, tile,
+                              along, region, out_width, align_corners, mode,
+                              padding, fused, spatial, per_axis, False, False,
+                              range(axis, axis + 1), tables)
+                    for k in range(per_axis):
+                        for p in range(tile[1] * tile[2]):
+                            bounds[group, axis, 0] = min(bounds[group, axis, 0], index[axis * per_axis + k, p])
+                            bounds[group, axis, 1] = max(bounds[group, axis, 1], index[axis * per_axis + k, p])
+
+    return forward, backward, chunk_rows, extent
 
 
-_CASES = {}  # (spatial, mode, padding, fused, parallel) -> kernels
+_CASES = {}  # (spatial, mode, padding, fused, parallel, windowed) -> kernels
 
 
-def kernels(spatial, mode, padding, fused, parallel):
+def kernels(spatial, mode, padding, fused, parallel, windowed=False):
     """The (forward, backward, chunk_rows) kernels of a case (built once;
     each compiled on its first call)."""
-    case = (spatial, mode, padding, fused, parallel)
+    case = (spatial, mode, padding, fused, parallel, windowed)
     pair = _CASES.get(case)
     if pair is None:
         pair = _CASES[case] = _make_kernels(*case)
@@ -574,32 +650,36 @@ def kernels(spatial, mode, padding, fused, parallel):
 # ------------------------------------------------------------ entry points
 # Plain Python: each picks its case's kernel, serial for small work, which
 # then runs without waking the thread pool.
-def _kernel(spatial, mode, padding_mode, fused, work_items, backward):
+def _kernel(spatial, mode, padding_mode, fused, work_items, which, windowed=False):
     parallel = work_items * _TAPS_PER_AXIS[mode] ** spatial >= _SERIAL_WORK
-    return kernels(spatial, mode, padding_mode, fused, parallel)[backward]
+    return kernels(spatial, mode, padding_mode, fused, parallel, windowed)[which]
 
 
-def _forward(fused, input, points, output, mode, padding_mode, align_corners):
-    _kernel(input.ndim - 2, mode, padding_mode, fused, output.size, False)(
-        input, points, output, align_corners)
+def _forward(fused, input, points, output, mode, padding_mode, align_corners,
+             window=None):
+    windowed = window is not None
+    _kernel(input.ndim - 2, mode, padding_mode, fused, output.size, 0, windowed)(
+        input, points, output, window if windowed else _NO_WINDOW, align_corners)
 
 
 def _backward(fused, grad_output, input, points, grad_input, grad_points,
-              mode, padding_mode, align_corners, input_requires_grad):
-    spatial = input.ndim - 2
-    kernel = _kernel(spatial, mode, padding_mode, fused, grad_output.size, True)
+              mode, padding_mode, align_corners, input_requires_grad,
+              window=None):
+    windowed = window is not None
+    window = window if windowed else _NO_WINDOW
+    kernel = _kernel(input.ndim - 2, mode, padding_mode, fused, grad_output.size, 1, windowed)
     chunks, rows, offsets, buffers = _backward_plan(
         fused, grad_output, input, points, mode, padding_mode, align_corners,
-        input_requires_grad)
+        input_requires_grad, window, windowed)
     kernel(grad_output, input, points, grad_input, grad_points, chunks, rows,
-           offsets, buffers, align_corners, bool(input_requires_grad))
+           offsets, buffers, window, align_corners, bool(input_requires_grad))
     if buffers.size:
         volumes = grad_input.reshape(grad_input.shape[:2] + (-1,) + grad_input.shape[-2:])
         _add_private_rows(volumes, rows, offsets, buffers, chunks)
 
 
 def _backward_plan(fused, grad_output, input, points, mode, padding_mode,
-                   align_corners, input_requires_grad):
+                   align_corners, input_requires_grad, window, windowed):
     """The backward's work items, from the shapes only: ``chunks`` per
     image; with more than one, each chunk k > 0 adds into a private buffer
     for the input rows its taps read (``rows``, found by the case's
@@ -619,8 +699,8 @@ def _backward_plan(fused, grad_output, input, points, mode, padding_mode,
     if chunks <= 1:
         return (1,) + no_buffers
     rows = np.zeros((n_batch * chunks, 2), np.int64)
-    chunk_rows = kernels(input.ndim - 2, mode, padding_mode, fused, True)[2]
-    chunk_rows(grad_output, input, points, chunks, align_corners, rows)
+    chunk_rows = kernels(input.ndim - 2, mode, padding_mode, fused, True, windowed)[2]
+    chunk_rows(grad_output, input, points, chunks, window, align_corners, rows)
     rows[::chunks] = (0, -1)  # chunk 0 adds into grad_input itself
     sizes = (rows[:, 1] - rows[:, 0] + 1) * input.shape[-1] * channels
     offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -629,6 +709,64 @@ def _backward_plan(fused, grad_output, input, points, mode, padding_mode,
 
 _NO_ROWS = np.zeros((0, 2), np.int64)
 _NO_OFFSETS = np.zeros(1, np.int64)
+_NO_WINDOW = np.zeros(0, np.int64)
+
+
+def region_window(input_size, input_origin, output_size=None, output_origin=None):
+    """The ``window`` of the region kernels: the whole input's spatial size
+    and the origin of the part given, then the same for the output (fused
+    path; the grid path ignores it), each in array-axis order ((D,) H, W),
+    as 12 int64 (x, y, z sizes and origins)."""
+    def xyz(values, fill):
+        values = tuple(values)[::-1]
+        return values + (fill,) * (3 - len(values))
+
+    output_size = input_size if output_size is None else output_size
+    output_origin = (0,) * len(input_size) if output_origin is None else output_origin
+    return np.array(xyz(input_size, 1) + xyz(input_origin, 0) + xyz(output_size, 1)
+                    + xyz(output_origin, 0), np.int64)
+
+
+def sample_region(input, points, output, window, fused, mode, padding_mode,
+                  align_corners):
+    """`grid_sample_2d`/`_3d` (``fused`` False) or `affine_grid_sample_2d`/
+    `_3d` (True) on parts of a larger input and output (``window``, from
+    `region_window`): ``input`` is the part of the whole input at the given
+    origin, and must hold every tap the points read; fused, ``output`` is
+    the part of the whole output at the output origin."""
+    _forward(fused, input, points, output, mode, padding_mode, align_corners,
+             window)
+
+
+def tap_extent(points, output_shape, window, fused, mode, padding_mode,
+               align_corners):
+    """The input region that sampling at ``points`` reads: for each spatial
+    axis in array order ((D,) H, W), the lowest and highest index of any tap
+    (with zero weight or not: gradients read both) of the whole input of
+    ``window`` (`region_window`); for an output of ``output_shape`` (N, C,
+    *So), fused the part of the whole output at the window's output origin.
+    A region holding these rows, columns (and slices) gives `sample_region`
+    the same results as the whole input."""
+    spatial = len(output_shape) - 2
+    out_sizes = tuple(output_shape[:1:-1]) + (1,) * (3 - spatial)
+    work = output_shape[0] * math.prod(out_sizes)
+    parallel = work * _TAPS_PER_AXIS[mode] ** spatial >= _SERIAL_WORK
+    groups = min(_MAX_GROUPS, max(1, output_shape[0] * _tiling(*out_sizes)[4])) if parallel else 1
+    bounds = np.empty((groups, 3, 2), np.int64)
+    kernels(spatial, mode, padding_mode, fused, parallel, True)[3](
+        points, output_shape[0], out_sizes, window, align_corners, bounds)
+    low, high = bounds[:, :spatial, 0].min(axis=0), bounds[:, :spatial, 1].max(axis=0)
+    return np.stack([low, high], axis=1)[::-1]
+
+
+def sample_region_backward(grad_output, input, points, grad_input,
+                           grad_points, window, fused, mode, padding_mode,
+                           align_corners, input_requires_grad):
+    """The backward of `sample_region`: ``grad_input`` is the part's
+    gradient; fused, ``grad_points`` is theta's gradient from this part of
+    the output only."""
+    _backward(fused, grad_output, input, points, grad_input, grad_points,
+              mode, padding_mode, align_corners, input_requires_grad, window)
 
 
 def grid_sample_2d(input, grid, output, mode, padding_mode, align_corners):
