@@ -7,13 +7,16 @@ The sampler of Jaderberg et al., "Spatial Transformer Networks" (NeurIPS
 
 One small kernel per case. `kernels` builds, for one (spatial dims, mode,
 padding, grid or fused) case, a forward and a backward kernel in which these
-are compile-time constants, each in a parallel and a serial version; Numba
-compiles only those a program calls, and caches them on disk. A case's loops
-hold no branch on the mode or padding, the taps unroll, and a first call
-compiles one case, not every mode at once. The entry points at the end of
-this module have the kernel contract's names (those of the CUDA twins); they
-pick the case, and run small work serially on the calling thread, so it does
-not wake the thread pool.
+are compile-time constants; Numba compiles only those a program calls, and
+caches them on disk. A case's loops hold no branch on the mode or padding,
+the taps unroll, and a first call compiles one case, not every mode at once.
+Each kernel comes in a parallel and a serial version: the entry points at the
+end of this module (the kernel contract's names, those of the CUDA twins) run
+small work serially on the calling thread, so it does not wake the thread
+pool, and the serial versions take the padding as an argument, so one of
+them serves every padding (a third of the compilations, where speed hardly
+matters). The region kernels (`sample_region`, `tap_extent`) do the same on
+a part of a larger input and output, for chunked work.
 
 Points. The sample points come from a grid or, for the fused affine warp,
 from ``theta @ (x, y[, z], 1)`` over the output's base coordinates, computed
@@ -154,8 +157,10 @@ def _tabulate(grid, theta, bases, n, points, tile, sizes, region, out_width,
 def _tabulate_case(grid, theta, bases, n, points, tile, sizes, region,
                    out_width, align_corners, mode, padding, fused, spatial,
                    per_axis, with_slopes, windowed, axes, tables):
-    kind, pad, from_theta, dims, per, slopes, part = (
-        _literal(argument) for argument in (mode, padding, fused, spatial, per_axis, with_slopes, windowed))
+    kind, from_theta, dims, per, slopes, part = (
+        _literal(argument) for argument in (mode, fused, spatial, per_axis, with_slopes, windowed))
+    # the padding is a constant of parallel kernels, an argument of serial ones
+    constant_padding = padding.literal_value if isinstance(padding, types.IntegerLiteral) else None
 
     def tabulate(grid, theta, bases, n, points, tile, sizes, region,
                  out_width, align_corners, mode, padding, fused, spatial,
@@ -164,6 +169,7 @@ def _tabulate_case(grid, theta, bases, n, points, tile, sizes, region,
         first, rows, columns, z, row, column = tile
         count = rows * columns
         width, height, depth = sizes
+        pad = padding if constant_padding is None else constant_padding
         for axis in axes:
             extent = width if axis == 0 else (height if axis == 1 else depth)
             size = region[axis] if part else extent
@@ -455,11 +461,12 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
     with_grid = mode != NEAREST
 
     @njit(parallel=parallel, cache=True)
-    def forward(source, points, output, window, align_corners):
+    def forward(source, points, output, window, padding_mode, align_corners):
         """Sample ``source`` (N, C, *S) into ``output`` (N, C, *So) at the
         grid (N, *So, A) or, fused, theta (N, A, A+1) ``points``; a
         windowed case samples parts of a larger input and output
         (``window``, see `region_window`)."""
+        pad = padding_mode if padding is None else padding
         n_batch, channels = source.shape[0], source.shape[1]
         sizes, out_sizes = _sizes(source, spatial), _sizes(output, spatial)
         region, out_region = _regions(window, sizes, out_sizes, windowed)
@@ -483,7 +490,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
                 n = item // tiles
                 tile = _tile(item % tiles, tiling, out_width, out_height)
                 _tabulate(points, theta, bases, n, count, tile, sizes, region,
-                          out_width, align_corners, mode, padding, fused,
+                          out_width, align_corners, mode, pad, fused,
                           spatial, per_axis, False, windowed, range(spatial),
                           tables)
                 for c in range(channels):
@@ -493,14 +500,15 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
 
     @njit(parallel=parallel, cache=True)
     def backward(grad_output, source, points, grad_source, grad_points,
-                 chunks, rows, offsets, buffers, window, align_corners,
-                 input_requires_grad):
+                 chunks, rows, offsets, buffers, window, padding_mode,
+                 align_corners, input_requires_grad):
         """Backward of `forward`: overwrites ``grad_points`` (the grid's or
         theta's gradient) and, if ``input_requires_grad``, ``grad_source``
         (else it may be a 0-size dummy). A work item is chunk ``k`` of
         ``chunks`` of an image's tiles; for k > 0 it adds into its private
         buffer, ``buffers[offsets[item]:]`` for input rows ``rows[item]``
         (see `_backward_plan`)."""
+        pad = padding_mode if padding is None else padding
         n_batch, channels = source.shape[0], source.shape[1]
         sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
         region, out_region = _regions(window, sizes, out_sizes, windowed)
@@ -542,7 +550,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
                 for number in range(first, stop):
                     tile = _tile(number, tiling, out_width, out_height)
                     _tabulate(points, theta, bases, n, count, tile, sizes,
-                              region, out_width, align_corners, mode, padding,
+                              region, out_width, align_corners, mode, pad,
                               fused, spatial, per_axis, with_grid, windowed,
                               range(spatial), tables)
                     if with_grid:
@@ -571,10 +579,11 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
                         grad_points.reshape(n_batch, spatial, spatial + 1))
 
     @njit(parallel=parallel, cache=True)
-    def chunk_rows(grad_output, source, points, chunks, window, align_corners,
-                   rows):
+    def chunk_rows(grad_output, source, points, chunks, window, padding_mode,
+                   align_corners, rows):
         """``rows[item]`` = the lowest and highest input row (z * H + y) that
         backward work item ``item`` (chunk k > 0 of an image) reads."""
+        pad = padding_mode if padding is None else padding
         n_batch = source.shape[0]
         sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
         region, out_region = _regions(window, sizes, out_sizes, windowed)
@@ -592,15 +601,17 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
                 rows[item, 0], rows[item, 1] = _tap_rows(
                     points, theta, bases, item // chunks, count, first, stop,
                     tiling, sizes, region, out_sizes, align_corners, mode,
-                    padding, fused, spatial, per_axis, windowed, tables)
+                    pad, fused, spatial, per_axis, windowed, tables)
 
     @njit(parallel=parallel, cache=True)
-    def extent(points, n_batch, out_sizes, window, align_corners, bounds):
+    def extent(points, n_batch, out_sizes, window, padding_mode, align_corners,
+               bounds):
         """``bounds[group, axis]`` = the lowest and highest tap index along
         input axis (x, y, z) that the points of a task group read, for an
         output of ``out_sizes`` (W, H, D) and the whole input and output of
         ``window``; zero- and nonzero-weight taps alike (a gradient reads
         both)."""
+        pad = padding_mode if padding is None else padding
         points = points.reshape(-1)
         region, out_region = _regions(window, out_sizes, out_sizes, True)
         theta, bases = _affine_parts(points, out_region, align_corners, fused, spatial)
@@ -624,7 +635,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
                              region[2] if axis == 2 else 1)
                     _tabulate(points, theta, bases, item // tiles, count, tile,
                               along, region, out_width, align_corners, mode,
-                              padding, fused, spatial, per_axis, False, False,
+                              pad, fused, spatial, per_axis, False, False,
                               range(axis, axis + 1), tables)
                     for k in range(per_axis):
                         for p in range(tile[1] * tile[2]):
@@ -651,15 +662,18 @@ def kernels(spatial, mode, padding, fused, parallel, windowed=False):
 # Plain Python: each picks its case's kernel, serial for small work, which
 # then runs without waking the thread pool.
 def _kernel(spatial, mode, padding_mode, fused, work_items, which, windowed=False):
+    """Parallel kernels are specialised on the padding too; serial ones, for
+    small work, take it as an argument (a third of the compilations)."""
     parallel = work_items * _TAPS_PER_AXIS[mode] ** spatial >= _SERIAL_WORK
-    return kernels(spatial, mode, padding_mode, fused, parallel, windowed)[which]
+    padding = padding_mode if parallel else None
+    return kernels(spatial, mode, padding, fused, parallel, windowed)[which]
 
 
 def _forward(fused, input, points, output, mode, padding_mode, align_corners,
              window=None):
     windowed = window is not None
     _kernel(input.ndim - 2, mode, padding_mode, fused, output.size, 0, windowed)(
-        input, points, output, window if windowed else _NO_WINDOW, align_corners)
+        input, points, output, window if windowed else _NO_WINDOW, padding_mode, align_corners)
 
 
 def _backward(fused, grad_output, input, points, grad_input, grad_points,
@@ -672,7 +686,7 @@ def _backward(fused, grad_output, input, points, grad_input, grad_points,
         fused, grad_output, input, points, mode, padding_mode, align_corners,
         input_requires_grad, window, windowed)
     kernel(grad_output, input, points, grad_input, grad_points, chunks, rows,
-           offsets, buffers, window, align_corners, bool(input_requires_grad))
+           offsets, buffers, window, padding_mode, align_corners, bool(input_requires_grad))
     if buffers.size:
         volumes = grad_input.reshape(grad_input.shape[:2] + (-1,) + grad_input.shape[-2:])
         _add_private_rows(volumes, rows, offsets, buffers, chunks)
@@ -700,7 +714,7 @@ def _backward_plan(fused, grad_output, input, points, mode, padding_mode,
         return (1,) + no_buffers
     rows = np.zeros((n_batch * chunks, 2), np.int64)
     chunk_rows = kernels(input.ndim - 2, mode, padding_mode, fused, True, windowed)[2]
-    chunk_rows(grad_output, input, points, chunks, window, align_corners, rows)
+    chunk_rows(grad_output, input, points, chunks, window, padding_mode, align_corners, rows)
     rows[::chunks] = (0, -1)  # chunk 0 adds into grad_input itself
     sizes = (rows[:, 1] - rows[:, 0] + 1) * input.shape[-1] * channels
     offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -753,8 +767,8 @@ def tap_extent(points, output_shape, window, fused, mode, padding_mode,
     parallel = work * _TAPS_PER_AXIS[mode] ** spatial >= _SERIAL_WORK
     groups = min(_MAX_GROUPS, max(1, output_shape[0] * _tiling(*out_sizes)[4])) if parallel else 1
     bounds = np.empty((groups, 3, 2), np.int64)
-    kernels(spatial, mode, padding_mode, fused, parallel, True)[3](
-        points, output_shape[0], out_sizes, window, align_corners, bounds)
+    kernels(spatial, mode, padding_mode if parallel else None, fused, parallel, True)[3](
+        points, output_shape[0], out_sizes, window, padding_mode, align_corners, bounds)
     low, high = bounds[:, :spatial, 0].min(axis=0), bounds[:, :spatial, 1].max(axis=0)
     return np.stack([low, high], axis=1)[::-1]
 
