@@ -103,3 +103,24 @@ def test_a_region_smaller_than_the_extent_changes_the_result(rng):
     sampling.sample_region(part, grid, part_output, sampling.region_window(input.shape[2:], low),
                            False, MODES["bilinear"], PADDING_MODES["border"], False)
     assert not np.array_equal(part_output, output)
+
+
+def test_large_chunks_run_the_parallel_region_kernels(rng):
+    """Enough points for the parallel kernels (and split backward work items)."""
+    input = rng.standard_normal((1, 1, 150, 160))
+    grid = rng.uniform(-1.05, 1.05, (1, 140, 150, 2))
+    output = stn_numba.grid_sample(input, grid, "bilinear", "reflection")
+    grad_output = np.cos(np.arange(output.size)).reshape(output.shape)
+    grad_input, grad_grid = stn_numba.grid_sample_backward(grad_output, input, grid, "bilinear", "reflection")
+    codes = (False, MODES["bilinear"], PADDING_MODES["reflection"], False)
+    extent = sampling.tap_extent(grid, output.shape, sampling.region_window(input.shape[2:], (0, 0)), *codes)
+    region = (slice(None), slice(None)) + tuple(slice(low, high + 1) for low, high in extent)
+    part = np.ascontiguousarray(input[region])
+    window = sampling.region_window(input.shape[2:], extent[:, 0])
+    part_output = np.empty_like(output)
+    sampling.sample_region(part, grid, part_output, window, *codes)
+    np.testing.assert_array_equal(part_output, output)
+    grad_part, grad_points = np.empty_like(part), np.empty_like(grid)
+    sampling.sample_region_backward(grad_output, part, grid, grad_part, grad_points, window, *codes, True)
+    np.testing.assert_array_equal(grad_points, grad_grid)
+    np.testing.assert_array_equal(grad_part, grad_input[region])

@@ -380,15 +380,16 @@ def _sizes(array, spatial):
 
 
 @njit(inline="always")
-def _regions(window, sizes, out_sizes, windowed):
-    """(whole size (W, H, D), origin (x, y, z)) of the input and of the
-    output: from ``window`` (12 ints, see `region_window`) when windowed,
-    else the arrays themselves at the origin."""
+def _region(window, at, sizes, windowed):
+    """(whole size (W, H, D), origin (x, y, z)) of the input (``at`` 0) or
+    output (``at`` 6): from ``window`` (12 ints, see `region_window`) when
+    windowed, else the array itself at the origin. Int64 throughout: a tuple
+    mixing literal ints trips Numba's array analysis of parallel kernels,
+    and so did returning both regions as one tuple of tuples."""
     if windowed:
-        return ((window[0], window[1], window[2], window[3], window[4], window[5]),
-                (window[6], window[7], window[8], window[9], window[10], window[11]))
-    return ((sizes[0], sizes[1], sizes[2], 0, 0, 0),
-            (out_sizes[0], out_sizes[1], out_sizes[2], 0, 0, 0))
+        return (window[at], window[at + 1], window[at + 2], window[at + 3], window[at + 4], window[at + 5])
+    zero = np.int64(0)
+    return (np.int64(sizes[0]), np.int64(sizes[1]), np.int64(sizes[2]), zero, zero, zero)
 
 
 # ------------------------------------------------------------ backward chunks
@@ -469,7 +470,8 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
         pad = padding_mode if padding is None else padding
         n_batch, channels = source.shape[0], source.shape[1]
         sizes, out_sizes = _sizes(source, spatial), _sizes(output, spatial)
-        region, out_region = _regions(window, sizes, out_sizes, windowed)
+        region = _region(window, 0, sizes, windowed)
+        out_region = _region(window, 6, out_sizes, windowed)
         out_width, out_height, out_depth = out_sizes
         volume = sizes[0] * sizes[1] * sizes[2]
         count = out_width * out_height * out_depth
@@ -511,7 +513,8 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
         pad = padding_mode if padding is None else padding
         n_batch, channels = source.shape[0], source.shape[1]
         sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
-        region, out_region = _regions(window, sizes, out_sizes, windowed)
+        region = _region(window, 0, sizes, windowed)
+        out_region = _region(window, 6, out_sizes, windowed)
         width, height, depth = sizes
         out_width, out_height, out_depth = out_sizes
         volume = width * height * depth
@@ -586,7 +589,8 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
         pad = padding_mode if padding is None else padding
         n_batch = source.shape[0]
         sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
-        region, out_region = _regions(window, sizes, out_sizes, windowed)
+        region = _region(window, 0, sizes, windowed)
+        out_region = _region(window, 6, out_sizes, windowed)
         out_width, out_height, out_depth = out_sizes
         count = out_width * out_height * out_depth
         points = points.reshape(-1)
@@ -613,7 +617,8 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
         both)."""
         pad = padding_mode if padding is None else padding
         points = points.reshape(-1)
-        region, out_region = _regions(window, out_sizes, out_sizes, True)
+        region = _region(window, 0, out_sizes, True)
+        out_region = _region(window, 6, out_sizes, True)
         theta, bases = _affine_parts(points, out_region, align_corners, fused, spatial)
         out_width, out_height, out_depth = out_sizes
         count = out_width * out_height * out_depth
