@@ -532,18 +532,61 @@ def _forward_task(op, part, blocks, points, out_shape, mask):
 
 
 def _apply_mask(output, mask, origin, in_size):
-    """scipy's "constant": ``cval`` where an output pixel's source pixel is outside [0, size-1]."""
+    """scipy's "constant": ``cval`` where an output pixel's source pixel is outside [0, size-1].
+
+    Along a line of the last output axis a source coordinate is ``base +
+    slope * o`` (float64, that order): monotone, so the points inside form one
+    run per line, found from the two crossings and checked at its ends with
+    that same formula; only the mask is written per point.
+    """
+    shape = output.shape[2:]
+    width = shape[-1]
+    lines = np.meshgrid(*[np.arange(o, o + s, dtype=np.float64) for o, s in zip(origin[:-1], shape[:-1])],
+                        indexing="ij")
+    columns = np.arange(width, dtype=np.int64)
+    first = np.zeros(shape[:-1], np.int64)
+    stop = np.full(shape[:-1], width, np.int64)
+    for i, size in enumerate(in_size):
+        base = np.full(shape[:-1], mask.offset[i], np.float64)
+        for j, along in enumerate(lines):
+            base = base + mask.matrix[i, j] * along
+        slope = float(mask.matrix[i, -1])
+
+        def inside(column):
+            coordinate = base + slope * (origin[-1] + column).astype(np.float64)
+            return (coordinate >= 0) & (coordinate <= size - 1)
+
+        if slope == 0.0:
+            low = np.where(inside(np.zeros_like(first)), 0, width)
+            high = np.full_like(first, width - 1)
+        else:
+            a = (0.0 - base) / slope - origin[-1]
+            b = (size - 1.0 - base) / slope - origin[-1]
+            low = np.ceil(np.clip(np.minimum(a, b), -2, width + 1)).astype(np.int64)
+            high = np.floor(np.clip(np.maximum(a, b), -2, width + 1)).astype(np.int64)
+            # the division rounds: move each end by one where the formula itself disagrees
+            low = np.where(inside(low - 1) & (low - 1 >= 0), low - 1, low)
+            low = np.where(~inside(low) & (low < width), low + 1, low)
+            high = np.where(inside(high + 1) & (high + 1 < width), high + 1, high)
+            high = np.where(~inside(high) & (high >= 0), high - 1, high)
+        first = np.maximum(first, low)
+        stop = np.minimum(stop, high + 1)
+    outside = (columns < first[..., None]) | (columns >= stop[..., None])
+    np.copyto(output, output.dtype.type(mask.cval), where=outside)
+
+
+def _apply_mask_per_point(output, mask, origin, in_size):
+    """`_apply_mask` point by point (the reference of tests/test_dask.py)."""
     shape = output.shape[2:]
     outside = np.zeros(shape, bool)
-    axes = [np.arange(o, o + s, dtype=np.float64) for o, s in zip(origin, shape)]
+    grids = np.meshgrid(*[np.arange(o, o + s, dtype=np.float64) for o, s in zip(origin, shape)], indexing="ij")
     for i, size in enumerate(in_size):
-        coordinate = np.full(shape, mask.offset[i], np.float64)
-        for j, along in enumerate(axes):
-            view = [1] * len(shape)
-            view[j] = shape[j]
-            coordinate = coordinate + (mask.matrix[i, j] * along).reshape(view)
+        base = np.full(shape[:-1], mask.offset[i], np.float64)
+        for j in range(len(shape) - 1):
+            base = base + mask.matrix[i, j] * grids[j][..., 0]
+        coordinate = base[..., None] + mask.matrix[i, -1] * grids[-1]
         outside |= (coordinate < 0) | (coordinate > size - 1)
-    output[..., outside] = mask.cval
+    np.copyto(output, output.dtype.type(mask.cval), where=outside)
 
 
 def _fill_task(shape, value, dtype):

@@ -248,6 +248,21 @@ def test_affine_transform_matrix_forms_cval_and_float32(rng):
     np.testing.assert_allclose(got, ndi.affine_transform(single.astype(np.float64), matrix, offset, order=1), atol=2e-5)
 
 
+def test_constant_mode_mask_by_runs_equals_the_mask_point_by_point(rng):
+    for trial in range(400):
+        ndim = 2 + trial % 2
+        matrix = rng.normal(size=(ndim, ndim)) if trial % 3 else np.round(rng.normal(size=(ndim, ndim)) * 2) / 2
+        matrix = np.eye(ndim) if trial % 7 == 0 else matrix  # exact boundary hits
+        offset = rng.normal(size=ndim) * 5 if trial % 3 else np.round(rng.normal(size=ndim) * 4) / 2
+        size = tuple(rng.integers(1, 20, ndim))
+        shape, origin = tuple(rng.integers(1, 12, ndim)), tuple(rng.integers(-5, 20, ndim))
+        by_runs, by_points = np.zeros((1, 1) + shape), np.zeros((1, 1) + shape)
+        mask = sd._Mask(matrix, offset, 1.0)
+        sd._apply_mask(by_runs, mask, origin, size)
+        sd._apply_mask_per_point(by_points, mask, origin, size)
+        np.testing.assert_array_equal(by_runs, by_points)
+
+
 @pytest.mark.parametrize("kwargs, error, words", [
     ({"mode": "wrap"}, ValueError, ["mode must be one of", "'wrap'"]),
     ({"mode": "grid-wrap"}, ValueError, ["mode must be one of"]),
