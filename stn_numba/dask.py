@@ -60,7 +60,8 @@ CPU only: arrays whose chunks are GPU arrays are refused.
 import math
 import os
 import threading
-from dataclasses import dataclass
+import operator
+from dataclasses import dataclass, replace
 from itertools import product
 from urllib.parse import urlparse
 
@@ -736,8 +737,8 @@ def _forward(op, x, out_chunks, grid=None, theta=None, masks=None, squeeze=False
                 layer[out_key] = (_squeezed if squeeze else _identity,
                                   (_fill_task, lead + shape, mask, op.dtype))
                 continue
-            inputs = [_chunk(x, (ib, ic) + index) for index in blocks]
-            task = (_forward_task, op, part, inputs, plan.points(ib, jo), shape, mask)
+            inputs, piece_part = _pieces(x, (ib, ic), part, blocks, layer, f"{out_name}-cut", (ib, ic) + jo)
+            task = (_forward_task, op, piece_part, inputs, plan.points(ib, jo), shape, mask)
             layer[out_key] = (_squeezed, task) if squeeze else task
     dependencies = [a for a in (x, grid) if isinstance(a, da.Array)]
     graph = HighLevelGraph.from_collections(out_name, layer, dependencies=dependencies)
@@ -745,9 +746,33 @@ def _forward(op, x, out_chunks, grid=None, theta=None, masks=None, squeeze=False
     return da.Array(graph, out_name, chunks, meta=np.empty((0,) * len(chunks), op.dtype))
 
 
-def _chunk(x, index):
-    """What a task gets for input chunk ``index``: the key of a dask chunk, or a source's lazy window."""
-    return x.block(index) if isinstance(x, _Source) else (x.name,) + tuple(index)
+def _pieces(x, lead, part, blocks, layer, cut_name, where):
+    """What a task gets for its input region: per input chunk, the chunk's key
+    when the region covers it, else the key of a cut of just the overlap (a
+    task of ``layer``, run where the chunk lives, so only the overlap moves
+    between workers), or a source's lazy window; and ``part`` with the pieces'
+    origins."""
+    if isinstance(x, _Source):
+        return [x.block(lead + index) for index in blocks], part
+    inputs, origins = [], []
+    for index, origin in zip(blocks, part.origins):
+        key = (x.name,) + lead + tuple(index)
+        cut, start = [slice(None)] * len(lead), []
+        whole = True
+        for axis, (first, low, size) in enumerate(zip(origin, part.low, part.shape)):
+            extent = x.chunks[len(lead) + axis][index[axis]]
+            a, b = max(low - first, 0), min(low + size - first, extent)
+            whole = whole and a == 0 and b == extent
+            cut.append(slice(a, b))
+            start.append(first + a)
+        if whole:
+            inputs.append(key)
+        else:
+            cut_key = (cut_name,) + where + tuple(index)
+            layer[cut_key] = (operator.getitem, key, tuple(cut))
+            inputs.append(cut_key)
+        origins.append(tuple(start))
+    return inputs, replace(part, origins=tuple(origins))
 
 
 def _identity(value):
@@ -775,8 +800,8 @@ def _backward(op, grad_output, x, out_chunks, input_requires_grad, grid=None, th
     layer = {}
     for (key, ((part, blocks), _)) in plan.parts.items():
         ib, jo = key[0], key[1:]
-        inputs = [_chunk(x, (ib, 0) + index) for index in blocks]
-        layer[(part_name,) + key] = (_backward_task, op, part, (grad_output.name, ib, 0) + jo, inputs,
+        inputs, piece_part = _pieces(x, (ib, 0), part, blocks, layer, f"{part_name}-cut", key)
+        layer[(part_name,) + key] = (_backward_task, op, piece_part, (grad_output.name, ib, 0) + jo, inputs,
                                      plan.points(ib, jo), input_requires_grad)
     dependencies = [a for a in (x, grad_output, grid) if isinstance(a, da.Array)]
     parts_graph = HighLevelGraph.from_collections(part_name, layer, dependencies=dependencies)
