@@ -41,8 +41,13 @@ def float_dtype(array, name):
 def same_dtype(**arrays):
     """Return the common float dtype of ``arrays``; mixing float32 and float64 is refused."""
     first, *rest = arrays.values()
-    if first.dtype in _NATIVE_FLOATS and all(array.dtype == first.dtype for array in rest):
-        return first.dtype  # the common case
+    dtype = first.dtype
+    if dtype in _NATIVE_FLOATS:
+        for array in rest:
+            if array.dtype != dtype:
+                break
+        else:
+            return dtype  # the common case
     dtypes = {name: float_dtype(array, name) for name, array in arrays.items()}
     if len(set(dtypes.values())) > 1:
         given = ", ".join(f"{name} is {dtype}" for name, dtype in dtypes.items())
@@ -83,6 +88,13 @@ def padding_mode(value):
 
 def size(value, spatial_dims=None):
     """Return ``size`` (N, C, H, W) or (N, C, D, H, W) as a tuple of non-negative ints."""
+    lengths = (4, 5) if spatial_dims is None else (spatial_dims + 2,)
+    if type(value) is tuple and len(value) in lengths:
+        for d in value:
+            if type(d) is not int or d < 0:
+                break
+        else:
+            return value  # the common case: a tuple of Python ints
     try:
         dims = tuple(operator.index(d) for d in value)
     except TypeError:
@@ -104,6 +116,25 @@ def theta_for_size(theta, dims):
     return float_dtype(theta, "theta")
 
 
+def sampler_options(mode_name, padding_name, align, spatial):
+    """(mode code, padding code, align_corners) of valid sampler options."""
+    if align is None or type(align) is bool:  # not 1 or 1.0, which equal True as keys
+        try:
+            return _VALID_OPTIONS[mode_name, padding_name, align, spatial]  # the common case
+        except (KeyError, TypeError):  # unknown, or unhashable
+            pass
+    return mode(mode_name, spatial), padding_mode(padding_name), align_corners(align)
+
+
+# Every valid (mode, padding_mode, align_corners, spatial dims) -> codes.
+_VALID_OPTIONS = {
+    (mode_name, padding_name, align, spatial): (code, padding_code, bool(align))
+    for mode_name, code in _codes.MODES.items() for padding_name, padding_code in _codes.PADDING_MODES.items()
+    for align in (False, True, None) for spatial in (2, 3)
+    if not (mode_name == "bicubic" and spatial == 3)
+}
+
+
 def grid_sample_args(input, grid, mode_name, padding_name, align):
     """Validate ``grid_sample`` arguments; return (dtype, mode code, padding code, align_corners)."""
     ndim(input, "input", (4, 5), "4-D (N, C, H, W) or 5-D (N, C, D, H, W)")
@@ -117,7 +148,7 @@ def grid_sample_args(input, grid, mode_name, padding_name, align):
     if 0 in input.shape[2:]:
         raise ValueError(f"input must have non-empty spatial dimensions, got {_describe(input)}")
     dtype = same_dtype(input=input, grid=grid)
-    return dtype, mode(mode_name, spatial), padding_mode(padding_name), align_corners(align)
+    return (dtype, *sampler_options(mode_name, padding_name, align, spatial))
 
 
 def grad_output_for(grad_output, input, grid):
@@ -201,14 +232,16 @@ def affine_grid_sample_args(input, theta, size_value, mode_name, padding_name, a
     ndim(input, "input", (4, 5), "4-D (N, C, H, W) or 5-D (N, C, D, H, W)")
     ndim(theta, "theta", (3,), "a 3-D array (N, 2, 3) or (N, 3, 4)")
     dims = size(size_value)
-    if len(dims) != input.ndim:
+    shape = input.shape
+    if len(dims) != len(shape):
         raise ValueError(f"size must have {input.ndim} entries (N, C, ...output spatial size) for "
                          f"{input.ndim}-D input, got {dims}")
-    for axis, what in ((0, "batch size N"), (1, "channel count C")):
-        if dims[axis] != input.shape[axis]:
-            raise ValueError(f"size[{axis}] must be input's {what} ({input.shape[axis]}), got size {dims}")
-    theta_for_size(theta, dims)
-    if 0 in input.shape[2:]:
+    if dims[0] != shape[0] or dims[1] != shape[1]:
+        axis, what = (0, "batch size N") if dims[0] != shape[0] else (1, "channel count C")
+        raise ValueError(f"size[{axis}] must be input's {what} ({shape[axis]}), got size {dims}")
+    if theta.shape != (dims[0],) + _THETA_SHAPES[len(dims) - 2]:
+        theta_for_size(theta, dims)  # raises, naming what was expected
+    if 0 in shape[2:]:
         raise ValueError(f"input must have non-empty spatial dimensions, got {_describe(input)}")
     dtype = same_dtype(input=input, theta=theta)
-    return dims, dtype, mode(mode_name, input.ndim - 2), padding_mode(padding_name), align_corners(align)
+    return (dims, dtype, *sampler_options(mode_name, padding_name, align, input.ndim - 2))

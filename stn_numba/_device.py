@@ -40,15 +40,17 @@ class CpuBackend:
         from ._cpu import grids, sampling
 
         self._modules = (grids, sampling)
-        self._guarded = _threading.threading_layer() == "workqueue"  # kernels must take turns (guard)
+        self._kernels = {}  # name -> kernel, looked up once
 
     def kernel(self, name):
         """The kernel called ``name`` (see the kernel table in CONTRIBUTING.md)."""
-        for module in self._modules:
-            kernel = getattr(module, name, None)
-            if kernel is not None:
-                return _threading.guard(kernel) if self._guarded else kernel
-        raise AttributeError(f"no CPU kernel named {name!r}")
+        kernel = self._kernels.get(name)
+        if kernel is None:
+            module = next((m for m in self._modules if hasattr(m, name)), None)
+            if module is None:
+                raise AttributeError(f"no CPU kernel named {name!r}")
+            kernel = self._kernels[name] = _threading.guard(getattr(module, name))
+        return kernel
 
     @staticmethod
     def as_array(value, name):

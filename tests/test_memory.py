@@ -19,6 +19,7 @@ import pytest
 import reference
 import stn_numba
 from stn_numba import _codes, _coords
+from stn_numba import _device
 from stn_numba._cpu import grids as cpu_grids
 from stn_numba._cpu import sampling as cpu_sampling
 
@@ -129,6 +130,7 @@ def kernel_arguments(monkeypatch):
                     seen.extend(a for a in args if isinstance(a, np.ndarray))
                     return kernel(*args)
                 monkeypatch.setattr(module, name, spy)
+    monkeypatch.setattr(_device._cpu_backend(), "_kernels", {})  # look the spies up
     return seen
 
 

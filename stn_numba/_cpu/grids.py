@@ -52,14 +52,11 @@ def _sum_chunks(partial, total):
                 total[n, r, k] = value
 
 
-@njit(parallel=True, cache=True)
-def _affine_grid(theta, grid, depth, height, align_corners):
-    """``theta`` (N, A, A+1) into ``grid`` (N, depth*height, W, A)."""
-    n_batch, rows, width, axes = grid.shape
-    xs = _base_coordinates(width, align_corners, grid)
-    ys = _base_coordinates(height, align_corners, grid)
-    zs = _base_coordinates(depth, align_corners, grid)
-    for item in prange(n_batch * rows):
+@njit(inline="always")
+def _affine_grid_rows(theta, grid, xs, ys, zs, height, first, last):
+    """Rows ``first..last-1`` (over images and depth * height) of the grid."""
+    rows, width, axes = grid.shape[1:]
+    for item in range(first, last):
         n = item // rows
         row = item % rows
         y = ys[row % height]
@@ -71,6 +68,31 @@ def _affine_grid(theta, grid, depth, height, align_corners):
             slope = theta[n, a, 0]
             for w in range(width):
                 grid[n, row, w, a] = slope * xs[w] + offset
+
+
+def _make_affine_grid(parallel):
+    """``theta`` (N, A, A+1) into ``grid`` (N, depth*height, W, A): rows over
+    the threads, or (small work) serially on the calling thread."""
+    loop = prange if parallel else range
+
+    @njit(parallel=parallel, cache=True)
+    def affine_grid(theta, grid, depth, height, align_corners):
+        n_batch, rows, width, axes = grid.shape
+        xs = _base_coordinates(width, align_corners, grid)
+        ys = _base_coordinates(height, align_corners, grid)
+        zs = _base_coordinates(depth, align_corners, grid)
+        items = n_batch * rows
+        tasks = min(items, 64) if parallel else 1
+        for task in loop(tasks):
+            _affine_grid_rows(theta, grid, xs, ys, zs, height,
+                              task * items // tasks, (task + 1) * items // tasks)
+
+    return affine_grid
+
+
+_affine_grid = _make_affine_grid(True)
+_affine_grid_serial = _make_affine_grid(False)
+_SERIAL_POINTS = 1 << 14  # grids smaller than this are made on the calling thread
 
 
 @njit(parallel=True, cache=True)
@@ -108,21 +130,19 @@ def _affine_grid_backward(grad_grid, grad_theta, depth, height, align_corners):
     _sum_chunks(partial, grad_theta)
 
 
-@njit(cache=True)
 def affine_grid_2d(theta, grid, align_corners):
     """``theta`` (N, 2, 3) into ``grid`` (N, H, W, 2), like
     ``torch.nn.functional.affine_grid``."""
     n_batch, height, width, _ = grid.shape
-    _affine_grid(theta, grid.reshape(n_batch, height, width, 2), np.int64(1), height,
-                 align_corners)
+    kernel = _affine_grid_serial if grid.size < _SERIAL_POINTS else _affine_grid
+    kernel(theta, grid.reshape(n_batch, height, width, 2), 1, height, align_corners)
 
 
-@njit(cache=True)
 def affine_grid_3d(theta, grid, align_corners):
     """``theta`` (N, 3, 4) into ``grid`` (N, D, H, W, 3)."""
     n_batch, depth, height, width, _ = grid.shape
-    _affine_grid(theta, grid.reshape(n_batch, depth * height, width, 3),
-                 depth, height, align_corners)
+    kernel = _affine_grid_serial if grid.size < _SERIAL_POINTS else _affine_grid
+    kernel(theta, grid.reshape(n_batch, depth * height, width, 3), depth, height, align_corners)
 
 
 @njit(cache=True)

@@ -380,14 +380,17 @@ def _sizes(array, spatial):
 
 
 @njit(inline="always")
-def _region(window, at, sizes, windowed):
+def _region(window, at):
     """(whole size (W, H, D), origin (x, y, z)) of the input (``at`` 0) or
-    output (``at`` 6): from ``window`` (12 ints, see `region_window`) when
-    windowed, else the array itself at the origin. Int64 throughout: a tuple
-    mixing literal ints trips Numba's array analysis of parallel kernels,
-    and so did returning both regions as one tuple of tuples."""
-    if windowed:
-        return (window[at], window[at + 1], window[at + 2], window[at + 3], window[at + 4], window[at + 5])
+    output (``at`` 6) of a windowed kernel, from ``window`` (`region_window`)."""
+    return (window[at], window[at + 1], window[at + 2], window[at + 3], window[at + 4], window[at + 5])
+
+
+@njit(inline="always")
+def _whole(sizes):
+    """The region of an array that is the whole: its sizes, origin 0. Int64
+    throughout: a tuple mixing literal ints trips Numba's array analysis of
+    parallel kernels (and so did a tuple of two regions)."""
     zero = np.int64(0)
     return (np.int64(sizes[0]), np.int64(sizes[1]), np.int64(sizes[2]), zero, zero, zero)
 
@@ -470,8 +473,9 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
         pad = padding_mode if padding is None else padding
         n_batch, channels = source.shape[0], source.shape[1]
         sizes, out_sizes = _sizes(source, spatial), _sizes(output, spatial)
-        region = _region(window, 0, sizes, windowed)
-        out_region = _region(window, 6, out_sizes, windowed)
+        # (``window`` is None unless windowed)
+        region = _region(window, 0) if windowed else _whole(sizes)
+        out_region = _region(window, 6) if windowed else _whole(out_sizes)
         out_width, out_height, out_depth = out_sizes
         volume = sizes[0] * sizes[1] * sizes[2]
         count = out_width * out_height * out_depth
@@ -513,8 +517,9 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
         pad = padding_mode if padding is None else padding
         n_batch, channels = source.shape[0], source.shape[1]
         sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
-        region = _region(window, 0, sizes, windowed)
-        out_region = _region(window, 6, out_sizes, windowed)
+        # (``window`` is None unless windowed)
+        region = _region(window, 0) if windowed else _whole(sizes)
+        out_region = _region(window, 6) if windowed else _whole(out_sizes)
         width, height, depth = sizes
         out_width, out_height, out_depth = out_sizes
         volume = width * height * depth
@@ -589,8 +594,9 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
         pad = padding_mode if padding is None else padding
         n_batch = source.shape[0]
         sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
-        region = _region(window, 0, sizes, windowed)
-        out_region = _region(window, 6, out_sizes, windowed)
+        # (``window`` is None unless windowed)
+        region = _region(window, 0) if windowed else _whole(sizes)
+        out_region = _region(window, 6) if windowed else _whole(out_sizes)
         out_width, out_height, out_depth = out_sizes
         count = out_width * out_height * out_depth
         points = points.reshape(-1)
@@ -617,8 +623,8 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
         both)."""
         pad = padding_mode if padding is None else padding
         points = points.reshape(-1)
-        region = _region(window, 0, out_sizes, True)
-        out_region = _region(window, 6, out_sizes, True)
+        region = _region(window, 0)
+        out_region = _region(window, 6)
         theta, bases = _affine_parts(points, out_region, align_corners, fused, spatial)
         out_width, out_height, out_depth = out_sizes
         count = out_width * out_height * out_depth
@@ -678,14 +684,13 @@ def _forward(fused, input, points, output, mode, padding_mode, align_corners,
              window=None):
     windowed = window is not None
     _kernel(input.ndim - 2, mode, padding_mode, fused, output.size, 0, windowed)(
-        input, points, output, window if windowed else _NO_WINDOW, padding_mode, align_corners)
+        input, points, output, window, padding_mode, align_corners)
 
 
 def _backward(fused, grad_output, input, points, grad_input, grad_points,
               mode, padding_mode, align_corners, input_requires_grad,
               window=None):
     windowed = window is not None
-    window = window if windowed else _NO_WINDOW
     kernel = _kernel(input.ndim - 2, mode, padding_mode, fused, grad_output.size, 1, windowed)
     chunks, rows, offsets, buffers = _backward_plan(
         fused, grad_output, input, points, mode, padding_mode, align_corners,
@@ -705,15 +710,16 @@ def _backward_plan(fused, grad_output, input, points, mode, padding_mode,
     ``chunk_rows`` kernel), at ``offsets`` in ``buffers``, summed into
     grad_input in chunk order afterwards (`_add_private_rows`)."""
     n_batch, channels = input.shape[:2]
-    no_buffers = _NO_ROWS, _NO_OFFSETS, np.empty(0, grad_output.dtype)
-    if input_requires_grad and n_batch >= _PARALLEL_CHUNKS:
-        return (1,) + no_buffers  # the common case: an image per work item
+    no_buffers = _NO_ROWS, _NO_OFFSETS, _NO_BUFFERS[grad_output.dtype]
+    points = grad_output[0, 0].size
+    if input_requires_grad and (n_batch >= _PARALLEL_CHUNKS or points < 2 * _MIN_CHUNK_POINTS):
+        return (1,) + no_buffers  # the common cases: an image per work item
     out_sizes = grad_output.shape[:1:-1] + (1,) * (5 - grad_output.ndim)
     tiles = _tiling(*out_sizes)[4]
     if not input_requires_grad:
         return (tiles,) + no_buffers  # no scatter: any tile is a work item
-    volume = math.prod(input.shape[2:])
-    chunks = min(-(-_PARALLEL_CHUNKS // n_batch), math.prod(out_sizes) // _MIN_CHUNK_POINTS, tiles,
+    volume = input[0, 0].size
+    chunks = min(-(-_PARALLEL_CHUNKS // n_batch), points // _MIN_CHUNK_POINTS, tiles,
                  1 + _PARTIAL_BUDGET // max(1, n_batch * channels * volume))
     if chunks <= 1:
         return (1,) + no_buffers
@@ -728,7 +734,7 @@ def _backward_plan(fused, grad_output, input, points, mode, padding_mode,
 
 _NO_ROWS = np.zeros((0, 2), np.int64)
 _NO_OFFSETS = np.zeros(1, np.int64)
-_NO_WINDOW = np.zeros(0, np.int64)
+_NO_BUFFERS = {np.dtype(t): np.empty(0, t) for t in (np.float32, np.float64)}
 
 
 def region_window(input_size, input_origin, output_size=None, output_origin=None):
