@@ -711,15 +711,15 @@ def _backward_plan(fused, grad_output, input, points, mode, padding_mode,
     grad_input in chunk order afterwards (`_add_private_rows`)."""
     n_batch, channels = input.shape[:2]
     no_buffers = _NO_ROWS, _NO_OFFSETS, _NO_BUFFERS[grad_output.dtype]
-    points = grad_output[0, 0].size
-    if input_requires_grad and (n_batch >= _PARALLEL_CHUNKS or points < 2 * _MIN_CHUNK_POINTS):
+    out_points = grad_output[0, 0].size
+    if input_requires_grad and (n_batch >= _PARALLEL_CHUNKS or out_points < 2 * _MIN_CHUNK_POINTS):
         return (1,) + no_buffers  # the common cases: an image per work item
     out_sizes = grad_output.shape[:1:-1] + (1,) * (5 - grad_output.ndim)
     tiles = _tiling(*out_sizes)[4]
     if not input_requires_grad:
         return (tiles,) + no_buffers  # no scatter: any tile is a work item
     volume = input[0, 0].size
-    chunks = min(-(-_PARALLEL_CHUNKS // n_batch), points // _MIN_CHUNK_POINTS, tiles,
+    chunks = min(-(-_PARALLEL_CHUNKS // n_batch), out_points // _MIN_CHUNK_POINTS, tiles,
                  1 + _PARTIAL_BUDGET // max(1, n_batch * channels * volume))
     if chunks <= 1:
         return (1,) + no_buffers
