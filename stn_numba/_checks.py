@@ -139,8 +139,8 @@ def grid_sample_args(input, grid, mode_name, padding_name, align):
     """Validate ``grid_sample`` arguments; return (dtype, mode code, padding code, align_corners)."""
     ndim(input, "input", (4, 5), "4-D (N, C, H, W) or 5-D (N, C, D, H, W)")
     spatial = input.ndim - 2
-    grid_shape = grid.shape
-    if grid.ndim != input.ndim or grid_shape[-1] != spatial:
+    grid_shape = grid.shape  # (no negative indices: the CUDA simulator's shapes refuse them)
+    if grid.ndim != input.ndim or grid_shape[spatial + 1] != spatial:
         layout = "(N, H_out, W_out, 2)" if spatial == 2 else "(N, D_out, H_out, W_out, 3)"
         raise ValueError(f"grid must have shape {layout} for {input.ndim}-D input, got {_describe(grid)}")
     if grid_shape[0] != input.shape[0]:
