@@ -72,6 +72,11 @@ _SERIAL_WORK = 1 << 15  # below this many tap reads a call runs serially
 _PARALLEL_CHUNKS = 4  # backward: cut images so that N * chunks reaches this
 _MIN_CHUNK_POINTS = 16384  # backward: fewest points worth a private buffer
 _PARTIAL_BUDGET = 2**25  # backward: most elements of private buffers
+# NumPy's error model: a float division by zero gives Inf instead of raising,
+# so no division carries an exception branch, which would keep the loops
+# over points (reflection's floor division, for one) from vectorising. No
+# kernel divides by zero on valid input.
+_KERNEL_OPTIONS = {"cache": True, "error_model": "numpy"}
 
 
 _TAPS_PER_AXIS = {BILINEAR: 2, NEAREST: 1, BICUBIC: 4}
@@ -153,7 +158,7 @@ def _tabulate(grid, theta, bases, n, points, tile, sizes, region, out_width,
     """
 
 
-@overload(_tabulate, prefer_literal=True, jit_options={"cache": True, "forceinline": True})
+@overload(_tabulate, prefer_literal=True, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
 def _tabulate_case(grid, theta, bases, n, points, tile, sizes, region,
                    out_width, align_corners, mode, padding, fused, spatial,
                    per_axis, with_slopes, windowed, axes, tables):
@@ -464,7 +469,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
     per_axis = taps_per_axis(mode)
     with_grid = mode != NEAREST
 
-    @njit(parallel=parallel, cache=True)
+    @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def forward(source, points, output, window, padding_mode, align_corners):
         """Sample ``source`` (N, C, *S) into ``output`` (N, C, *So) at the
         grid (N, *So, A) or, fused, theta (N, A, A+1) ``points``; a
@@ -504,7 +509,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
                                  (n * channels + c) * count, tile, out_width,
                                  spatial, per_axis, tables)
 
-    @njit(parallel=parallel, cache=True)
+    @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def backward(grad_output, source, points, grad_source, grad_points,
                  chunks, rows, offsets, buffers, window, padding_mode,
                  align_corners, input_requires_grad):
@@ -586,7 +591,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
             _sum_chunks(theta_sums.reshape(n_batch, chunks, spatial, spatial + 1),
                         grad_points.reshape(n_batch, spatial, spatial + 1))
 
-    @njit(parallel=parallel, cache=True)
+    @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def chunk_rows(grad_output, source, points, chunks, window, padding_mode,
                    align_corners, rows):
         """``rows[item]`` = the lowest and highest input row (z * H + y) that
@@ -613,7 +618,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
                     tiling, sizes, region, out_sizes, align_corners, mode,
                     pad, fused, spatial, per_axis, windowed, tables)
 
-    @njit(parallel=parallel, cache=True)
+    @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def extent(points, n_batch, out_sizes, window, padding_mode, align_corners,
                bounds):
         """``bounds[group, axis]`` = the lowest and highest tap index along
