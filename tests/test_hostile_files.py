@@ -205,6 +205,13 @@ def stn_numba_command(*argv):
     return [sys.executable, "-m", "stn_numba", *map(str, argv)]
 
 
+def restore_default_sigint():
+    """In the child, before exec: SIGINT back to its default. A shell's
+    background job starts with SIGINT ignored, the child would inherit that,
+    and Python turns SIGINT into KeyboardInterrupt only if it was not."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def completed_epochs(directory):
     try:
         with open(directory / experiments.METRICS) as file:
@@ -220,7 +227,8 @@ def test_sigint_during_training_leaves_a_checkpoint_that_resume_continues(tmp_pa
     epochs = 100  # 0.02-0.05 s each on 2 cores: the signal lands well before the end
     rng = np.random.default_rng(1)
     training = subprocess.Popen(stn_numba_command("train", "--out", out, "--epochs", epochs, *TINY),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=restore_default_sigint)
     deadline = time.monotonic() + 300
     while not completed_epochs(out) and time.monotonic() < deadline and training.poll() is None:
         time.sleep(0.05)
@@ -249,7 +257,8 @@ def test_sigint_before_the_first_checkpoint_leaves_nothing_to_resume(tmp_path):
     the KeyboardInterrupt with a traceback and exits by SIGINT; after that the CLI exits with 130.)"""
     out = tmp_path / "run"
     training = subprocess.Popen(stn_numba_command("train", "--out", out, "--epochs", 3, *TINY),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=restore_default_sigint)
     time.sleep(0.5)
     training.send_signal(signal.SIGINT)
     _, err = training.communicate(timeout=120)
