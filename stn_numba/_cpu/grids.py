@@ -70,6 +70,9 @@ def _affine_grid_rows(theta, grid, xs, ys, zs, height, first, last):
                 grid[n, row, w, a] = slope * xs[w] + offset
 
 
+_MAX_TASKS = 64  # parallel tasks of affine_grid (any value gives the same grid)
+
+
 def _make_affine_grid(parallel):
     """``theta`` (N, A, A+1) into ``grid`` (N, depth*height, W, A): rows over
     the threads, or (small work) serially on the calling thread."""
@@ -82,7 +85,7 @@ def _make_affine_grid(parallel):
         ys = _base_coordinates(height, align_corners, grid)
         zs = _base_coordinates(depth, align_corners, grid)
         items = n_batch * rows
-        tasks = min(items, 64) if parallel else 1
+        tasks = min(items, _MAX_TASKS) if parallel else 1
         for task in loop(tasks):
             _affine_grid_rows(theta, grid, xs, ys, zs, height,
                               task * items // tasks, (task + 1) * items // tasks)
