@@ -1,13 +1,18 @@
-"""One training step of the PyTorch spatial-transformer tutorial model: stn_numba vs torch CPU.
+"""One training step, stn_numba vs torch CPU: the PyTorch spatial-transformer
+tutorial's model, or the CNN of the paper's Table 1 (``stn-numba table1``).
 
 Run from the repository root::
 
-    python -m benchmarks.bench_train_step              # batch 64, 28×28, float32, 2 threads
+    python -m benchmarks.bench_train_step              # tutorial model, batch 64, 28×28, float32, 2 threads
+    python -m benchmarks.bench_train_step --model cnn --size 42 --batch 256   # the RTS CNN
     python -m benchmarks.bench_train_step --quick      # smoke run: numbers mean nothing
 
-A step is ``zero_grad``, forward (localisation net, ``affine_grid``,
+A tutorial step is ``zero_grad``, forward (localisation net, ``affine_grid``,
 ``grid_sample``, classifier with dropout in training mode), ``nll_loss``,
-backward and an SGD step with momentum. Each implementation runs in its own
+backward and an SGD step with momentum. A CNN step runs the Table-1
+classifier (`stn_numba.experiments.classifier`: conv 9×9, pool, conv 7×7,
+pool, linear; built with each library's ``nn``) with ``cross_entropy``, as
+``table1`` trains it. Each implementation runs in its own
 worker process (their OpenMP pools would compete in one), with every thread
 pool sized to ``--threads``; the table gives medians (and minima, which a
 busy machine disturbs less) after warm-up steps and the ratios to torch. Run
@@ -24,6 +29,7 @@ import sys
 import numpy as np
 
 IMPLEMENTATIONS = ("torch", "stn_numba")
+MODELS = ("tutorial", "cnn")
 
 
 def tutorial_net(nn, F):
@@ -90,18 +96,27 @@ def _batch(batch, size, seed=0):
     return rng.uniform(0, 1, (batch, 1, size, size)).astype(np.float32), rng.integers(0, 10, batch)
 
 
-def _torch_step(batch, size):
+def _model_and_loss(name, size, nn, F):
+    """The model ``name`` built with ``nn`` and ``F``, and its training loss."""
+    if name == "cnn":
+        from stn_numba.experiments import classifier
+
+        return classifier((size, size), nn).train(), F.cross_entropy
+    return tutorial_net(nn, F).train(), F.nll_loss
+
+
+def _torch_step(name, batch, size):
     import torch
 
     torch.manual_seed(0)
-    model = tutorial_net(torch.nn, torch.nn.functional).train()
+    model, loss_function = _model_and_loss(name, size, torch.nn, torch.nn.functional)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     images, targets = _batch(batch, size)
     images, targets = torch.from_numpy(images), torch.from_numpy(targets)
 
     def step():
         optimizer.zero_grad()
-        loss = torch.nn.functional.nll_loss(model(images), targets)
+        loss = loss_function(model(images), targets)
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -109,21 +124,21 @@ def _torch_step(batch, size):
     return step
 
 
-def _stn_numba_step(batch, size):
+def _stn_numba_step(name, batch, size):
     import stn_numba.nn as nn
     import stn_numba.nn.functional as F
     from stn_numba import optim
     from stn_numba.tensor import Tensor, manual_seed
 
     manual_seed(0)
-    model = tutorial_net(nn, F).train()
+    model, loss_function = _model_and_loss(name, size, nn, F)
     optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     images, targets = _batch(batch, size)
     images = Tensor(images)
 
     def step():
         optimizer.zero_grad()
-        loss = F.nll_loss(model(images), targets)
+        loss = loss_function(model(images), targets)
         loss.backward()
         optimizer.step()
         return loss.item()
@@ -134,7 +149,7 @@ def _stn_numba_step(batch, size):
 def worker(args):
     from ._harness import emit, set_threads, time_call
 
-    step = {"torch": _torch_step, "stn_numba": _stn_numba_step}[args.impl](args.batch, args.size)
+    step = {"torch": _torch_step, "stn_numba": _stn_numba_step}[args.impl](args.model, args.batch, args.size)
     threads = set_threads(args.threads)
     timing = time_call(step, warmup=args.warmup, min_repeats=args.repeats, max_repeats=10 * args.repeats,
                        budget_s=args.budget)
@@ -143,6 +158,8 @@ def worker(args):
 
 def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="tutorial", choices=MODELS,
+                        help="the STN tutorial's model, or the Table-1 CNN classifier")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--size", type=int, default=28)
     parser.add_argument("--threads", type=int, default=2)
@@ -171,13 +188,14 @@ def main(argv=None):
 
     machine = machine_info(args.threads)
     blas = "" if args.blas_threads is None else f" (stn_numba BLAS: {args.blas_threads})"
-    print(f"Tutorial STN training step, batch {args.batch}, {args.size}×{args.size}, float32, "
+    title = {"tutorial": "Tutorial STN", "cnn": "Table-1 CNN"}[args.model]
+    print(f"{title} training step, batch {args.batch}, {args.size}×{args.size}, float32, "
           f"{args.threads} threads{blas}, {machine.get('cpu', 'unknown CPU')}")
     results = {}
     for impl in args.impl.split(","):
         if impl not in IMPLEMENTATIONS:
             raise SystemExit(f"--impl: unknown implementation {impl!r}; choose among {IMPLEMENTATIONS}")
-        worker_args = ["--worker", "--impl", impl, "--batch", args.batch, "--size", args.size,
+        worker_args = ["--worker", "--impl", impl, "--model", args.model, "--batch", args.batch, "--size", args.size,
                        "--threads", args.threads, "--warmup", args.warmup, "--repeats", args.repeats,
                        "--budget", args.budget]
         env = None

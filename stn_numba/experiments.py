@@ -111,13 +111,17 @@ class Config:
 # ------------------------------------------------------------------ models
 
 
-def _classifier(image_hw):
-    """conv 9×9 (32) → max-pool 2 → ReLU → conv 7×7 (32) → max-pool 2 → ReLU → linear 10."""
+def classifier(image_hw, library=nn):
+    """conv 9×9 (32) → max-pool 2 → ReLU → conv 7×7 (32) → max-pool 2 → ReLU → linear 10.
+
+    Built with ``library``: `stn_numba.nn`, or ``torch.nn``, which has the
+    same names (``benchmarks/bench_train_step.py`` times both).
+    """
     height, width = (((size - 8) // 2 - 6) // 2 for size in image_hw)
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 9), nn.MaxPool2d(2), nn.ReLU(),
-        nn.Conv2d(32, 32, 7), nn.MaxPool2d(2), nn.ReLU(),
-        nn.Flatten(), nn.Linear(32 * height * width, NUM_CLASSES))
+    return library.Sequential(
+        library.Conv2d(1, 32, 9), library.MaxPool2d(2), library.ReLU(),
+        library.Conv2d(32, 32, 7), library.MaxPool2d(2), library.ReLU(),
+        library.Flatten(), library.Linear(32 * height * width, NUM_CLASSES))
 
 
 def _localisation(image_hw):
@@ -151,7 +155,7 @@ def build_model(config, image_hw):
         modules["transformer"] = nn.SpatialTransformer(
             _localisation(image_hw), config.transform, output_size=ST_OUTPUT_HW, in_features=50)
         image_hw = ST_OUTPUT_HW
-    modules["classifier"] = _classifier(image_hw)
+    modules["classifier"] = classifier(image_hw)
     return nn.Sequential(modules)
 
 

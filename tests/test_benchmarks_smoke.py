@@ -111,3 +111,14 @@ def test_bad_option_is_refused():
     process = run_benchmarks("--shapes", "3x3", timeout=60)
     assert process.returncode == 2
     assert "--shapes" in process.stderr and "'3x3'" in process.stderr
+
+
+@pytest.mark.parametrize("model", ["tutorial", "cnn"])
+def test_training_step_benchmark_runs(model):
+    """``bench_train_step --quick`` times each implementation it can import (torch is optional)."""
+    process = subprocess.run([sys.executable, "-m", "benchmarks.bench_train_step", "--quick", "--model", model,
+                              "--batch", "4", "--size", "28", "--impl", "stn_numba"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert f"{'Tutorial STN' if model == 'tutorial' else 'Table-1 CNN'} training step, batch 4" in process.stdout
+    assert "| stn_numba |" in process.stdout

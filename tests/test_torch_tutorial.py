@@ -112,3 +112,25 @@ def test_training_mode_runs_dropout_and_changes_the_output():
     trained = mine(Tensor(images)).data
     assert trained.shape == evaluated.shape == (6, 10)
     assert not np.allclose(trained, evaluated)
+
+
+@pytest.mark.parametrize("size", [28, 42])
+def test_table1_cnn_has_torchs_loss_and_gradients(size):
+    """The Table-1 classifier that ``bench_train_step --model cnn`` times is the same network in both libraries."""
+    from stn_numba.experiments import classifier
+
+    torch.manual_seed(0)
+    theirs = classifier((size, size), torch.nn).double()
+    mine = classifier((size, size), snn).to(np.float64)
+    mine.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    rng = np.random.default_rng(2)
+    images, targets = rng.uniform(0, 1, (5, 1, size, size)), rng.integers(0, 10, 5)
+    expected = torch.nn.functional.cross_entropy(theirs(torch.tensor(images)), torch.tensor(targets))
+    expected.backward()
+    loss = sF.cross_entropy(mine(Tensor(images)), targets)
+    loss.backward()
+    np.testing.assert_allclose(loss.item(), expected.item(), rtol=1e-12)
+    torch_params = dict(theirs.named_parameters())
+    assert [name for name, _ in mine.named_parameters()] == list(torch_params)
+    for name, p in mine.named_parameters():
+        assert _max_relative_error(p.grad, torch_params[name].grad.numpy()) < 1e-9, name
