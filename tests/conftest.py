@@ -78,6 +78,7 @@ def _compiled_specialisations():
              for module in (grids, sampling) for name, kernel in vars(module).items()]
     named += [(f"sampling.kernels{case}[{direction}]", pair[direction])
               for case, pair in sampling._CASES.items() for direction in (0, 1)]
+    named += [(f"sampling.pointwise{case}", kernel) for case, kernel in sampling._POINTWISE.items()]
     return {(name, str(signature)) for name, kernel in named if hasattr(kernel, "signatures")
             for signature in kernel.signatures}
 

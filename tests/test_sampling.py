@@ -382,6 +382,32 @@ def test_backward_is_bitwise_deterministic(rng, results_for_every_thread_count, 
         np.testing.assert_array_equal(grad_grid, results[0][1])
 
 
+@pytest.mark.parametrize("dim, mode, padding_mode, fused, channels", [
+    (2, "bilinear", "zeros", False, 1), (2, "nearest", "reflection", True, 1), (2, "bicubic", "border", False, 3),
+    (3, "bilinear", "reflection", True, 1)])
+def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding_mode, fused, channels):
+    """Inputs with few channels take the pointwise forward kernel, others (and the region kernels of
+    `stn_numba.dask`) the tabled one: both must compute the same bits, non-finite points included."""
+    from stn_numba._codes import MODES, PADDING_MODES
+    from stn_numba._cpu import sampling
+
+    spatial = (9, 11, 13)[-dim:]
+    out_spatial = (7, 12, 10)[-dim:]
+    input = rng.standard_normal((3, channels, *spatial)).astype(np.float32)
+    input.flat[5] = np.inf
+    if fused:
+        points = (np.eye(dim, dim + 1) + rng.uniform(-0.6, 0.6, (3, dim, dim + 1))).astype(np.float32)
+    else:
+        points = rng.uniform(-1.4, 1.4, (3, *out_spatial, dim)).astype(np.float32)
+        points.flat[3:12:4] = np.nan, np.inf, -np.inf
+    case = (dim, MODES[mode], PADDING_MODES[padding_mode], fused, True)
+    pointwise, tabled = (np.empty((3, channels, *out_spatial), np.float32) for _ in range(2))
+    sampling.pointwise(*case)(input, points, pointwise, case[2], False)
+    sampling.kernels(*case)[0](input, points, tabled, None, case[2], False)
+    assert np.isfinite(tabled).any()
+    np.testing.assert_array_equal(pointwise.view(np.uint32), tabled.view(np.uint32))
+
+
 # ---------------------------------------------------------------- the non-finite rule
 def points_with(rng, dim, values):
     """Points whose one component (each in turn) is a special grid value, the others random inside."""

@@ -38,6 +38,12 @@ Numba tells LLVM that the arrays do not alias: the gathers vectorise, and no
 array view is made per tile. Tiles of all images are spread over at most
 ``_MAX_GROUPS`` tasks, each with its own tables.
 
+Pointwise forward. With one channel (bilinear, nearest; up to three for
+bicubic) the tables cost more than they save: the forward then computes each
+point's taps and gathers them in one loop over an output line, whose values
+stay in registers (`_make_pointwise`), with the same arithmetic in the same
+order, so the same bits. Serial work runs this way for any channel count.
+
 Determinism. The forward and ``grad_grid`` are owned per output point. The
 ``grad_input`` scatter is owned per image: a backward work item is a chunk of
 one image's tiles and adds, point by point in a fixed order, into its own
@@ -69,6 +75,7 @@ _TILE_WIDTH = 32  # widest tile (see "Work split")
 _MAX_GROUPS = 64  # parallel tasks; each allocates one workspace (any value
 # gives the same results: it groups work items, it does not split them)
 _SERIAL_WORK = 1 << 15  # below this many tap reads a call runs serially
+_POINTWISE_TASK = 4096  # output points per task of the pointwise kernels
 _PARALLEL_CHUNKS = 4  # backward: cut images so that N * chunks reaches this
 _MIN_CHUNK_POINTS = 16384  # backward: fewest points worth a private buffer
 _PARTIAL_BUDGET = 2**25  # backward: most elements of private buffers
@@ -80,6 +87,10 @@ _KERNEL_OPTIONS = {"cache": True, "error_model": "numpy"}
 
 
 _TAPS_PER_AXIS = {BILINEAR: 2, NEAREST: 1, BICUBIC: 4}
+# The forward of inputs with at most this many channels runs pointwise (no
+# tables); with more, the tables (taps computed once for all channels) were
+# measured faster. Serial work always runs pointwise.
+_POINTWISE_CHANNELS = {BILINEAR: 1, NEAREST: 1, BICUBIC: 3}
 
 
 def taps_per_axis(mode):
@@ -221,6 +232,14 @@ def _tabulate_case(grid, theta, bases, n, points, tile, sizes, region,
                         slope[k0 + 1, p] = d1
 
     return tabulate
+
+
+@njit(inline="always")
+def _unsigned(index):
+    """A flat index (never negative) as uint64: Numba then emits no
+    negative-index wrap-around, which costs instructions per tap and turns
+    strided reads into gathers."""
+    return np.uint64(index)
 
 
 @njit(inline="always")
@@ -661,6 +680,124 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
     return forward, backward, chunk_rows, extent
 
 
+@njit(inline="always")
+def _nearest_axis_taps(g, size, padding, align_corners):
+    i, w = nearest_tap(g, size, padding, align_corners)
+    return (i,), (w,)
+
+
+@njit(inline="always")
+def _linear_axis_taps(g, size, padding, align_corners):
+    i0, i1, w0, w1, _, _ = linear_taps(g, size, padding, align_corners)
+    return (i0, i1), (w0, w1)
+
+
+@njit(inline="always")
+def _cubic_axis_taps(g, size, padding, align_corners):
+    i, w, _ = cubic_taps(g, size, padding, align_corners)
+    return i, w
+
+
+# the taps of one grid value along one axis: (indices, weights)
+_AXIS_TAPS = {NEAREST: _nearest_axis_taps, BILINEAR: _linear_axis_taps, BICUBIC: _cubic_axis_taps}
+
+
+def _make_pointwise(spatial, mode, padding, fused, parallel):
+    """The forward kernel of one case for single-channel input: each point's
+    taps are computed and gathered in one loop, whose values stay in
+    registers (no tables); the same arithmetic, in the same order, as
+    `_make_kernels`' forward, so the same bits."""
+    loop = prange if parallel else range
+    axis_taps = _AXIS_TAPS[mode]
+
+    # (LLVM inlines it, not Numba: the parallel loop's array analysis fails
+    # on the tuples of taps)
+    @njit(forceinline=True, **_KERNEL_OPTIONS)
+    def sample_line(source, points, output, theta, bases, n, channel,
+                    channels, line, sizes, out_sizes, pad, align_corners):
+        """Output line ``line`` (z * Ho + y) of channel ``channel`` of image
+        ``n``."""
+        width, height, depth = sizes
+        out_width, out_height, out_depth = out_sizes
+        image_at = (n * channels + channel) * (width * height * depth)
+        point_at = (n * out_depth * out_height + line) * out_width
+        at = ((n * channels + channel) * out_depth * out_height + line) * out_width
+        z = line // out_height
+        row = line - z * out_height
+        xs, ys, zs = bases
+        zero = output.dtype.type(0)
+        offset_x = offset_y = offset_z = zero
+        if fused:
+            offset_x = theta[n, 0, 1] * ys[row] + theta[n, 0, spatial]
+            offset_y = theta[n, 1, 1] * ys[row] + theta[n, 1, spatial]
+            if spatial == 3:
+                offset_x = offset_x + theta[n, 0, 2] * zs[z]
+                offset_y = offset_y + theta[n, 1, 2] * zs[z]
+                offset_z = (theta[n, 2, 1] * ys[row] + theta[n, 2, 3]) + theta[n, 2, 2] * zs[z]
+        for c in range(out_width):
+            if fused:
+                gx = theta[n, 0, 0] * xs[c] + offset_x
+                gy = theta[n, 1, 0] * xs[c] + offset_y
+                gz = theta[n, 2, 0] * xs[c] + offset_z if spatial == 3 else zero
+            else:
+                point = (point_at + c) * spatial
+                gx = points[_unsigned(point)]
+                gy = points[_unsigned(point + 1)]
+                gz = points[_unsigned(point + 2)] if spatial == 3 else zero
+            ix, wx = axis_taps(gx, width, pad, align_corners)
+            iy, wy = axis_taps(gy, height, pad, align_corners)
+            iz, wz = axis_taps(gz, depth, pad, align_corners)  # 2-D: unused
+            total = zero
+            for kz in range(len(iz) if spatial == 3 else 1):
+                for ky in range(len(iy)):
+                    for kx in range(len(ix)):
+                        if spatial == 3:
+                            i = (iz[kz] * (width * height) + iy[ky] * width) + ix[kx]
+                            w = (wz[kz] * wy[ky]) * wx[kx]
+                        else:
+                            i = iy[ky] * width + ix[kx]
+                            w = wy[ky] * wx[kx]
+                        term = w * source[_unsigned(image_at + i)]
+                        if w != zero:
+                            total += term
+            output[_unsigned(at + c)] = total
+
+    @njit(parallel=parallel, **_KERNEL_OPTIONS)
+    def forward(source, points, output, padding_mode, align_corners):
+        pad = padding_mode if padding is None else padding
+        n_batch, channels = source.shape[0], source.shape[1]
+        sizes, out_sizes = _sizes(source, spatial), _sizes(output, spatial)
+        lines = out_sizes[1] * out_sizes[2]
+        source = source.reshape(-1)
+        points = points.reshape(-1)
+        output = output.reshape(-1)
+        theta, bases = _affine_parts(points, _whole(out_sizes), align_corners, fused, spatial)
+        per_task = max(1, _POINTWISE_TASK // out_sizes[0])  # output lines per task
+        tasks = -(-lines // per_task)
+        for task in loop(n_batch * tasks):
+            n = task // tasks
+            first = (task % tasks) * per_task
+            for line in range(first, min(first + per_task, lines)):
+                for channel in range(channels):
+                    sample_line(source, points, output, theta, bases, n,
+                                channel, channels, line, sizes, out_sizes,
+                                pad, align_corners)
+
+    return forward
+
+
+_POINTWISE = {}  # (spatial, mode, padding, fused, parallel) -> forward kernel
+
+
+def pointwise(spatial, mode, padding, fused, parallel):
+    """The pointwise forward kernel of a case (built once)."""
+    case = (spatial, mode, padding, fused, parallel)
+    kernel = _POINTWISE.get(case)
+    if kernel is None:
+        kernel = _POINTWISE[case] = _make_pointwise(*case)
+    return kernel
+
+
 _CASES = {}  # (spatial, mode, padding, fused, parallel, windowed) -> kernels
 
 
@@ -677,18 +814,29 @@ def kernels(spatial, mode, padding, fused, parallel, windowed=False):
 # ------------------------------------------------------------ entry points
 # Plain Python: each picks its case's kernel, serial for small work, which
 # then runs without waking the thread pool.
+def _parallel(spatial, mode, work_items):
+    """Whether work runs on the thread pool (else serially)."""
+    return work_items * _TAPS_PER_AXIS[mode] ** spatial >= _SERIAL_WORK
+
+
 def _kernel(spatial, mode, padding_mode, fused, work_items, which, windowed=False):
     """Parallel kernels are specialised on the padding too; serial ones, for
     small work, take it as an argument (a third of the compilations)."""
-    parallel = work_items * _TAPS_PER_AXIS[mode] ** spatial >= _SERIAL_WORK
+    parallel = _parallel(spatial, mode, work_items)
     padding = padding_mode if parallel else None
     return kernels(spatial, mode, padding, fused, parallel, windowed)[which]
 
 
 def _forward(fused, input, points, output, mode, padding_mode, align_corners,
              window=None):
-    windowed = window is not None
-    _kernel(input.ndim - 2, mode, padding_mode, fused, output.size, 0, windowed)(
+    spatial = input.ndim - 2
+    if window is None:
+        parallel = _parallel(spatial, mode, output.size)
+        if not parallel or input.shape[1] <= _POINTWISE_CHANNELS[mode]:
+            kernel = pointwise(spatial, mode, padding_mode if parallel else None, fused, parallel)
+            kernel(input, points, output, padding_mode, align_corners)
+            return
+    _kernel(spatial, mode, padding_mode, fused, output.size, 0, window is not None)(
         input, points, output, window, padding_mode, align_corners)
 
 
@@ -780,7 +928,7 @@ def tap_extent(points, output_shape, window, fused, mode, padding_mode,
     spatial = len(output_shape) - 2
     out_sizes = tuple(output_shape[:1:-1]) + (1,) * (3 - spatial)
     work = output_shape[0] * math.prod(out_sizes)
-    parallel = work * _TAPS_PER_AXIS[mode] ** spatial >= _SERIAL_WORK
+    parallel = _parallel(spatial, mode, work)
     groups = min(_MAX_GROUPS, max(1, output_shape[0] * _tiling(*out_sizes)[4])) if parallel else 1
     bounds = np.empty((groups, 3, 2), np.int64)
     kernels(spatial, mode, padding_mode if parallel else None, fused, parallel, True)[3](
