@@ -713,15 +713,16 @@ def _make_pointwise(spatial, mode, padding, fused, parallel):
     # (LLVM inlines it, not Numba: the parallel loop's array analysis fails
     # on the tuples of taps)
     @njit(forceinline=True, **_KERNEL_OPTIONS)
-    def sample_line(source, points, output, theta, bases, n, channel,
-                    channels, line, sizes, out_sizes, pad, align_corners):
-        """Output line ``line`` (z * Ho + y) of channel ``channel`` of image
-        ``n``."""
+    def sample_run(source, points, output, theta, bases, n, channel, channels,
+                   first, stop, line, sizes, out_sizes, pad, align_corners):
+        """Output points ``first..stop-1`` (flat, in the image) of channel
+        ``channel`` of image ``n``; fused, they are output line ``line``
+        (z * Ho + y) from its column 0."""
         width, height, depth = sizes
         out_width, out_height, out_depth = out_sizes
+        count = out_width * out_height * out_depth
         image_at = (n * channels + channel) * (width * height * depth)
-        point_at = (n * out_depth * out_height + line) * out_width
-        at = ((n * channels + channel) * out_depth * out_height + line) * out_width
+        at = (n * channels + channel) * count
         z = line // out_height
         row = line - z * out_height
         xs, ys, zs = bases
@@ -734,13 +735,14 @@ def _make_pointwise(spatial, mode, padding, fused, parallel):
                 offset_x = offset_x + theta[n, 0, 2] * zs[z]
                 offset_y = offset_y + theta[n, 1, 2] * zs[z]
                 offset_z = (theta[n, 2, 1] * ys[row] + theta[n, 2, 3]) + theta[n, 2, 2] * zs[z]
-        for c in range(out_width):
+        for p in range(first, stop):
             if fused:
-                gx = theta[n, 0, 0] * xs[c] + offset_x
-                gy = theta[n, 1, 0] * xs[c] + offset_y
-                gz = theta[n, 2, 0] * xs[c] + offset_z if spatial == 3 else zero
+                x = xs[p - first]
+                gx = theta[n, 0, 0] * x + offset_x
+                gy = theta[n, 1, 0] * x + offset_y
+                gz = theta[n, 2, 0] * x + offset_z if spatial == 3 else zero
             else:
-                point = (point_at + c) * spatial
+                point = (n * count + p) * spatial
                 gx = points[_unsigned(point)]
                 gy = points[_unsigned(point + 1)]
                 gz = points[_unsigned(point + 2)] if spatial == 3 else zero
@@ -760,28 +762,41 @@ def _make_pointwise(spatial, mode, padding, fused, parallel):
                         term = w * source[_unsigned(image_at + i)]
                         if w != zero:
                             total += term
-            output[_unsigned(at + c)] = total
+            output[_unsigned(at + p)] = total
 
     @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def forward(source, points, output, padding_mode, align_corners):
+        """As `_make_kernels`' forward, without ``window``. A task is a run
+        of about ``_POINTWISE_TASK`` output points of an image: whole output
+        lines fused (each line's part of theta @ (x, y[, z], 1) is computed
+        once), any run of the flat grid otherwise."""
         pad = padding_mode if padding is None else padding
         n_batch, channels = source.shape[0], source.shape[1]
         sizes, out_sizes = _sizes(source, spatial), _sizes(output, spatial)
+        out_width = out_sizes[0]
         lines = out_sizes[1] * out_sizes[2]
         source = source.reshape(-1)
         points = points.reshape(-1)
         output = output.reshape(-1)
         theta, bases = _affine_parts(points, _whole(out_sizes), align_corners, fused, spatial)
-        per_task = max(1, _POINTWISE_TASK // out_sizes[0])  # output lines per task
+        per_task = max(1, _POINTWISE_TASK // out_width)  # output lines per task
         tasks = -(-lines // per_task)
         for task in loop(n_batch * tasks):
             n = task // tasks
             first = (task % tasks) * per_task
-            for line in range(first, min(first + per_task, lines)):
-                for channel in range(channels):
-                    sample_line(source, points, output, theta, bases, n,
-                                channel, channels, line, sizes, out_sizes,
-                                pad, align_corners)
+            stop = min(first + per_task, lines)
+            for channel in range(channels):
+                if fused:
+                    for line in range(first, stop):
+                        sample_run(source, points, output, theta, bases, n,
+                                   channel, channels, line * out_width,
+                                   (line + 1) * out_width, line, sizes,
+                                   out_sizes, pad, align_corners)
+                else:
+                    sample_run(source, points, output, theta, bases, n,
+                               channel, channels, first * out_width,
+                               stop * out_width, 0, sizes, out_sizes, pad,
+                               align_corners)
 
     return forward
 
