@@ -702,22 +702,28 @@ def _cubic_axis_taps(g, size, padding, align_corners):
 _AXIS_TAPS = {NEAREST: _nearest_axis_taps, BILINEAR: _linear_axis_taps, BICUBIC: _cubic_axis_taps}
 
 
-def _make_pointwise(spatial, mode, padding, fused, parallel):
-    """The forward kernel of one case for single-channel input: each point's
-    taps are computed and gathered in one loop, whose values stay in
-    registers (no tables); the same arithmetic, in the same order, as
-    `_make_kernels`' forward, so the same bits."""
-    loop = prange if parallel else range
-    axis_taps = _AXIS_TAPS[mode]
+def _sample_run(source, points, output, theta, bases, n, channel, channels,
+                first, stop, line, sizes, out_sizes, pad, align_corners, mode,
+                fused, spatial):
+    """The pointwise forward of output points ``first..stop-1`` (flat, in
+    the image) of channel ``channel`` of image ``n``; fused, they are output
+    line ``line`` (z * Ho + y) from its column 0. Compiled once per value of
+    the literal constants (mode, fused, dims) and inlined by LLVM, not
+    Numba: the parallel loop's array analysis fails on the tuples of taps.
+    (An overload, not a closure: a closure holding a dispatcher gets a new
+    cache key in every process, so Numba would compile it every time.)"""
 
-    # (LLVM inlines it, not Numba: the parallel loop's array analysis fails
-    # on the tuples of taps)
-    @njit(forceinline=True, **_KERNEL_OPTIONS)
-    def sample_run(source, points, output, theta, bases, n, channel, channels,
-                   first, stop, line, sizes, out_sizes, pad, align_corners):
-        """Output points ``first..stop-1`` (flat, in the image) of channel
-        ``channel`` of image ``n``; fused, they are output line ``line``
-        (z * Ho + y) from its column 0."""
+
+@overload(_sample_run, prefer_literal=True, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
+def _sample_run_case(source, points, output, theta, bases, n, channel,
+                     channels, first, stop, line, sizes, out_sizes, pad,
+                     align_corners, mode, fused, spatial):
+    axis_taps = _AXIS_TAPS[_literal(mode)]
+    from_theta, dims = _literal(fused), _literal(spatial)
+
+    def sample_run(source, points, output, theta, bases, n, channel,
+                   channels, first, stop, line, sizes, out_sizes, pad,
+                   align_corners, mode, fused, spatial):
         width, height, depth = sizes
         out_width, out_height, out_depth = out_sizes
         count = out_width * out_height * out_depth
@@ -728,32 +734,32 @@ def _make_pointwise(spatial, mode, padding, fused, parallel):
         xs, ys, zs = bases
         zero = output.dtype.type(0)
         offset_x = offset_y = offset_z = zero
-        if fused:
-            offset_x = theta[n, 0, 1] * ys[row] + theta[n, 0, spatial]
-            offset_y = theta[n, 1, 1] * ys[row] + theta[n, 1, spatial]
-            if spatial == 3:
+        if from_theta:
+            offset_x = theta[n, 0, 1] * ys[row] + theta[n, 0, dims]
+            offset_y = theta[n, 1, 1] * ys[row] + theta[n, 1, dims]
+            if dims == 3:
                 offset_x = offset_x + theta[n, 0, 2] * zs[z]
                 offset_y = offset_y + theta[n, 1, 2] * zs[z]
                 offset_z = (theta[n, 2, 1] * ys[row] + theta[n, 2, 3]) + theta[n, 2, 2] * zs[z]
         for p in range(first, stop):
-            if fused:
+            if from_theta:
                 x = xs[p - first]
                 gx = theta[n, 0, 0] * x + offset_x
                 gy = theta[n, 1, 0] * x + offset_y
-                gz = theta[n, 2, 0] * x + offset_z if spatial == 3 else zero
+                gz = theta[n, 2, 0] * x + offset_z if dims == 3 else zero
             else:
-                point = (n * count + p) * spatial
+                point = (n * count + p) * dims
                 gx = points[_unsigned(point)]
                 gy = points[_unsigned(point + 1)]
-                gz = points[_unsigned(point + 2)] if spatial == 3 else zero
+                gz = points[_unsigned(point + 2)] if dims == 3 else zero
             ix, wx = axis_taps(gx, width, pad, align_corners)
             iy, wy = axis_taps(gy, height, pad, align_corners)
             iz, wz = axis_taps(gz, depth, pad, align_corners)  # 2-D: unused
             total = zero
-            for kz in range(len(iz) if spatial == 3 else 1):
+            for kz in range(len(iz) if dims == 3 else 1):
                 for ky in range(len(iy)):
                     for kx in range(len(ix)):
-                        if spatial == 3:
+                        if dims == 3:
                             i = (iz[kz] * (width * height) + iy[ky] * width) + ix[kx]
                             w = (wz[kz] * wy[ky]) * wx[kx]
                         else:
@@ -763,6 +769,15 @@ def _make_pointwise(spatial, mode, padding, fused, parallel):
                         if w != zero:
                             total += term
             output[_unsigned(at + p)] = total
+
+    return sample_run
+
+
+def _make_pointwise(spatial, mode, padding, fused, parallel):
+    """The pointwise forward kernel of one case (see the module docstring):
+    the same arithmetic, in the same order, as `_make_kernels`' forward, so
+    the same bits."""
+    loop = prange if parallel else range
 
     @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def forward(source, points, output, padding_mode, align_corners):
@@ -788,15 +803,16 @@ def _make_pointwise(spatial, mode, padding, fused, parallel):
             for channel in range(channels):
                 if fused:
                     for line in range(first, stop):
-                        sample_run(source, points, output, theta, bases, n,
-                                   channel, channels, line * out_width,
-                                   (line + 1) * out_width, line, sizes,
-                                   out_sizes, pad, align_corners)
+                        _sample_run(source, points, output, theta, bases, n,
+                                    channel, channels, line * out_width,
+                                    (line + 1) * out_width, line, sizes,
+                                    out_sizes, pad, align_corners, mode,
+                                    fused, spatial)
                 else:
-                    sample_run(source, points, output, theta, bases, n,
-                               channel, channels, first * out_width,
-                               stop * out_width, 0, sizes, out_sizes, pad,
-                               align_corners)
+                    _sample_run(source, points, output, theta, bases, n,
+                                channel, channels, first * out_width,
+                                stop * out_width, 0, sizes, out_sizes, pad,
+                                align_corners, mode, fused, spatial)
 
     return forward
 
