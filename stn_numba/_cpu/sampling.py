@@ -40,9 +40,10 @@ array view is made per tile. Tiles of all images are spread over at most
 
 Pointwise forward. With one channel (bilinear, nearest; up to three for
 bicubic) the tables cost more than they save: the forward then computes each
-point's taps and gathers them in one loop over an output line, whose values
-stay in registers (`_make_pointwise`), with the same arithmetic in the same
-order, so the same bits. Serial work runs this way for any channel count.
+point's taps and gathers them in one loop over a run of output points (a
+flat run of the grid, or one output line fused), whose values stay in
+registers (`_make_pointwise`), with the same arithmetic in the same order,
+so the same bits. Serial work runs this way for any channel count.
 
 Determinism. The forward and ``grad_grid`` are owned per output point. The
 ``grad_input`` scatter is owned per image: a backward work item is a chunk of
