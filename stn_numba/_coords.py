@@ -19,6 +19,10 @@ with one rule for non-finite and huge coordinates (see CONTRIBUTING.md):
   ``±max(2**24, 4*size)``, so index arithmetic never overflows, and every tap
   of a clamped coordinate lies outside ``[0, size)``.
 
+Tap indices have the integer type of ``size``: int64 as a rule; int32 where a
+CPU kernel has checked that ``4 * size`` and the flat index of every pixel fit
+in int32 (see `stn_numba._cpu.loads`), so that its gathers take 32-bit offsets.
+
 Tap functions return indices already clamped into ``[0, size-1]`` with weight 0
 where a tap is outside the image, so kernels can gather without branches; a
 kernel must skip zero-weight taps (not multiply ``0 * value``) so that an
@@ -141,7 +145,7 @@ def reflect_coordinate(x, size, align_corners):
 
 @register_jitable(forceinline=True)
 def safe_coordinate(x, size):
-    """Clamp ``x`` to ``±max(2**24, 4*size)`` so it converts to int64 safely.
+    """Clamp ``x`` to ``±max(2**24, 4*size)`` so it converts to an index safely.
 
     Every tap of a clamped coordinate lies outside ``[0, size)``, so results
     are unchanged for zeros padding; the clamp's gradient is irrelevant.
@@ -158,7 +162,7 @@ def pad_coordinate(x, size, padding_mode, align_corners):
     -------
     x : float
         zeros: ``x`` made safe (see `safe_coordinate`); border: clipped;
-        reflection: reflected, then clipped. Always safe to floor to int64.
+        reflection: reflected, then clipped. Always safe to floor to an index.
     grad : float
         ``d padded / dx``.
     """
@@ -172,22 +176,24 @@ def pad_coordinate(x, size, padding_mode, align_corners):
 
 
 @register_jitable(forceinline=True)
-def floor_index(x):
-    """``floor(x)`` as int64, for a coordinate already made safe."""
-    i = np.int64(x)
+def floor_index(x, size):
+    """``floor(x)`` as an index (``size``'s type), for a coordinate already
+    made safe."""
+    i = type(size)(x)
     if type(x)(i) > x:
-        i -= 1
+        i = type(size)(i - 1)
     return i
 
 
 @register_jitable(forceinline=True)
-def nearest_index(x):
-    """``x`` rounded half to even (``np.rint``) as int64, for a safe ``x``."""
-    i = floor_index(x)
+def nearest_index(x, size):
+    """``x`` rounded half to even (``np.rint``) as an index (``size``'s
+    type), for a safe ``x``."""
+    i = floor_index(x, size)
     fraction = x - type(x)(i)
     half = type(x)(0.5)
     if fraction > half or (fraction == half and (i & 1) == 1):
-        i += 1
+        return type(size)(i + 1)
     return i
 
 
@@ -196,22 +202,22 @@ def reflect_index(i, size, align_corners):
     """Reflect an integer tap index into ``[0, size-1]``.
 
     Integer twin of `reflect_coordinate` followed by clipping, for the bicubic
-    taps, which PyTorch pads one by one.
+    taps, which PyTorch pads one by one. The result has ``size``'s type.
     """
     if align_corners:
         if size <= 1:
-            return np.int64(0)
+            return type(size)(0)
         period = 2 * (size - 1)
         m = abs(i) % period
         if m >= size:
             m = period - m
-        return m
+        return type(size)(m)
     period = 2 * size
     m = i if i >= 0 else -1 - i  # reflection about the edge at -0.5
     m = m % period
     if m >= size:
         m = period - 1 - m
-    return m
+    return type(size)(m)
 
 
 @register_jitable(forceinline=True)
@@ -220,17 +226,18 @@ def pad_index(i, size, padding_mode, align_corners):
 
     Returns
     -------
-    index : int64
-        An index in ``[0, size-1]`` (clamped when the tap is outside, so a
-        gather never reads out of bounds).
+    index : int
+        An index in ``[0, size-1]`` of ``size``'s type (clamped when the tap
+        is outside, so a gather never reads out of bounds).
     inside : bool
         False when zeros padding makes the tap read 0.
     """
-    last = np.int64(size - 1)
+    i = type(size)(i)  # an offset tap of a safe coordinate: no overflow
+    last = type(size)(size - 1)
     if padding_mode == REFLECTION:
         return reflect_index(i, size, align_corners), True
     inside = i >= 0 and i <= last
-    index = min(max(i, np.int64(0)), last)
+    index = min(max(i, type(size)(0)), last)
     if padding_mode == BORDER:
         return index, True
     return index, inside
@@ -290,12 +297,22 @@ def _unnormalize_or_mask(g, size, align_corners):
 
 
 @register_jitable(forceinline=True)
+def _linear_coordinate(g, size, padding_mode, align_corners):
+    """``floor(x)``, ``t = x - floor(x)``, ``dx/dg`` and whether ``g`` is NaN,
+    for the padded pixel coordinate ``x`` of ``g`` (linear taps)."""
+    x, scale, is_nan = _unnormalize_or_mask(g, size, align_corners)
+    x, grad_pad = pad_coordinate(x, size, padding_mode, align_corners)
+    first = floor_index(x, size)
+    return first, x - type(x)(first), scale * grad_pad, is_nan
+
+
+@register_jitable(forceinline=True)
 def linear_taps(g, size, padding_mode, align_corners):
     """The two linear-interpolation taps of grid value ``g`` along one axis.
 
     Returns
     -------
-    i0, i1 : int64
+    i0, i1 : int (``size``'s type)
         Tap indices ``floor(x)`` and ``floor(x) + 1``, clamped into the image.
     w0, w1 : float
         Their weights ``1 - t`` and ``t``, 0 for a tap outside the image or a
@@ -305,13 +322,8 @@ def linear_taps(g, size, padding_mode, align_corners):
         the weight is forced to 0).
     """
     zero = type(g)(0)
-    one = type(g)(1)
-    x, scale, is_nan = _unnormalize_or_mask(g, size, align_corners)
-    x, grad_pad = pad_coordinate(x, size, padding_mode, align_corners)
-    slope = scale * grad_pad
-    first = floor_index(x)
-    w1 = x - type(x)(first)
-    w0 = one - w1
+    first, w1, slope, is_nan = _linear_coordinate(g, size, padding_mode, align_corners)
+    w0 = type(g)(1) - w1
     i0, inside0 = pad_index(first, size, ZEROS, align_corners)
     i1, inside1 = pad_index(first + 1, size, ZEROS, align_corners)
     inside0 = inside0 and not is_nan
@@ -327,12 +339,40 @@ def linear_taps(g, size, padding_mode, align_corners):
 
 
 @register_jitable(forceinline=True)
+def linear_pair_taps(g, size, padding_mode, align_corners):
+    """The linear taps of ``g`` as weights of one pair of adjacent pixels,
+    for kernels that read both with one load (``size >= 2``).
+
+    Returns
+    -------
+    start : int (``size``'s type)
+        The pair's first pixel, in ``[0, size-2]``.
+    low, high : float
+        The weights of pixels ``start`` and ``start + 1``: the (index,
+        weight) terms of `linear_taps` with a nonzero weight, in the same
+        order; a tap just outside an edge has weight 0 and leaves its slot to
+        the other.
+    """
+    zero = type(g)(0)
+    first, w1, _, is_nan = _linear_coordinate(g, size, padding_mode, align_corners)
+    w0 = type(g)(1) - w1
+    start = min(max(first, type(size)(0)), type(size)(size - 2))
+    shift = first - start  # -1, 0 or 1 for a pair with a tap inside
+    if is_nan:
+        shift = 2  # no tap
+    # selects, not branches: the callers' loops vectorise
+    low = w0 if shift == 0 else (w1 if shift == -1 else zero)
+    high = w1 if shift == 0 else (w0 if shift == 1 else zero)
+    return start, low, high
+
+
+@register_jitable(forceinline=True)
 def nearest_tap(g, size, padding_mode, align_corners):
     """The nearest-neighbour tap of grid value ``g`` along one axis.
 
     Returns
     -------
-    index : int64
+    index : int (``size``'s type)
         ``rint(x)`` clamped into the image.
     weight : float
         1, or 0 when the tap is outside the image or ``g`` is NaN. The
@@ -341,7 +381,7 @@ def nearest_tap(g, size, padding_mode, align_corners):
     zero = type(g)(0)
     x, _, is_nan = _unnormalize_or_mask(g, size, align_corners)
     x, _ = pad_coordinate(x, size, padding_mode, align_corners)
-    index, inside = pad_index(nearest_index(x), size, ZEROS, align_corners)
+    index, inside = pad_index(nearest_index(x, size), size, ZEROS, align_corners)
     return index, type(g)(1) if inside and not is_nan else zero
 
 
@@ -355,7 +395,7 @@ def cubic_taps(g, size, padding_mode, align_corners):
 
     Returns
     -------
-    indices : 4-tuple of int64
+    indices : 4-tuple of int (``size``'s type)
         Padded tap indices for offsets -1, 0, 1, 2 from ``floor(x)``.
     weights : 4-tuple of float
         Cubic weights, 0 for taps outside the image (zeros) or a NaN ``g``.
@@ -368,7 +408,7 @@ def cubic_taps(g, size, padding_mode, align_corners):
     if padding_mode == REFLECTION and math.isinf(x):
         tap_padding = BORDER
     x = safe_coordinate(x, size)
-    first = floor_index(x)
+    first = floor_index(x, size)
     t = x - type(x)(first)
     c0, c1, c2, c3 = cubic_coefficients(t)
     e0, e1, e2, e3 = cubic_coefficient_derivatives(t)

@@ -79,6 +79,8 @@ def _compiled_specialisations():
     named += [(f"sampling.kernels{case}[{direction}]", pair[direction])
               for case, pair in sampling._CASES.items() for direction in (0, 1)]
     named += [(f"sampling.pointwise{case}", kernel) for case, kernel in sampling._POINTWISE.items()]
+    named += [(f"sampling.pointwise_backward{case}", kernel)
+              for case, kernel in sampling._POINTWISE_BACKWARD.items()]
     return {(name, str(signature)) for name, kernel in named if hasattr(kernel, "signatures")
             for signature in kernel.signatures}
 

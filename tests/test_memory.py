@@ -174,7 +174,7 @@ def test_a_large_contiguous_input_is_not_copied():
 # ------------------------------------------------------ int64 index arithmetic
 @numba.njit(cache=False)
 def _index_helpers(x, i, size, padding_mode, align_corners):
-    return (_coords.floor_index(x), _coords.nearest_index(x), _coords.reflect_index(i, size, align_corners),
+    return (_coords.floor_index(x, size), _coords.nearest_index(x, size), _coords.reflect_index(i, size, align_corners),
             _coords.pad_index(i, size, padding_mode, align_corners))
 
 

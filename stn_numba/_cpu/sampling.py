@@ -43,7 +43,13 @@ bicubic) the tables cost more than they save: the forward then computes each
 point's taps and gathers them in one loop over a run of output points (a
 flat run of the grid, or one output line fused), whose values stay in
 registers (`_make_pointwise`), with the same arithmetic in the same order,
-so the same bits. Serial work runs this way for any channel count.
+so the same bits. Serial work runs this way for any channel count. Where an
+input plane is small enough (`loads.narrow`: under 2**29 pixels, W >= 2) the
+taps are int32 and the gathers take 32-bit offsets (twice the lanes of
+Numba's int64 ones), and bilinear reads each input row's two x taps as one
+64-bit pair (`linear_pair_taps`). The nearest backward of one-channel batches
+runs pointwise too (`_make_pointwise_backward`): the taps of a run of points
+in one vectorised loop, then the scatter, the same terms in the same order.
 
 Determinism. The forward and ``grad_grid`` are owned per output point. The
 ``grad_input`` scatter is owned per image: a backward work item is a chunk of
@@ -68,8 +74,9 @@ from numba.core.errors import TypingError
 from numba.extending import overload
 
 from .._codes import BICUBIC, BILINEAR, NEAREST
-from .._coords import cubic_taps, linear_taps, nearest_tap
+from .._coords import cubic_taps, linear_pair_taps, linear_taps, nearest_tap
 from .grids import _base_coordinates, _sum_chunks
+from .loads import load_at, load_pair, narrow
 
 _BLOCK = 256  # most points in a tile (its tables stay in L1)
 _TILE_WIDTH = 32  # widest tile (see "Work split")
@@ -694,42 +701,92 @@ def _linear_axis_taps(g, size, padding, align_corners):
 
 
 @njit(inline="always")
+def _linear_pair_axis_taps(g, size, padding, align_corners):
+    start, low, high = linear_pair_taps(g, size, padding, align_corners)
+    return (start,), (low, high)
+
+
+@njit(inline="always")
 def _cubic_axis_taps(g, size, padding, align_corners):
     i, w, _ = cubic_taps(g, size, padding, align_corners)
     return i, w
 
 
-# the taps of one grid value along one axis: (indices, weights)
+@njit(inline="always")
+def _add_term(total, weight, value):
+    """``total + weight * value``, or ``total`` for a zero weight (see the
+    module docstring)."""
+    term = weight * value
+    return total + term if weight != type(total)(0) else total
+
+
+@njit(inline="always")
+def _row_terms(total, source, base, row, ix, wx, w_row):
+    """Add the x taps of one input row: one read each."""
+    for kx in range(len(ix)):
+        total = _add_term(total, w_row * wx[kx], source[_unsigned(base + (row + ix[kx]))])
+    return total
+
+
+@njit(inline="always")
+def _narrow_row_terms(total, source, base, row, ix, wx, w_row):
+    """`_row_terms` with int32 offsets."""
+    for kx in range(len(ix)):
+        total = _add_term(total, w_row * wx[kx], load_at(source, base, np.int32(row + ix[kx])))
+    return total
+
+
+@njit(inline="always")
+def _pair_row_terms(total, source, base, row, ix, wx, w_row):
+    """`_row_terms` of a pair of taps (`linear_pair_taps`), one load."""
+    low, high = load_pair(source, base, np.int32(row + ix[0]))
+    return _add_term(_add_term(total, w_row * wx[0], low), w_row * wx[1], high)
+
+
+# the taps of one grid value along one axis, (indices, weights), and the
+# function adding a row's x taps; by mode, for (wide, narrow) offsets
 _AXIS_TAPS = {NEAREST: _nearest_axis_taps, BILINEAR: _linear_axis_taps, BICUBIC: _cubic_axis_taps}
+_X_TAPS = {NEAREST: (_nearest_axis_taps, _nearest_axis_taps),
+           BILINEAR: (_linear_axis_taps, _linear_pair_axis_taps),
+           BICUBIC: (_cubic_axis_taps, _cubic_axis_taps)}
+_ROW_TERMS = {NEAREST: (_row_terms, _narrow_row_terms),
+              BILINEAR: (_row_terms, _pair_row_terms),
+              BICUBIC: (_row_terms, _narrow_row_terms)}
 
 
 def _sample_run(source, points, output, theta, bases, n, channel, channels,
-                first, stop, line, sizes, out_sizes, pad, align_corners, mode,
-                fused, spatial):
-    """The pointwise forward of output points ``first..stop-1`` (flat, in
-    the image) of channel ``channel`` of image ``n``; fused, they are output
-    line ``line`` (z * Ho + y) from its column 0. Compiled once per value of
-    the literal constants (mode, fused, dims) and inlined by LLVM, not
-    Numba: the parallel loop's array analysis fails on the tuples of taps.
-    (An overload, not a closure: a closure holding a dispatcher gets a new
-    cache key in every process, so Numba would compile it every time.)"""
+                line, first, stop, sizes, out_sizes, pad, align_corners, mode,
+                fused, spatial, narrow):
+    """The pointwise forward of the output points in columns ``first..stop-1``
+    of output line ``line`` (z * Ho + y) of channel ``channel`` of image
+    ``n``; on the grid path a run may go on over the next lines (columns
+    past the width). ``narrow``: the input's
+    planes are read with int32 offsets (`loads.narrow`). Compiled once per
+    value of the literal constants (mode, fused, dims, narrow) and inlined by
+    LLVM, not Numba: the parallel loop's array analysis fails on the tuples
+    of taps. (An overload, not a closure: a closure holding a dispatcher
+    gets a new cache key in every process, so Numba would compile it every
+    time.)"""
 
 
 @overload(_sample_run, prefer_literal=True, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
 def _sample_run_case(source, points, output, theta, bases, n, channel,
-                     channels, first, stop, line, sizes, out_sizes, pad,
-                     align_corners, mode, fused, spatial):
+                     channels, line, first, stop, sizes, out_sizes, pad,
+                     align_corners, mode, fused, spatial, narrow):
+    from_theta, dims, narrowed = _literal(fused), _literal(spatial), _literal(narrow)
     axis_taps = _AXIS_TAPS[_literal(mode)]
-    from_theta, dims = _literal(fused), _literal(spatial)
+    x_taps = _X_TAPS[_literal(mode)][narrowed]
+    row_terms = _ROW_TERMS[_literal(mode)][narrowed]
+    index = np.int32 if narrowed else np.int64  # tap indices follow the sizes' type
 
     def sample_run(source, points, output, theta, bases, n, channel,
-                   channels, first, stop, line, sizes, out_sizes, pad,
-                   align_corners, mode, fused, spatial):
-        width, height, depth = sizes
+                   channels, line, first, stop, sizes, out_sizes, pad,
+                   align_corners, mode, fused, spatial, narrow):
+        width, height, depth = index(sizes[0]), index(sizes[1]), index(sizes[2])
         out_width, out_height, out_depth = out_sizes
         count = out_width * out_height * out_depth
-        image_at = (n * channels + channel) * (width * height * depth)
-        at = (n * channels + channel) * count
+        image_at = (n * channels + channel) * (sizes[0] * sizes[1] * sizes[2])
+        at = (n * channels + channel) * count + line * out_width
         z = line // out_height
         row = line - z * out_height
         xs, ys, zs = bases
@@ -742,39 +799,35 @@ def _sample_run_case(source, points, output, theta, bases, n, channel,
                 offset_x = offset_x + theta[n, 0, 2] * zs[z]
                 offset_y = offset_y + theta[n, 1, 2] * zs[z]
                 offset_z = (theta[n, 2, 1] * ys[row] + theta[n, 2, 3]) + theta[n, 2, 2] * zs[z]
-        for p in range(first, stop):
+        for column in range(first, stop):
             if from_theta:
-                x = xs[p - first]
+                x = xs[column]
                 gx = theta[n, 0, 0] * x + offset_x
                 gy = theta[n, 1, 0] * x + offset_y
                 gz = theta[n, 2, 0] * x + offset_z if dims == 3 else zero
             else:
-                point = (n * count + p) * dims
+                point = (n * count + line * out_width + column) * dims
                 gx = points[_unsigned(point)]
                 gy = points[_unsigned(point + 1)]
                 gz = points[_unsigned(point + 2)] if dims == 3 else zero
-            ix, wx = axis_taps(gx, width, pad, align_corners)
+            ix, wx = x_taps(gx, width, pad, align_corners)
             iy, wy = axis_taps(gy, height, pad, align_corners)
             iz, wz = axis_taps(gz, depth, pad, align_corners)  # 2-D: unused
             total = zero
             for kz in range(len(iz) if dims == 3 else 1):
                 for ky in range(len(iy)):
-                    for kx in range(len(ix)):
-                        if dims == 3:
-                            i = (iz[kz] * (width * height) + iy[ky] * width) + ix[kx]
-                            w = (wz[kz] * wy[ky]) * wx[kx]
-                        else:
-                            i = iy[ky] * width + ix[kx]
-                            w = wy[ky] * wx[kx]
-                        term = w * source[_unsigned(image_at + i)]
-                        if w != zero:
-                            total += term
-            output[_unsigned(at + p)] = total
+                    if dims == 3:
+                        total = row_terms(total, source, image_at,
+                                          iz[kz] * (width * height) + iy[ky] * width,
+                                          ix, wx, wz[kz] * wy[ky])
+                    else:
+                        total = row_terms(total, source, image_at, iy[ky] * width, ix, wx, wy[ky])
+            output[_unsigned(at + column)] = total
 
     return sample_run
 
 
-def _make_pointwise(spatial, mode, padding, fused, parallel):
+def _make_pointwise(spatial, mode, padding, fused, parallel, narrow):
     """The pointwise forward kernel of one case (see the module docstring):
     the same arithmetic, in the same order, as `_make_kernels`' forward, so
     the same bits."""
@@ -805,28 +858,149 @@ def _make_pointwise(spatial, mode, padding, fused, parallel):
                 if fused:
                     for line in range(first, stop):
                         _sample_run(source, points, output, theta, bases, n,
-                                    channel, channels, line * out_width,
-                                    (line + 1) * out_width, line, sizes,
-                                    out_sizes, pad, align_corners, mode,
-                                    fused, spatial)
+                                    channel, channels, line, 0, out_width,
+                                    sizes, out_sizes, pad, align_corners,
+                                    mode, fused, spatial, narrow)
                 else:
                     _sample_run(source, points, output, theta, bases, n,
-                                channel, channels, first * out_width,
-                                stop * out_width, 0, sizes, out_sizes, pad,
-                                align_corners, mode, fused, spatial)
+                                channel, channels, first, 0,
+                                (stop - first) * out_width, sizes, out_sizes,
+                                pad, align_corners, mode, fused, spatial,
+                                narrow)
 
     return forward
 
 
-_POINTWISE = {}  # (spatial, mode, padding, fused, parallel) -> forward kernel
+_POINTWISE = {}  # (spatial, mode, padding, fused, parallel, narrow) -> forward kernel
 
 
-def pointwise(spatial, mode, padding, fused, parallel):
+def pointwise(spatial, mode, padding, fused, parallel, narrow):
     """The pointwise forward kernel of a case (built once)."""
-    case = (spatial, mode, padding, fused, parallel)
+    case = (spatial, mode, padding, fused, parallel, narrow)
     kernel = _POINTWISE.get(case)
     if kernel is None:
         kernel = _POINTWISE[case] = _make_pointwise(*case)
+    return kernel
+
+
+def _nearest_backward_run(points, grad_points, index, weight, group, n,
+                          first, stop, sizes, count, pad, align_corners,
+                          spatial):
+    """The pointwise nearest backward of points ``first..stop-1`` (flat) of
+    image ``n`` (one channel, planes read with int32 offsets): their grid
+    gradient is 0; each point's input offset and weight go to
+    ``index[group, p - first]`` and ``weight[group, p - first]`` for
+    `_scatter_run`. An overload on the literal dims, inlined by LLVM (see
+    `_sample_run`)."""
+
+
+@overload(_nearest_backward_run, prefer_literal=True,
+          jit_options={**_KERNEL_OPTIONS, "forceinline": True})
+def _nearest_backward_run_case(points, grad_points, index, weight, group, n,
+                               first, stop, sizes, count, pad, align_corners,
+                               spatial):
+    dims = _literal(spatial)
+
+    def nearest_backward_run(points, grad_points, index, weight, group, n,
+                             first, stop, sizes, count, pad, align_corners,
+                             spatial):
+        width, height, depth = np.int32(sizes[0]), np.int32(sizes[1]), np.int32(sizes[2])
+        zero = grad_points.dtype.type(0)
+        for p in range(first, stop):
+            point = (n * count + p) * dims
+            ix, wx = nearest_tap(points[_unsigned(point)], width, pad, align_corners)
+            iy, wy = nearest_tap(points[_unsigned(point + 1)], height, pad, align_corners)
+            if dims == 3:
+                iz, wz = nearest_tap(points[_unsigned(point + 2)], depth, pad, align_corners)
+                offset = np.int32(iz * (width * height) + iy * width + ix)
+                w = (wz * wy) * wx
+            else:
+                offset, w = np.int32(iy * width + ix), wy * wx
+            index[group, _unsigned(p - first)] = offset
+            weight[group, _unsigned(p - first)] = w
+            for axis in range(dims):
+                grad_points[_unsigned(point + axis)] = zero
+
+    return nearest_backward_run
+
+
+@njit(**{**_KERNEL_OPTIONS, "forceinline": True})
+def _scatter_run(grad_output, target, index, weight, group, output_at,
+                 target_at, first, stop):
+    """``target[target_at + index[group, q]] += g * weight[group, q]`` for
+    the points ``first..stop-1`` of a `_nearest_backward_run` (q = p -
+    first), in order, skipping zero weights. (Inlined by LLVM, not Numba:
+    Numba's IR inlining would make its arguments aliases of the kernel's,
+    which then loses its no-alias promise to LLVM.)"""
+    zero = grad_output.dtype.type(0)
+    for p in range(first, stop):
+        w = weight[group, _unsigned(p - first)]
+        if w != zero:
+            g = grad_output[_unsigned(output_at + p)]
+            target[_unsigned(target_at + index[group, _unsigned(p - first)])] += g * w
+
+
+@njit(**{**_KERNEL_OPTIONS, "forceinline": True})
+def _zero(array, first, stop):
+    """``array[first:stop] = 0`` (in a parallel kernel, with no view: see
+    `_scatter_run`)."""
+    for i in range(first, stop):
+        array[_unsigned(i)] = 0
+
+
+_BACKWARD_RUN = 512  # points per run of the pointwise backward
+
+
+def _make_pointwise_backward(spatial, padding):
+    """The pointwise (nearest, parallel) backward kernel of one case: grid
+    path, one channel, planes read with int32 offsets."""
+
+    @njit(parallel=True, **_KERNEL_OPTIONS)
+    def backward(grad_output, source, points, grad_source, grad_points,
+                 index, weight, padding_mode, align_corners,
+                 input_requires_grad):
+        """As `_make_kernels`' backward for nearest, without ``window``: for
+        each run of `_BACKWARD_RUN` points of an image, the taps in one
+        vectorised loop, then the scatter into ``grad_source`` (the same
+        terms in the same order as the tabled kernel, so the same bits).
+        ``index`` and ``weight`` (groups, `_BACKWARD_RUN`) are the task
+        groups' tables: arguments, not allocated here, so that LLVM knows
+        they alias no other array."""
+        n_batch = source.shape[0]
+        sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
+        volume = sizes[0] * sizes[1] * sizes[2]
+        count = out_sizes[0] * out_sizes[1] * out_sizes[2]
+        grad_output = grad_output.reshape(-1)
+        points = points.reshape(-1)
+        grad_source = grad_source.reshape(-1)
+        grad_points = grad_points.reshape(-1)
+        groups = index.shape[0]
+        for group in prange(groups):
+            for n in range(group * n_batch // groups, (group + 1) * n_batch // groups):
+                if input_requires_grad:
+                    _zero(grad_source, n * volume, (n + 1) * volume)
+                for first in range(0, count, _BACKWARD_RUN):
+                    stop = min(first + _BACKWARD_RUN, count)
+                    _nearest_backward_run(points, grad_points, index, weight,
+                                          group, n, first, stop, sizes, count,
+                                          padding, align_corners, spatial)
+                    if input_requires_grad:
+                        _scatter_run(grad_output, grad_source, index, weight,
+                                     group, n * count, n * volume, first,
+                                     stop)
+
+    return backward
+
+
+_POINTWISE_BACKWARD = {}  # (spatial, padding) -> nearest backward kernel
+
+
+def pointwise_backward(spatial, padding):
+    """The pointwise nearest backward kernel of a case (built once)."""
+    case = (spatial, padding)
+    kernel = _POINTWISE_BACKWARD.get(case)
+    if kernel is None:
+        kernel = _POINTWISE_BACKWARD[case] = _make_pointwise_backward(*case)
     return kernel
 
 
@@ -865,7 +1039,8 @@ def _forward(fused, input, points, output, mode, padding_mode, align_corners,
     if window is None:
         parallel = _parallel(spatial, mode, output.size)
         if not parallel or input.shape[1] <= _POINTWISE_CHANNELS[mode]:
-            kernel = pointwise(spatial, mode, padding_mode if parallel else None, fused, parallel)
+            kernel = pointwise(spatial, mode, padding_mode if parallel else None, fused, parallel,
+                               narrow(input.shape[2:]))
             kernel(input, points, output, padding_mode, align_corners)
             return
     _kernel(spatial, mode, padding_mode, fused, output.size, 0, window is not None)(
@@ -876,7 +1051,18 @@ def _backward(fused, grad_output, input, points, grad_input, grad_points,
               mode, padding_mode, align_corners, input_requires_grad,
               window=None):
     windowed = window is not None
-    kernel = _kernel(input.ndim - 2, mode, padding_mode, fused, grad_output.size, 1, windowed)
+    spatial = input.ndim - 2
+    parallel = _parallel(spatial, mode, grad_output.size)
+    if (parallel and not windowed and not fused and mode == NEAREST and input.shape[1] == 1
+            and input.shape[0] >= _PARALLEL_CHUNKS and narrow(input.shape[2:])):
+        groups = min(input.shape[0], _MAX_GROUPS)
+        pointwise_backward(spatial, padding_mode)(
+            grad_output, input, points, grad_input, grad_points,
+            np.empty((groups, _BACKWARD_RUN), np.int32),
+            np.empty((groups, _BACKWARD_RUN), grad_output.dtype), padding_mode, align_corners,
+            bool(input_requires_grad))
+        return
+    kernel = _kernel(spatial, mode, padding_mode, fused, grad_output.size, 1, windowed)
     chunks, rows, offsets, buffers = _backward_plan(
         fused, grad_output, input, points, mode, padding_mode, align_corners,
         input_requires_grad, window, windowed)

@@ -1,0 +1,90 @@
+"""Loads at a 32-bit offset, for gathers that vectorise well.
+
+Numba indexes arrays with int64, so a vectorised loop of tap reads becomes
+gathers with 64-bit offsets (``vgatherqps``: 8 lanes a gather on AVX-512).
+A read of ``base + offset`` with ``offset`` an int32 sign-extended in the
+address computation lets LLVM use 32-bit offsets (``vgatherdps``: 16
+lanes). The pointwise kernels use these only where every offset fits in
+int32 (`narrow`); ``base`` (an image's start) stays int64.
+"""
+
+import math
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_INT32 = ir.IntType(32)
+_INT64 = ir.IntType(64)
+# A plane (one channel of one image) is read with int32 offsets when it has
+# fewer pixels than this: then ``4 * size`` of every axis (the safe-coordinate
+# bound, see `stn_numba._coords`), every tap index and every flat offset fit
+# in int32.
+_NARROW_PLANE = 2**29
+
+
+def narrow(plane_shape):
+    """Whether planes of ``plane_shape`` ((D,) H, W) are read with int32
+    offsets and, in the bilinear kernels, x-adjacent pixel pairs (which need
+    W >= 2)."""
+    return plane_shape[-1] >= 2 and math.prod(plane_shape) < _NARROW_PLANE
+
+
+def _address(context, builder, array_type, array, base, base_type, offset, count=1):
+    """The address of ``array.flat[base + offset]``; bounds-checked for
+    ``count`` items when Numba's bounds checking is on (the fuzz tests)."""
+    array = context.make_array(array_type)(context, builder, array)
+    base = context.cast(builder, base, base_type, types.int64)
+    offset = builder.sext(offset, _INT64)
+    if context.enable_boundscheck:
+        first = builder.add(base, offset)
+        cgutils.do_boundscheck(context, builder, first, array.nitems)
+        cgutils.do_boundscheck(context, builder, builder.add(first, ir.Constant(_INT64, count - 1)),
+                               array.nitems)
+    return builder.gep(builder.gep(array.data, [base], inbounds=True), [offset], inbounds=True)
+
+
+def _checked(array, base, offset):
+    return (isinstance(array, types.Array) and isinstance(base, types.Integer)
+            and isinstance(offset, types.Integer) and offset.bitwidth <= 32)
+
+
+@intrinsic
+def load_at(typingctx, array, base, offset):
+    """``array.flat[base + offset]``, ``offset`` an int32 (unchecked unless
+    Numba's bounds checking is on)."""
+    if not _checked(array, base, offset):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.load(_address(context, builder, signature.args[0], args[0], args[1],
+                                     signature.args[1], args[2]))
+
+    return array.dtype(array, base, offset), codegen
+
+
+@intrinsic
+def load_pair(typingctx, array, base, offset):
+    """``(array.flat[base + offset], array.flat[base + offset + 1])``
+    (unchecked unless Numba's bounds checking is on); for float32, one 64-bit
+    load (a gather of pairs vectorised)."""
+    if not _checked(array, base, offset):
+        return None
+    pair = types.UniTuple(array.dtype, 2)
+
+    def codegen(context, builder, signature, args):
+        address = _address(context, builder, signature.args[0], args[0], args[1],
+                           signature.args[1], args[2], count=2)
+        value_type = address.type.pointee
+        if value_type == ir.FloatType():
+            word = builder.load(builder.bitcast(address, _INT64.as_pointer()), align=4)
+            low = builder.bitcast(builder.trunc(word, _INT32), value_type)
+            high = builder.bitcast(builder.trunc(builder.lshr(word, ir.Constant(_INT64, 32)), _INT32),
+                                   value_type)
+        else:
+            low = builder.load(address)
+            high = builder.load(builder.gep(address, [ir.Constant(_INT64, 1)], inbounds=True))
+        return context.make_tuple(builder, signature.return_type, (low, high))
+
+    return pair(array, base, offset), codegen
