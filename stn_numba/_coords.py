@@ -349,12 +349,14 @@ def linear_pair_taps(g, size, padding_mode, align_corners):
         The pair's first pixel, in ``[0, size-2]``.
     low, high : float
         The weights of pixels ``start`` and ``start + 1``: the (index,
-        weight) terms of `linear_taps` with a nonzero weight, in the same
-        order; a tap just outside an edge has weight 0 and leaves its slot to
-        the other.
+        weight) terms of `linear_taps` whose weight or derivative is
+        nonzero, in the same order; a tap just outside an edge has weight 0
+        and leaves its slot to the other.
+    low_slope, high_slope : float
+        Their derivatives ``d weight / d g``, as in `linear_taps`.
     """
     zero = type(g)(0)
-    first, w1, _, is_nan = _linear_coordinate(g, size, padding_mode, align_corners)
+    first, w1, slope, is_nan = _linear_coordinate(g, size, padding_mode, align_corners)
     w0 = type(g)(1) - w1
     start = min(max(first, type(size)(0)), type(size)(size - 2))
     shift = first - start  # -1, 0 or 1 for a pair with a tap inside
@@ -363,7 +365,9 @@ def linear_pair_taps(g, size, padding_mode, align_corners):
     # selects, not branches: the callers' loops vectorise
     low = w0 if shift == 0 else (w1 if shift == -1 else zero)
     high = w1 if shift == 0 else (w0 if shift == 1 else zero)
-    return start, low, high
+    low_slope = -slope if shift == 0 else (slope if shift == -1 else zero)
+    high_slope = slope if shift == 0 else (-slope if shift == 1 else zero)
+    return start, low, high, low_slope, high_slope
 
 
 @register_jitable(forceinline=True)

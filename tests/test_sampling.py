@@ -387,13 +387,15 @@ def test_backward_is_bitwise_deterministic(rng, results_for_every_thread_count, 
     (2, "bilinear", "zeros", False, 1, 13, np.float32), (2, "bilinear", "border", True, 1, 13, np.float32),
     (2, "bilinear", "reflection", False, 2, 2, np.float32), (2, "bilinear", "zeros", False, 1, 13, np.float64),
     (2, "nearest", "reflection", True, 1, 13, np.float32), (2, "bicubic", "border", False, 3, 13, np.float32),
-    (3, "bilinear", "reflection", True, 1, 13, np.float32), (3, "nearest", "zeros", False, 1, 13, np.float32)])
+    (3, "bilinear", "reflection", True, 1, 13, np.float32), (3, "nearest", "zeros", False, 1, 13, np.float32),
+    (3, "bilinear", "zeros", True, 4, 13, np.float32)])
 def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding_mode, fused, channels, width,
                                                         dtype, narrow):
     """Inputs with few channels take the pointwise forward kernel, others (and the region kernels of
     `stn_numba.dask`) the tabled one: both must compute the same bits, non-finite points included,
     whether the pointwise kernel reads with int64 or int32 offsets (bilinear: x-adjacent pairs, which
-    move a tap just outside the image's edge to the pair's other slot)."""
+    move a tap just outside the image's edge to the pair's other slot), a channel at a time or several
+    with the same taps."""
     from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 
@@ -408,35 +410,40 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
         points.flat[3:12:4] = np.nan, np.inf, -np.inf
     case = (dim, MODES[mode], PADDING_MODES[padding_mode], fused, True)
     pointwise, tabled = (np.empty((3, channels, *out_spatial), dtype) for _ in range(2))
-    sampling.pointwise(*case, narrow)(input, points, pointwise, case[2], False)
+    sampling.pointwise(*case, narrow, channels)(input, points, pointwise, case[2], False)
     sampling.kernels(*case)[0](input, points, tabled, None, case[2], False)
     assert np.isfinite(tabled).any()
     bits = np.uint32 if dtype == np.float32 else np.uint64
     np.testing.assert_array_equal(pointwise.view(bits), tabled.view(bits))
 
 
-@pytest.mark.parametrize("dim, padding_mode", [(2, "zeros"), (2, "reflection"), (3, "border")])
-def test_pointwise_and_tabled_nearest_backward_give_the_same_bits(rng, dim, padding_mode):
-    """The nearest backward of one-channel batches runs pointwise (`sampling.pointwise_backward`),
-    other cases tabled: both must give the same bits, non-finite points and pixels included."""
+@pytest.mark.parametrize("dim, mode, padding_mode, out_spatial", [
+    (2, "bilinear", "zeros", (7, 10)), (2, "bilinear", "reflection", (9, 70)), (2, "nearest", "border", (9, 70)),
+    (3, "bilinear", "border", (5, 6, 40)), (3, "nearest", "zeros", (7, 12, 10))])
+def test_pointwise_and_tabled_backward_give_the_same_bits(rng, dim, mode, padding_mode, out_spatial):
+    """The backward of one-channel batches runs pointwise (`sampling.pointwise_backward`), other
+    cases tabled: both must give the same bits, non-finite points and pixels included, with tiles
+    of whole output lines and tiles narrower than a line."""
     from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 
-    spatial, out_spatial = (9, 11, 13)[-dim:], (7, 12, 10)[-dim:]
+    spatial = (9, 11, 13)[-dim:]
     input = rng.standard_normal((4, 1, *spatial)).astype(np.float32)
     input.flat[5] = np.inf
     points = rng.uniform(-1.4, 1.4, (4, *out_spatial, dim)).astype(np.float32)
     points.flat[3:12:4] = np.nan, np.inf, -np.inf
     grad_output = rng.standard_normal((4, 1, *out_spatial)).astype(np.float32)
     padding = PADDING_MODES[padding_mode]
+    slots = sampling.taps_per_axis(MODES[mode]) ** dim * sampling._BLOCK
     pointwise = np.full_like(input, np.nan), np.full_like(points, np.nan)
-    tables = np.empty((2, sampling._BACKWARD_RUN), np.int32), np.empty((2, sampling._BACKWARD_RUN), np.float32)
-    sampling.pointwise_backward(dim, padding)(grad_output, input, points, *pointwise, *tables, padding, False, True)
+    sampling.pointwise_backward(dim, MODES[mode], padding)(
+        grad_output, input, points, *pointwise, np.empty((2, slots), np.int32), np.empty((2, slots), np.float32),
+        padding, False, True)
     tabled = np.full_like(input, np.nan), np.full_like(points, np.nan)
-    sampling.kernels(dim, MODES["nearest"], padding, False, True)[1](
+    sampling.kernels(dim, MODES[mode], padding, False, True)[1](
         grad_output, input, points, *tabled, 1, np.zeros((0, 2), np.int64), np.zeros(1, np.int64),
         np.empty(0, np.float32), None, padding, False, True)
-    assert np.isfinite(tabled[0]).any()
+    assert np.isfinite(tabled[0]).any() and np.isfinite(tabled[1]).any()
     for ours, theirs in zip(pointwise, tabled):
         np.testing.assert_array_equal(ours.view(np.uint32), theirs.view(np.uint32))
 

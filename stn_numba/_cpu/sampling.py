@@ -38,18 +38,25 @@ Numba tells LLVM that the arrays do not alias: the gathers vectorise, and no
 array view is made per tile. Tiles of all images are spread over at most
 ``_MAX_GROUPS`` tasks, each with its own tables.
 
-Pointwise forward. With one channel (bilinear, nearest; up to three for
-bicubic) the tables cost more than they save: the forward then computes each
+Pointwise forward. The forward mostly skips the tables: it computes each
 point's taps and gathers them in one loop over a run of output points (a
 flat run of the grid, or one output line fused), whose values stay in
 registers (`_make_pointwise`), with the same arithmetic in the same order,
-so the same bits. Serial work runs this way for any channel count. Where an
+so the same bits. A run samples up to four channels with the same taps
+(`_pointwise_planes`: bilinear with a channel count divisible by 2, 3 or 4,
+bicubic always, nearest with one channel; the other cases keep the tables).
+Serial work runs this way for any channel count, a channel at a time. Where an
 input plane is small enough (`loads.narrow`: under 2**29 pixels, W >= 2) the
 taps are int32 and the gathers take 32-bit offsets (twice the lanes of
 Numba's int64 ones), and bilinear reads each input row's two x taps as one
-64-bit pair (`linear_pair_taps`). The nearest backward of one-channel batches
-runs pointwise too (`_make_pointwise_backward`): the taps of a run of points
-in one vectorised loop, then the scatter, the same terms in the same order.
+64-bit pair (`linear_pair_taps`).
+
+Pointwise backward. The bilinear and nearest backward of one-channel batches
+(an image per work item) runs pointwise too (`_make_pointwise_backward`),
+tile by tile as the tabled kernel: one vectorised loop over a run of a
+tile's points computes their taps, grid gradient and the input offset and
+weight of each tap, then a scalar loop scatters these into grad_input; the
+same terms in the same order as the tabled kernel, so the same bits.
 
 Determinism. The forward and ``grad_grid`` are owned per output point. The
 ``grad_input`` scatter is owned per image: a backward work item is a chunk of
@@ -82,7 +89,13 @@ _BLOCK = 256  # most points in a tile (its tables stay in L1)
 _TILE_WIDTH = 32  # widest tile (see "Work split")
 _MAX_GROUPS = 64  # parallel tasks; each allocates one workspace (any value
 # gives the same results: it groups work items, it does not split them)
-_SERIAL_WORK = 1 << 15  # below this many tap reads a call runs serially
+# Below this many tap reads a call runs serially, on the calling thread.
+# Measured: a serial pointwise forward does not vectorise (only a parallel
+# loop gets Numba's no-alias promise to LLVM; about 20 ns a point against 2
+# vectorised) and waking the pool costs about a microsecond, so the forward
+# goes parallel from a 16x16 bilinear output; the serial tabled kernels
+# (backward, regions) keep up with the parallel ones up to about 48x48.
+_SERIAL_WORK = {"pointwise": 1 << 9, "tabled": 1 << 13}
 _POINTWISE_TASK = 4096  # output points per task of the pointwise kernels
 _PARALLEL_CHUNKS = 4  # backward: cut images so that N * chunks reaches this
 _MIN_CHUNK_POINTS = 16384  # backward: fewest points worth a private buffer
@@ -95,10 +108,22 @@ _KERNEL_OPTIONS = {"cache": True, "error_model": "numpy"}
 
 
 _TAPS_PER_AXIS = {BILINEAR: 2, NEAREST: 1, BICUBIC: 4}
-# The forward of inputs with at most this many channels runs pointwise (no
-# tables); with more, the tables (taps computed once for all channels) were
-# measured faster. Serial work always runs pointwise.
-_POINTWISE_CHANNELS = {BILINEAR: 1, NEAREST: 1, BICUBIC: 3}
+# Channels a parallel pointwise forward run samples at once, largest first;
+# measured on the benchmark shapes against the tables (taps computed once
+# for all channels): bilinear runs of 2-4 planes win at any channel count
+# they divide, bicubic runs always, nearest only with one channel.
+_RUN_PLANES = (4, 3, 2)
+
+
+def _pointwise_planes(mode, channels):
+    """Channels per run of the parallel pointwise forward, or 0 for the
+    tabled kernel."""
+    if channels == 1:
+        return 1
+    if mode == NEAREST:
+        return 0
+    divisors = [planes for planes in _RUN_PLANES if channels % planes == 0]
+    return divisors[0] if divisors else (1 if mode == BICUBIC else 0)
 
 
 def taps_per_axis(mode):
@@ -702,7 +727,7 @@ def _linear_axis_taps(g, size, padding, align_corners):
 
 @njit(inline="always")
 def _linear_pair_axis_taps(g, size, padding, align_corners):
-    start, low, high = linear_pair_taps(g, size, padding, align_corners)
+    start, low, high, _, _ = linear_pair_taps(g, size, padding, align_corners)
     return (start,), (low, high)
 
 
@@ -756,13 +781,14 @@ _ROW_TERMS = {NEAREST: (_row_terms, _narrow_row_terms),
 
 def _sample_run(source, points, output, theta, bases, n, channel, channels,
                 line, first, stop, sizes, out_sizes, pad, align_corners, mode,
-                fused, spatial, narrow):
+                fused, spatial, narrow, planes):
     """The pointwise forward of the output points in columns ``first..stop-1``
-    of output line ``line`` (z * Ho + y) of channel ``channel`` of image
-    ``n``; on the grid path a run may go on over the next lines (columns
-    past the width). ``narrow``: the input's
+    of output line ``line`` (z * Ho + y) of channels ``channel`` to
+    ``channel + planes - 1`` of image ``n`` (each point's taps computed
+    once for them); on the grid path a run may go on over the next lines
+    (columns past the width). ``narrow``: the input's
     planes are read with int32 offsets (`loads.narrow`). Compiled once per
-    value of the literal constants (mode, fused, dims, narrow) and inlined by
+    value of the literal constants (mode, fused, dims, narrow, planes) and inlined by
     LLVM, not Numba: the parallel loop's array analysis fails on the tuples
     of taps. (An overload, not a closure: a closure holding a dispatcher
     gets a new cache key in every process, so Numba would compile it every
@@ -772,8 +798,9 @@ def _sample_run(source, points, output, theta, bases, n, channel, channels,
 @overload(_sample_run, prefer_literal=True, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
 def _sample_run_case(source, points, output, theta, bases, n, channel,
                      channels, line, first, stop, sizes, out_sizes, pad,
-                     align_corners, mode, fused, spatial, narrow):
+                     align_corners, mode, fused, spatial, narrow, planes):
     from_theta, dims, narrowed = _literal(fused), _literal(spatial), _literal(narrow)
+    run_planes = _literal(planes)
     axis_taps = _AXIS_TAPS[_literal(mode)]
     x_taps = _X_TAPS[_literal(mode)][narrowed]
     row_terms = _ROW_TERMS[_literal(mode)][narrowed]
@@ -781,11 +808,12 @@ def _sample_run_case(source, points, output, theta, bases, n, channel,
 
     def sample_run(source, points, output, theta, bases, n, channel,
                    channels, line, first, stop, sizes, out_sizes, pad,
-                   align_corners, mode, fused, spatial, narrow):
+                   align_corners, mode, fused, spatial, narrow, planes):
         width, height, depth = index(sizes[0]), index(sizes[1]), index(sizes[2])
         out_width, out_height, out_depth = out_sizes
         count = out_width * out_height * out_depth
-        image_at = (n * channels + channel) * (sizes[0] * sizes[1] * sizes[2])
+        volume = sizes[0] * sizes[1] * sizes[2]
+        image_at = (n * channels + channel) * volume
         at = (n * channels + channel) * count + line * out_width
         z = line // out_height
         row = line - z * out_height
@@ -813,24 +841,27 @@ def _sample_run_case(source, points, output, theta, bases, n, channel,
             ix, wx = x_taps(gx, width, pad, align_corners)
             iy, wy = axis_taps(gy, height, pad, align_corners)
             iz, wz = axis_taps(gz, depth, pad, align_corners)  # 2-D: unused
-            total = zero
-            for kz in range(len(iz) if dims == 3 else 1):
-                for ky in range(len(iy)):
-                    if dims == 3:
-                        total = row_terms(total, source, image_at,
-                                          iz[kz] * (width * height) + iy[ky] * width,
-                                          ix, wx, wz[kz] * wy[ky])
-                    else:
-                        total = row_terms(total, source, image_at, iy[ky] * width, ix, wx, wy[ky])
-            output[_unsigned(at + column)] = total
+            for plane in range(run_planes):
+                total = zero
+                for kz in range(len(iz) if dims == 3 else 1):
+                    for ky in range(len(iy)):
+                        if dims == 3:
+                            total = row_terms(total, source, image_at + plane * volume,
+                                              iz[kz] * (width * height) + iy[ky] * width,
+                                              ix, wx, wz[kz] * wy[ky])
+                        else:
+                            total = row_terms(total, source, image_at + plane * volume,
+                                              iy[ky] * width, ix, wx, wy[ky])
+                output[_unsigned(at + plane * count + column)] = total
 
     return sample_run
 
 
-def _make_pointwise(spatial, mode, padding, fused, parallel, narrow):
+def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes):
     """The pointwise forward kernel of one case (see the module docstring):
     the same arithmetic, in the same order, as `_make_kernels`' forward, so
-    the same bits."""
+    the same bits; a run samples ``planes`` channels (a divisor of the
+    channel count) at once."""
     loop = prange if parallel else range
 
     @njit(parallel=parallel, **_KERNEL_OPTIONS)
@@ -854,150 +885,245 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow):
             n = task // tasks
             first = (task % tasks) * per_task
             stop = min(first + per_task, lines)
-            for channel in range(channels):
+            for channel in range(0, channels, planes):
                 if fused:
                     for line in range(first, stop):
                         _sample_run(source, points, output, theta, bases, n,
                                     channel, channels, line, 0, out_width,
                                     sizes, out_sizes, pad, align_corners,
-                                    mode, fused, spatial, narrow)
+                                    mode, fused, spatial, narrow, planes)
                 else:
                     _sample_run(source, points, output, theta, bases, n,
                                 channel, channels, first, 0,
                                 (stop - first) * out_width, sizes, out_sizes,
                                 pad, align_corners, mode, fused, spatial,
-                                narrow)
+                                narrow, planes)
 
     return forward
 
 
-_POINTWISE = {}  # (spatial, mode, padding, fused, parallel, narrow) -> forward kernel
+_POINTWISE = {}  # (spatial, mode, padding, fused, parallel, narrow, planes) -> forward kernel
 
 
-def pointwise(spatial, mode, padding, fused, parallel, narrow):
+def pointwise(spatial, mode, padding, fused, parallel, narrow, planes=1):
     """The pointwise forward kernel of a case (built once)."""
-    case = (spatial, mode, padding, fused, parallel, narrow)
+    case = (spatial, mode, padding, fused, parallel, narrow, planes)
     kernel = _POINTWISE.get(case)
     if kernel is None:
         kernel = _POINTWISE[case] = _make_pointwise(*case)
     return kernel
 
 
-def _nearest_backward_run(points, grad_points, index, weight, group, n,
-                          first, stop, sizes, count, pad, align_corners,
-                          spatial):
-    """The pointwise nearest backward of points ``first..stop-1`` (flat) of
-    image ``n`` (one channel, planes read with int32 offsets): their grid
-    gradient is 0; each point's input offset and weight go to
-    ``index[group, p - first]`` and ``weight[group, p - first]`` for
-    `_scatter_run`. An overload on the literal dims, inlined by LLVM (see
-    `_sample_run`)."""
+@njit(inline="always")
+def _nearest_axis_slopes(g, size, padding, align_corners):
+    i, w = nearest_tap(g, size, padding, align_corners)
+    return (i,), (w,), (type(w)(0),)
 
 
-@overload(_nearest_backward_run, prefer_literal=True,
-          jit_options={**_KERNEL_OPTIONS, "forceinline": True})
-def _nearest_backward_run_case(points, grad_points, index, weight, group, n,
-                               first, stop, sizes, count, pad, align_corners,
-                               spatial):
+@njit(inline="always")
+def _linear_axis_slopes(g, size, padding, align_corners):
+    i0, i1, w0, w1, d0, d1 = linear_taps(g, size, padding, align_corners)
+    return (i0, i1), (w0, w1), (d0, d1)
+
+
+@njit(inline="always")
+def _linear_pair_axis_slopes(g, size, padding, align_corners):
+    start, low, high, low_slope, high_slope = linear_pair_taps(g, size, padding, align_corners)
+    return (start,), (low, high), (low_slope, high_slope)
+
+
+@njit(inline="always")
+def _add_grid_terms(grads, g, value, w_row, d_row, dz_wy, wx, dx, dims):
+    """Add one tap's terms to a point's grid gradient ``grads`` (x, y, z):
+    the tap's weight is ``w_row * wx`` and its product ``g * value``; its
+    slopes along x, y, z are ``w_row * dx``, ``d_row * wx`` and ``dz_wy *
+    wx``, as in `_tile_grid_gradient`."""
+    product = type(g)(0) + g * value
+    grad_x, grad_y, grad_z = grads
+    grad_x = _add_term(grad_x, w_row * dx, product)
+    grad_y = _add_term(grad_y, d_row * wx, product)
+    if dims == 3:
+        grad_z = _add_term(grad_z, dz_wy * wx, product)
+    return grad_x, grad_y, grad_z
+
+
+@njit(inline="always")
+def _tap_row_backward(source, base, row, ix, wx, dx, g, w_row, d_row, dz_wy,
+                      grads, index, weight, group, at, dims):
+    """A row's one x tap (nearest): its grid-gradient terms; its input
+    offset and weight go to ``index[group, at]``, ``weight[group, at]``."""
+    offset = np.int32(row + ix[0])
+    index[group, _unsigned(at)] = offset
+    weight[group, _unsigned(at)] = w_row * wx[0]
+    return _add_grid_terms(grads, g, load_at(source, base, offset), w_row, d_row, dz_wy, wx[0], dx[0], dims)
+
+
+@njit(inline="always")
+def _pair_row_backward(source, base, row, ix, wx, dx, g, w_row, d_row, dz_wy,
+                       grads, index, weight, group, at, dims):
+    """A row's pair of x taps (bilinear, one load): as `_tap_row_backward`,
+    at ``at`` and ``at + 1``."""
+    offset = np.int32(row + ix[0])
+    low, high = load_pair(source, base, offset)
+    index[group, _unsigned(at)] = offset
+    index[group, _unsigned(at + 1)] = offset + np.int32(1)
+    weight[group, _unsigned(at)] = w_row * wx[0]
+    weight[group, _unsigned(at + 1)] = w_row * wx[1]
+    grads = _add_grid_terms(grads, g, low, w_row, d_row, dz_wy, wx[0], dx[0], dims)
+    return _add_grid_terms(grads, g, high, w_row, d_row, dz_wy, wx[1], dx[1], dims)
+
+
+# by mode: the taps with slopes along y and z; along x, and the function
+# handling a row's x taps (consecutive pixels from ix[0])
+_AXIS_SLOPES = {NEAREST: _nearest_axis_slopes, BILINEAR: _linear_axis_slopes}
+_X_SLOPES = {NEAREST: (_nearest_axis_slopes, _tap_row_backward),
+             BILINEAR: (_linear_pair_axis_slopes, _pair_row_backward)}
+
+
+def _backward_run(grad_output, source, points, grad_points, index, weight,
+                  group, n, first, stop, at, sizes, count, pad, align_corners,
+                  mode, spatial):
+    """The pointwise backward of output points ``first..stop-1`` (flat) of
+    image ``n`` (one channel, planes read with int32 offsets): writes their
+    grid gradient, and the input offset and weight of each of their taps
+    into ``index[group]`` and ``weight[group]``, point by point from tap
+    slot ``at``, for `_scatter_tile`. The same arithmetic, in the same
+    order, as the tabled backward, so the same bits. An overload on the
+    literal mode and dims, inlined by LLVM (see `_sample_run`)."""
+
+
+@overload(_backward_run, prefer_literal=True, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
+def _backward_run_case(grad_output, source, points, grad_points, index,
+                       weight, group, n, first, stop, at, sizes, count, pad,
+                       align_corners, mode, spatial):
     dims = _literal(spatial)
+    axis_slopes = _AXIS_SLOPES[_literal(mode)]
+    x_slopes, row_backward = _X_SLOPES[_literal(mode)]
+    x_taps = _TAPS_PER_AXIS[_literal(mode)]
+    taps = x_taps**dims
 
-    def nearest_backward_run(points, grad_points, index, weight, group, n,
-                             first, stop, sizes, count, pad, align_corners,
-                             spatial):
+    def backward_run(grad_output, source, points, grad_points, index, weight,
+                     group, n, first, stop, at, sizes, count, pad,
+                     align_corners, mode, spatial):
         width, height, depth = np.int32(sizes[0]), np.int32(sizes[1]), np.int32(sizes[2])
-        zero = grad_points.dtype.type(0)
+        image_at = n * (sizes[0] * sizes[1] * sizes[2])
+        zero = grad_output.dtype.type(0)
         for p in range(first, stop):
+            g = grad_output[_unsigned(n * count + p)]
             point = (n * count + p) * dims
-            ix, wx = nearest_tap(points[_unsigned(point)], width, pad, align_corners)
-            iy, wy = nearest_tap(points[_unsigned(point + 1)], height, pad, align_corners)
+            gz = points[_unsigned(point + 2)] if dims == 3 else zero
+            ix, wx, dx = x_slopes(points[_unsigned(point)], width, pad, align_corners)
+            iy, wy, dy = axis_slopes(points[_unsigned(point + 1)], height, pad, align_corners)
+            iz, wz, dz = axis_slopes(gz, depth, pad, align_corners)  # 2-D: unused
+            grads = (zero, zero, zero)
+            slot = at + (p - first) * taps
+            for kz in range(len(iz) if dims == 3 else 1):
+                for ky in range(len(iy)):
+                    if dims == 3:
+                        row = iz[kz] * (width * height) + iy[ky] * width
+                        w_row, d_row, dz_wy = wz[kz] * wy[ky], wz[kz] * dy[ky], dz[kz] * wy[ky]
+                    else:
+                        row, w_row, d_row, dz_wy = iy[ky] * width, wy[ky], dy[ky], zero
+                    grads = row_backward(source, image_at, row, ix, wx, dx, g, w_row, d_row,
+                                         dz_wy, grads, index, weight, group,
+                                         slot + (kz * len(iy) + ky) * x_taps, dims)
+            grad_points[_unsigned(point)] = grads[0]
+            grad_points[_unsigned(point + 1)] = grads[1]
             if dims == 3:
-                iz, wz = nearest_tap(points[_unsigned(point + 2)], depth, pad, align_corners)
-                offset = np.int32(iz * (width * height) + iy * width + ix)
-                w = (wz * wy) * wx
-            else:
-                offset, w = np.int32(iy * width + ix), wy * wx
-            index[group, _unsigned(p - first)] = offset
-            weight[group, _unsigned(p - first)] = w
-            for axis in range(dims):
-                grad_points[_unsigned(point + axis)] = zero
+                grad_points[_unsigned(point + 2)] = grads[2]
 
-    return nearest_backward_run
+    return backward_run
 
 
 @njit(**{**_KERNEL_OPTIONS, "forceinline": True})
-def _scatter_run(grad_output, target, index, weight, group, output_at,
-                 target_at, first, stop):
-    """``target[target_at + index[group, q]] += g * weight[group, q]`` for
-    the points ``first..stop-1`` of a `_nearest_backward_run` (q = p -
-    first), in order, skipping zero weights. (Inlined by LLVM, not Numba:
-    Numba's IR inlining would make its arguments aliases of the kernel's,
-    which then loses its no-alias promise to LLVM.)"""
+def _scatter_tile(grad_output, target, index, weight, group, output_at,
+                  target_at, tile, width, taps):
+    """``target[target_at + offset] += g * weight`` for every tap of a
+    tile's points as `_backward_run` recorded them, point by point in the
+    tile's order, tap by tap, skipping zero weights (the tabled backward's
+    order). (Inlined by LLVM, not Numba: Numba's IR inlining would make its
+    arguments aliases of the kernel's, which then loses its no-alias promise
+    to LLVM.)"""
+    first, rows, columns = tile[0], tile[1], tile[2]
     zero = grad_output.dtype.type(0)
-    for p in range(first, stop):
-        w = weight[group, _unsigned(p - first)]
-        if w != zero:
-            g = grad_output[_unsigned(output_at + p)]
-            target[_unsigned(target_at + index[group, _unsigned(p - first)])] += g * w
+    for r in range(rows):
+        for c in range(columns):
+            g = grad_output[_unsigned(output_at + first + r * width + c)]
+            slot = (r * columns + c) * taps
+            for t in range(taps):
+                w = weight[group, _unsigned(slot + t)]
+                if w != zero:
+                    target[_unsigned(target_at + index[group, _unsigned(slot + t)])] += g * w
 
 
 @njit(**{**_KERNEL_OPTIONS, "forceinline": True})
 def _zero(array, first, stop):
     """``array[first:stop] = 0`` (in a parallel kernel, with no view: see
-    `_scatter_run`)."""
+    `_scatter_tile`)."""
     for i in range(first, stop):
         array[_unsigned(i)] = 0
 
 
-_BACKWARD_RUN = 512  # points per run of the pointwise backward
-
-
-def _make_pointwise_backward(spatial, padding):
-    """The pointwise (nearest, parallel) backward kernel of one case: grid
-    path, one channel, planes read with int32 offsets."""
+def _make_pointwise_backward(spatial, mode, padding):
+    """The pointwise (parallel) backward kernel of one case: grid path, one
+    channel, planes read with int32 offsets, an image per work item."""
+    taps = _TAPS_PER_AXIS[mode] ** spatial
 
     @njit(parallel=True, **_KERNEL_OPTIONS)
     def backward(grad_output, source, points, grad_source, grad_points,
                  index, weight, padding_mode, align_corners,
                  input_requires_grad):
-        """As `_make_kernels`' backward for nearest, without ``window``: for
-        each run of `_BACKWARD_RUN` points of an image, the taps in one
-        vectorised loop, then the scatter into ``grad_source`` (the same
-        terms in the same order as the tabled kernel, so the same bits).
-        ``index`` and ``weight`` (groups, `_BACKWARD_RUN`) are the task
-        groups' tables: arguments, not allocated here, so that LLVM knows
-        they alias no other array."""
+        """As `_make_kernels`' backward, without ``window``, tile by tile in
+        the same order: the grid gradient and the taps of a tile in one
+        vectorised loop per run of consecutive points, then the scatter into
+        ``grad_source``. ``index`` and ``weight`` (groups, taps * `_BLOCK`)
+        are the task groups' tables: arguments, not allocated here, so that
+        LLVM knows they alias no other array."""
         n_batch = source.shape[0]
         sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
+        out_width, out_height, out_depth = out_sizes
         volume = sizes[0] * sizes[1] * sizes[2]
-        count = out_sizes[0] * out_sizes[1] * out_sizes[2]
+        count = out_width * out_height * out_depth
         grad_output = grad_output.reshape(-1)
+        source = source.reshape(-1)
         points = points.reshape(-1)
         grad_source = grad_source.reshape(-1)
         grad_points = grad_points.reshape(-1)
+        tiling = _tiling(out_width, out_height, out_depth)
         groups = index.shape[0]
         for group in prange(groups):
             for n in range(group * n_batch // groups, (group + 1) * n_batch // groups):
                 if input_requires_grad:
                     _zero(grad_source, n * volume, (n + 1) * volume)
-                for first in range(0, count, _BACKWARD_RUN):
-                    stop = min(first + _BACKWARD_RUN, count)
-                    _nearest_backward_run(points, grad_points, index, weight,
-                                          group, n, first, stop, sizes, count,
-                                          padding, align_corners, spatial)
+                for number in range(tiling[4]):
+                    tile = _tile(number, tiling, out_width, out_height)
+                    first, rows, columns = tile[0], tile[1], tile[2]
+                    # a tile of whole output lines is one run of points (no
+                    # tuples here: Numba would count them as aliases, and
+                    # the loop would lose its no-alias promise)
+                    runs = 1 if columns == out_width else rows
+                    length = rows * columns if columns == out_width else columns
+                    for r in range(runs):
+                        _backward_run(grad_output, source, points, grad_points,
+                                      index, weight, group, n,
+                                      first + r * out_width,
+                                      first + r * out_width + length,
+                                      r * length * taps, sizes, count,
+                                      padding, align_corners, mode, spatial)
                     if input_requires_grad:
-                        _scatter_run(grad_output, grad_source, index, weight,
-                                     group, n * count, n * volume, first,
-                                     stop)
+                        _scatter_tile(grad_output, grad_source, index, weight,
+                                      group, n * count, n * volume, tile,
+                                      out_width, taps)
 
     return backward
 
 
-_POINTWISE_BACKWARD = {}  # (spatial, padding) -> nearest backward kernel
+_POINTWISE_BACKWARD = {}  # (spatial, mode, padding) -> backward kernel
 
 
-def pointwise_backward(spatial, padding):
-    """The pointwise nearest backward kernel of a case (built once)."""
-    case = (spatial, padding)
+def pointwise_backward(spatial, mode, padding):
+    """The pointwise backward kernel of a case (built once)."""
+    case = (spatial, mode, padding)
     kernel = _POINTWISE_BACKWARD.get(case)
     if kernel is None:
         kernel = _POINTWISE_BACKWARD[case] = _make_pointwise_backward(*case)
@@ -1020,9 +1146,10 @@ def kernels(spatial, mode, padding, fused, parallel, windowed=False):
 # ------------------------------------------------------------ entry points
 # Plain Python: each picks its case's kernel, serial for small work, which
 # then runs without waking the thread pool.
-def _parallel(spatial, mode, work_items):
-    """Whether work runs on the thread pool (else serially)."""
-    return work_items * _TAPS_PER_AXIS[mode] ** spatial >= _SERIAL_WORK
+def _parallel(spatial, mode, work_items, kind="tabled"):
+    """Whether work runs on the thread pool (else serially), for a
+    ``kind`` of kernel (see `_SERIAL_WORK`)."""
+    return work_items * _TAPS_PER_AXIS[mode] ** spatial >= _SERIAL_WORK[kind]
 
 
 def _kernel(spatial, mode, padding_mode, fused, work_items, which, windowed=False):
@@ -1036,15 +1163,18 @@ def _kernel(spatial, mode, padding_mode, fused, work_items, which, windowed=Fals
 def _forward(fused, input, points, output, mode, padding_mode, align_corners,
              window=None):
     spatial = input.ndim - 2
-    if window is None:
-        parallel = _parallel(spatial, mode, output.size)
-        if not parallel or input.shape[1] <= _POINTWISE_CHANNELS[mode]:
-            kernel = pointwise(spatial, mode, padding_mode if parallel else None, fused, parallel,
-                               narrow(input.shape[2:]))
-            kernel(input, points, output, padding_mode, align_corners)
-            return
-    _kernel(spatial, mode, padding_mode, fused, output.size, 0, window is not None)(
-        input, points, output, window, padding_mode, align_corners)
+    if window is not None:
+        _kernel(spatial, mode, padding_mode, fused, output.size, 0, True)(
+            input, points, output, window, padding_mode, align_corners)
+        return
+    parallel = _parallel(spatial, mode, output.size, "pointwise")
+    planes = _pointwise_planes(mode, input.shape[1]) if parallel else 1
+    if not planes:
+        kernels(spatial, mode, padding_mode, fused, True)[0](
+            input, points, output, None, padding_mode, align_corners)
+        return
+    pointwise(spatial, mode, padding_mode if parallel else None, fused, parallel, narrow(input.shape[2:]),
+              planes)(input, points, output, padding_mode, align_corners)
 
 
 def _backward(fused, grad_output, input, points, grad_input, grad_points,
@@ -1053,14 +1183,14 @@ def _backward(fused, grad_output, input, points, grad_input, grad_points,
     windowed = window is not None
     spatial = input.ndim - 2
     parallel = _parallel(spatial, mode, grad_output.size)
-    if (parallel and not windowed and not fused and mode == NEAREST and input.shape[1] == 1
+    if (parallel and not windowed and not fused and mode != BICUBIC and input.shape[1] == 1
             and input.shape[0] >= _PARALLEL_CHUNKS and narrow(input.shape[2:])):
         groups = min(input.shape[0], _MAX_GROUPS)
-        pointwise_backward(spatial, padding_mode)(
+        slots = _TAPS_PER_AXIS[mode] ** spatial * _BLOCK
+        pointwise_backward(spatial, mode, padding_mode)(
             grad_output, input, points, grad_input, grad_points,
-            np.empty((groups, _BACKWARD_RUN), np.int32),
-            np.empty((groups, _BACKWARD_RUN), grad_output.dtype), padding_mode, align_corners,
-            bool(input_requires_grad))
+            np.empty((groups, slots), np.int32), np.empty((groups, slots), grad_output.dtype),
+            padding_mode, align_corners, bool(input_requires_grad))
         return
     kernel = _kernel(spatial, mode, padding_mode, fused, grad_output.size, 1, windowed)
     chunks, rows, offsets, buffers = _backward_plan(
