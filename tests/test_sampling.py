@@ -436,14 +436,33 @@ def test_pointwise_and_tabled_backward_give_the_same_bits(rng, dim, mode, paddin
     padding = PADDING_MODES[padding_mode]
     slots = sampling.taps_per_axis(MODES[mode]) ** dim * sampling._BLOCK
     pointwise = np.full_like(input, np.nan), np.full_like(points, np.nan)
+    no_buffers = np.zeros((0, 2), np.int64), np.zeros(1, np.int64), np.empty(0, np.float32)
     sampling.pointwise_backward(dim, MODES[mode], padding)(
-        grad_output, input, points, *pointwise, np.empty((2, slots), np.int32), np.empty((2, slots), np.float32),
-        padding, False, True)
+        grad_output, input, points, *pointwise, 1, *no_buffers, np.empty((2, slots), np.int32),
+        np.empty((2, slots), np.float32), padding, False, True)
     tabled = np.full_like(input, np.nan), np.full_like(points, np.nan)
     sampling.kernels(dim, MODES[mode], padding, False, True)[1](
-        grad_output, input, points, *tabled, 1, np.zeros((0, 2), np.int64), np.zeros(1, np.int64),
-        np.empty(0, np.float32), None, padding, False, True)
+        grad_output, input, points, *tabled, 1, *no_buffers, None, padding, False, True)
     assert np.isfinite(tabled[0]).any() and np.isfinite(tabled[1]).any()
+    for ours, theirs in zip(pointwise, tabled):
+        np.testing.assert_array_equal(ours.view(np.uint32), theirs.view(np.uint32))
+
+
+@pytest.mark.parametrize("n_batch, mode", [(1, "bilinear"), (2, "nearest")])
+def test_chunked_pointwise_backward_gives_the_tabled_bits(rng, monkeypatch, n_batch, mode):
+    """Big images in small batches are cut into chunks with private grad_input buffers: the pointwise
+    backward (int32 reads) and the tabled one (forced here by refusing narrow reads) give the same bits."""
+    from stn_numba._codes import MODES
+    from stn_numba._cpu import sampling
+
+    input = rng.standard_normal((n_batch, 1, 150, 170)).astype(np.float32)
+    grid = rng.uniform(-1.1, 1.1, (n_batch, 160, 210, 2)).astype(np.float32)
+    grad_output = rng.standard_normal((n_batch, 1, 160, 210)).astype(np.float32)
+    assert sampling._backward_plan(False, grad_output, input, grid, MODES[mode], 0, False, True,
+                                   None, False)[0] > 1
+    pointwise = stn_numba.grid_sample_backward(grad_output, input, grid, mode)
+    monkeypatch.setattr(sampling, "narrow", lambda plane_shape: False)
+    tabled = stn_numba.grid_sample_backward(grad_output, input, grid, mode)
     for ours, theirs in zip(pointwise, tabled):
         np.testing.assert_array_equal(ours.view(np.uint32), theirs.view(np.uint32))
 

@@ -1066,19 +1066,20 @@ def _zero(array, first, stop):
 
 def _make_pointwise_backward(spatial, mode, padding):
     """The pointwise (parallel) backward kernel of one case: grid path, one
-    channel, planes read with int32 offsets, an image per work item."""
+    channel, planes read with int32 offsets."""
     taps = _TAPS_PER_AXIS[mode] ** spatial
 
     @njit(parallel=True, **_KERNEL_OPTIONS)
     def backward(grad_output, source, points, grad_source, grad_points,
-                 index, weight, padding_mode, align_corners,
-                 input_requires_grad):
-        """As `_make_kernels`' backward, without ``window``, tile by tile in
-        the same order: the grid gradient and the taps of a tile in one
-        vectorised loop per run of consecutive points, then the scatter into
-        ``grad_source``. ``index`` and ``weight`` (groups, taps * `_BLOCK`)
-        are the task groups' tables: arguments, not allocated here, so that
-        LLVM knows they alias no other array."""
+                 chunks, rows, offsets, buffers, index, weight, padding_mode,
+                 align_corners, input_requires_grad):
+        """As `_make_kernels`' backward, without ``window``, with the same
+        work items (chunks of an image's tiles, with their private buffers)
+        and tile order: per tile, the grid gradient and the taps in one
+        vectorised loop per run of consecutive points, then the scatter.
+        ``index`` and ``weight`` (groups, taps * `_BLOCK`) are the task
+        groups' tables: arguments, not allocated here, so that LLVM knows
+        they alias no other array."""
         n_batch = source.shape[0]
         sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
         out_width, out_height, out_depth = out_sizes
@@ -1090,30 +1091,44 @@ def _make_pointwise_backward(spatial, mode, padding):
         grad_source = grad_source.reshape(-1)
         grad_points = grad_points.reshape(-1)
         tiling = _tiling(out_width, out_height, out_depth)
+        items = n_batch * chunks
         groups = index.shape[0]
         for group in prange(groups):
-            for n in range(group * n_batch // groups, (group + 1) * n_batch // groups):
+            for item in range(group * items // groups, (group + 1) * items // groups):
+                n = item // chunks
+                chunk = item % chunks
+                # grad_input target: the image itself (chunk 0) or the
+                # item's private buffer of input rows rows[item, 0]..
                 if input_requires_grad:
-                    _zero(grad_source, n * volume, (n + 1) * volume)
-                for number in range(tiling[4]):
+                    if chunk == 0:
+                        _zero(grad_source, n * volume, (n + 1) * volume)
+                    else:
+                        _zero(buffers, offsets[item], offsets[item + 1])
+                first, stop = _chunk_tiles(chunk, chunks, tiling[4])
+                for number in range(first, stop):
                     tile = _tile(number, tiling, out_width, out_height)
-                    first, rows, columns = tile[0], tile[1], tile[2]
+                    first_point, rows_, columns = tile[0], tile[1], tile[2]
                     # a tile of whole output lines is one run of points (no
                     # tuples here: Numba would count them as aliases, and
                     # the loop would lose its no-alias promise)
-                    runs = 1 if columns == out_width else rows
-                    length = rows * columns if columns == out_width else columns
+                    runs = 1 if columns == out_width else rows_
+                    length = rows_ * columns if columns == out_width else columns
                     for r in range(runs):
                         _backward_run(grad_output, source, points, grad_points,
                                       index, weight, group, n,
-                                      first + r * out_width,
-                                      first + r * out_width + length,
+                                      first_point + r * out_width,
+                                      first_point + r * out_width + length,
                                       r * length * taps, sizes, count,
                                       padding, align_corners, mode, spatial)
-                    if input_requires_grad:
+                    if input_requires_grad and chunk == 0:
                         _scatter_tile(grad_output, grad_source, index, weight,
                                       group, n * count, n * volume, tile,
                                       out_width, taps)
+                    elif input_requires_grad:
+                        _scatter_tile(grad_output, buffers, index, weight,
+                                      group, n * count,
+                                      offsets[item] - rows[item, 0] * sizes[0],
+                                      tile, out_width, taps)
 
     return backward
 
@@ -1183,21 +1198,21 @@ def _backward(fused, grad_output, input, points, grad_input, grad_points,
     windowed = window is not None
     spatial = input.ndim - 2
     parallel = _parallel(spatial, mode, grad_output.size)
-    if (parallel and not windowed and not fused and mode != BICUBIC and input.shape[1] == 1
-            and input.shape[0] >= _PARALLEL_CHUNKS and narrow(input.shape[2:])):
-        groups = min(input.shape[0], _MAX_GROUPS)
-        slots = _TAPS_PER_AXIS[mode] ** spatial * _BLOCK
-        pointwise_backward(spatial, mode, padding_mode)(
-            grad_output, input, points, grad_input, grad_points,
-            np.empty((groups, slots), np.int32), np.empty((groups, slots), grad_output.dtype),
-            padding_mode, align_corners, bool(input_requires_grad))
-        return
-    kernel = _kernel(spatial, mode, padding_mode, fused, grad_output.size, 1, windowed)
     chunks, rows, offsets, buffers = _backward_plan(
         fused, grad_output, input, points, mode, padding_mode, align_corners,
         input_requires_grad, window, windowed)
-    kernel(grad_output, input, points, grad_input, grad_points, chunks, rows,
-           offsets, buffers, window, padding_mode, align_corners, bool(input_requires_grad))
+    if (parallel and not windowed and not fused and mode != BICUBIC and input.shape[1] == 1
+            and narrow(input.shape[2:])):
+        groups = min(input.shape[0] * chunks, _MAX_GROUPS)
+        slots = _TAPS_PER_AXIS[mode] ** spatial * _BLOCK
+        pointwise_backward(spatial, mode, padding_mode)(
+            grad_output, input, points, grad_input, grad_points, chunks, rows, offsets, buffers,
+            np.empty((groups, slots), np.int32), np.empty((groups, slots), grad_output.dtype),
+            padding_mode, align_corners, bool(input_requires_grad))
+    else:
+        _kernel(spatial, mode, padding_mode, fused, grad_output.size, 1, windowed)(
+            grad_output, input, points, grad_input, grad_points, chunks, rows, offsets, buffers,
+            window, padding_mode, align_corners, bool(input_requires_grad))
     if buffers.size:
         volumes = grad_input.reshape(grad_input.shape[:2] + (-1,) + grad_input.shape[-2:])
         _add_private_rows(volumes, rows, offsets, buffers, chunks)
