@@ -599,7 +599,7 @@ def serial_bounds_checked_kernels():
             if isinstance(value, numba.core.registry.CPUDispatcher):
                 options = {k: v for k, v in value.targetoptions.items() if k not in ("parallel", "cache", "boundscheck")}
                 patch.setattr(module, name, numba.njit(**options, boundscheck=True)(value.py_func))
-    patch.setattr(cpu_sampling, "_SERIAL_WORK", dict.fromkeys(cpu_sampling._SERIAL_WORK, float("inf")))
+    patch.setattr(cpu_sampling, "_SERIAL_WORK", float("inf"))
     yield
     patch.undo()
 

@@ -93,9 +93,12 @@ _MAX_GROUPS = 64  # parallel tasks; each allocates one workspace (any value
 # Measured: a serial pointwise forward does not vectorise (only a parallel
 # loop gets Numba's no-alias promise to LLVM; about 20 ns a point against 2
 # vectorised) and waking the pool costs about a microsecond, so the forward
-# goes parallel from a 16x16 bilinear output; the serial tabled kernels
-# (backward, regions) keep up with the parallel ones up to about 48x48.
-_SERIAL_WORK = {"pointwise": 1 << 9, "tabled": 1 << 13}
+# would gain from going parallel from a 16x16 bilinear output; the serial
+# tabled kernels (backward, regions) keep up with the parallel ones up to
+# about 48x48. One bound for both, at the second: every parallel kernel is
+# specialised on the padding, and a lower bound multiplied the kernels the
+# test suite compiles (its run time doubled).
+_SERIAL_WORK = 1 << 13
 _POINTWISE_TASK = 4096  # output points per task of the pointwise kernels
 _PARALLEL_CHUNKS = 4  # backward: cut images so that N * chunks reaches this
 _MIN_CHUNK_POINTS = 16384  # backward: fewest points worth a private buffer
@@ -1161,10 +1164,9 @@ def kernels(spatial, mode, padding, fused, parallel, windowed=False):
 # ------------------------------------------------------------ entry points
 # Plain Python: each picks its case's kernel, serial for small work, which
 # then runs without waking the thread pool.
-def _parallel(spatial, mode, work_items, kind="tabled"):
-    """Whether work runs on the thread pool (else serially), for a
-    ``kind`` of kernel (see `_SERIAL_WORK`)."""
-    return work_items * _TAPS_PER_AXIS[mode] ** spatial >= _SERIAL_WORK[kind]
+def _parallel(spatial, mode, work_items):
+    """Whether work runs on the thread pool (else serially)."""
+    return work_items * _TAPS_PER_AXIS[mode] ** spatial >= _SERIAL_WORK
 
 
 def _kernel(spatial, mode, padding_mode, fused, work_items, which, windowed=False):
@@ -1182,7 +1184,7 @@ def _forward(fused, input, points, output, mode, padding_mode, align_corners,
         _kernel(spatial, mode, padding_mode, fused, output.size, 0, True)(
             input, points, output, window, padding_mode, align_corners)
         return
-    parallel = _parallel(spatial, mode, output.size, "pointwise")
+    parallel = _parallel(spatial, mode, output.size)
     planes = _pointwise_planes(mode, input.shape[1]) if parallel else 1
     if not planes:
         kernels(spatial, mode, padding_mode, fused, True)[0](
