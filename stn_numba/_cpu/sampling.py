@@ -51,9 +51,9 @@ taps are int32 and the gathers take 32-bit offsets (twice the lanes of
 Numba's int64 ones), and bilinear reads each input row's two x taps as one
 64-bit pair (`linear_pair_taps`).
 
-Pointwise backward. The bilinear and nearest backward of one-channel batches
-(an image per work item) runs pointwise too (`_make_pointwise_backward`),
-tile by tile as the tabled kernel: one vectorised loop over a run of a
+Pointwise backward. The bilinear and nearest backward of one-channel inputs
+runs pointwise too (`_make_pointwise_backward`), with the tabled kernel's
+work items, tile by tile in its order: one vectorised loop over a run of a
 tile's points computes their taps, grid gradient and the input offset and
 weight of each tap, then a scalar loop scatters these into grad_input; the
 same terms in the same order as the tabled kernel, so the same bits.
