@@ -391,7 +391,7 @@ def test_backward_is_bitwise_deterministic(rng, results_for_every_thread_count, 
     (3, "bilinear", "zeros", True, 4, 13, np.float32)])
 def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding_mode, fused, channels, width,
                                                         dtype, narrow):
-    """Inputs with few channels take the pointwise forward kernel, others (and the region kernels of
+    """Most inputs take the pointwise forward kernel, the others (and the region kernels of
     `stn_numba.dask`) the tabled one: both must compute the same bits, non-finite points included,
     whether the pointwise kernel reads with int64 or int32 offsets (bilinear: x-adjacent pairs, which
     move a tap just outside the image's edge to the pair's other slot), a channel at a time or several

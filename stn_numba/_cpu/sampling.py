@@ -716,28 +716,29 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
     return forward, backward, chunk_rows, extent
 
 
+# The taps of one grid value along one axis as tuples (indices, weights,
+# slopes); the forward drops the slopes, which LLVM then never computes.
 @njit(inline="always")
 def _nearest_axis_taps(g, size, padding, align_corners):
     i, w = nearest_tap(g, size, padding, align_corners)
-    return (i,), (w,)
+    return (i,), (w,), (type(w)(0),)
 
 
 @njit(inline="always")
 def _linear_axis_taps(g, size, padding, align_corners):
-    i0, i1, w0, w1, _, _ = linear_taps(g, size, padding, align_corners)
-    return (i0, i1), (w0, w1)
+    i0, i1, w0, w1, d0, d1 = linear_taps(g, size, padding, align_corners)
+    return (i0, i1), (w0, w1), (d0, d1)
 
 
 @njit(inline="always")
 def _linear_pair_axis_taps(g, size, padding, align_corners):
-    start, low, high, _, _ = linear_pair_taps(g, size, padding, align_corners)
-    return (start,), (low, high)
+    start, low, high, low_slope, high_slope = linear_pair_taps(g, size, padding, align_corners)
+    return (start,), (low, high), (low_slope, high_slope)
 
 
 @njit(inline="always")
 def _cubic_axis_taps(g, size, padding, align_corners):
-    i, w, _ = cubic_taps(g, size, padding, align_corners)
-    return i, w
+    return cubic_taps(g, size, padding, align_corners)
 
 
 @njit(inline="always")
@@ -771,8 +772,8 @@ def _pair_row_terms(total, source, base, row, ix, wx, w_row):
     return _add_term(_add_term(total, w_row * wx[0], low), w_row * wx[1], high)
 
 
-# the taps of one grid value along one axis, (indices, weights), and the
-# function adding a row's x taps; by mode, for (wide, narrow) offsets
+# by mode, for (wide, narrow) offsets: the taps along an axis, along x, and
+# the function adding a row's x taps
 _AXIS_TAPS = {NEAREST: _nearest_axis_taps, BILINEAR: _linear_axis_taps, BICUBIC: _cubic_axis_taps}
 _X_TAPS = {NEAREST: (_nearest_axis_taps, _nearest_axis_taps),
            BILINEAR: (_linear_axis_taps, _linear_pair_axis_taps),
@@ -841,9 +842,9 @@ def _sample_run_case(source, points, output, theta, bases, n, channel,
                 gx = points[_unsigned(point)]
                 gy = points[_unsigned(point + 1)]
                 gz = points[_unsigned(point + 2)] if dims == 3 else zero
-            ix, wx = x_taps(gx, width, pad, align_corners)
-            iy, wy = axis_taps(gy, height, pad, align_corners)
-            iz, wz = axis_taps(gz, depth, pad, align_corners)  # 2-D: unused
+            ix, wx, _ = x_taps(gx, width, pad, align_corners)
+            iy, wy, _ = axis_taps(gy, height, pad, align_corners)
+            iz, wz, _ = axis_taps(gz, depth, pad, align_corners)  # 2-D: unused
             for plane in range(run_planes):
                 total = zero
                 for kz in range(len(iz) if dims == 3 else 1):
@@ -918,24 +919,6 @@ def pointwise(spatial, mode, padding, fused, parallel, narrow, planes=1):
 
 
 @njit(inline="always")
-def _nearest_axis_slopes(g, size, padding, align_corners):
-    i, w = nearest_tap(g, size, padding, align_corners)
-    return (i,), (w,), (type(w)(0),)
-
-
-@njit(inline="always")
-def _linear_axis_slopes(g, size, padding, align_corners):
-    i0, i1, w0, w1, d0, d1 = linear_taps(g, size, padding, align_corners)
-    return (i0, i1), (w0, w1), (d0, d1)
-
-
-@njit(inline="always")
-def _linear_pair_axis_slopes(g, size, padding, align_corners):
-    start, low, high, low_slope, high_slope = linear_pair_taps(g, size, padding, align_corners)
-    return (start,), (low, high), (low_slope, high_slope)
-
-
-@njit(inline="always")
 def _add_grid_terms(grads, g, value, w_row, d_row, dz_wy, wx, dx, dims):
     """Add one tap's terms to a point's grid gradient ``grads`` (x, y, z):
     the tap's weight is ``w_row * wx`` and its product ``g * value``; its
@@ -976,11 +959,9 @@ def _pair_row_backward(source, base, row, ix, wx, dx, g, w_row, d_row, dz_wy,
     return _add_grid_terms(grads, g, high, w_row, d_row, dz_wy, wx[1], dx[1], dims)
 
 
-# by mode: the taps with slopes along y and z; along x, and the function
-# handling a row's x taps (consecutive pixels from ix[0])
-_AXIS_SLOPES = {NEAREST: _nearest_axis_slopes, BILINEAR: _linear_axis_slopes}
-_X_SLOPES = {NEAREST: (_nearest_axis_slopes, _tap_row_backward),
-             BILINEAR: (_linear_pair_axis_slopes, _pair_row_backward)}
+# by mode: the function handling a row's x taps (the narrow x taps of
+# `_X_TAPS`: consecutive pixels from ix[0])
+_ROW_BACKWARD = {NEAREST: _tap_row_backward, BILINEAR: _pair_row_backward}
 
 
 def _backward_run(grad_output, source, points, grad_points, index, weight,
@@ -1000,8 +981,8 @@ def _backward_run_case(grad_output, source, points, grad_points, index,
                        weight, group, n, first, stop, at, sizes, count, pad,
                        align_corners, mode, spatial):
     dims = _literal(spatial)
-    axis_slopes = _AXIS_SLOPES[_literal(mode)]
-    x_slopes, row_backward = _X_SLOPES[_literal(mode)]
+    axis_taps = _AXIS_TAPS[_literal(mode)]
+    x_taps_narrow, row_backward = _X_TAPS[_literal(mode)][True], _ROW_BACKWARD[_literal(mode)]
     x_taps = _TAPS_PER_AXIS[_literal(mode)]
     taps = x_taps**dims
 
@@ -1015,9 +996,9 @@ def _backward_run_case(grad_output, source, points, grad_points, index,
             g = grad_output[_unsigned(n * count + p)]
             point = (n * count + p) * dims
             gz = points[_unsigned(point + 2)] if dims == 3 else zero
-            ix, wx, dx = x_slopes(points[_unsigned(point)], width, pad, align_corners)
-            iy, wy, dy = axis_slopes(points[_unsigned(point + 1)], height, pad, align_corners)
-            iz, wz, dz = axis_slopes(gz, depth, pad, align_corners)  # 2-D: unused
+            ix, wx, dx = x_taps_narrow(points[_unsigned(point)], width, pad, align_corners)
+            iy, wy, dy = axis_taps(points[_unsigned(point + 1)], height, pad, align_corners)
+            iz, wz, dz = axis_taps(gz, depth, pad, align_corners)  # 2-D: unused
             grads = (zero, zero, zero)
             slot = at + (p - first) * taps
             for kz in range(len(iz) if dims == 3 else 1):
