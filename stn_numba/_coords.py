@@ -178,23 +178,15 @@ def pad_coordinate(x, size, padding_mode, align_corners):
 @register_jitable(forceinline=True)
 def floor_index(x, size):
     """``floor(x)`` as an index (``size``'s type), for a coordinate already
-    made safe."""
-    i = type(size)(x)
-    if type(x)(i) > x:
-        i = type(size)(i - 1)
-    return i
+    made safe: one rounding and one conversion."""
+    return type(size)(np.floor(x))
 
 
 @register_jitable(forceinline=True)
 def nearest_index(x, size):
     """``x`` rounded half to even (``np.rint``) as an index (``size``'s
-    type), for a safe ``x``."""
-    i = floor_index(x, size)
-    fraction = x - type(x)(i)
-    half = type(x)(0.5)
-    if fraction > half or (fraction == half and (i & 1) == 1):
-        return type(size)(i + 1)
-    return i
+    type), for a safe ``x``: one rounding and one conversion."""
+    return type(size)(np.rint(x))
 
 
 @register_jitable(forceinline=True)
