@@ -410,11 +410,55 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
         points.flat[3:12:4] = np.nan, np.inf, -np.inf
     case = (dim, MODES[mode], PADDING_MODES[padding_mode], fused, True)
     pointwise, tabled = (np.empty((3, channels, *out_spatial), dtype) for _ in range(2))
-    sampling.pointwise(*case, narrow, channels)(input, points, pointwise, case[2], False)
+    sampling.pointwise(*case, narrow, channels)(input, points, pointwise, None, case[2], False)
     sampling.kernels(*case)[0](input, points, tabled, None, case[2], False)
     assert np.isfinite(tabled).any()
     bits = np.uint32 if dtype == np.float32 else np.uint64
     np.testing.assert_array_equal(pointwise.view(bits), tabled.view(bits))
+
+
+@pytest.mark.parametrize("narrow", [False, True], ids=["int64", "int32"])
+@pytest.mark.parametrize("dim, mode, padding_mode, fused, channels", [
+    (2, "bilinear", "zeros", False, 1), (2, "nearest", "reflection", True, 1), (2, "bicubic", "border", False, 3),
+    (3, "bilinear", "reflection", True, 1), (3, "nearest", "zeros", False, 1)])
+def test_windowed_pointwise_forward_gives_the_whole_bits(rng, monkeypatch, dim, mode, padding_mode, fused,
+                                                        channels, narrow):
+    """The pointwise forward on a part of the input (the region kernels of `stn_numba.dask`) computes
+    the taps of the whole input, shifted into the part: an output chunk sampled from the input region
+    `tap_extent` names has the bits of the same points sampled from the whole input, whether the kernel
+    is called directly or picked by `sample_region` (int32 reads there: small planes)."""
+    from stn_numba._codes import MODES, PADDING_MODES
+    from stn_numba._cpu import sampling
+
+    spatial, out_spatial = (9, 11, 13)[-dim:], (7, 12, 10)[-dim:]
+    input = rng.standard_normal((3, channels, *spatial)).astype(np.float32)
+    if fused:
+        points = (np.eye(dim, dim + 1) + rng.uniform(-0.3, 0.3, (3, dim, dim + 1))).astype(np.float32)
+    else:
+        points = rng.uniform(-0.6, 0.7, (3, *out_spatial, dim)).astype(np.float32)
+        points.flat[3:12:4] = np.nan, np.inf, -np.inf
+    mode_code, padding = MODES[mode], PADDING_MODES[padding_mode]
+    whole = np.empty((3, channels, *out_spatial), np.float32)
+    sampling.pointwise(dim, mode_code, padding, fused, True, narrow, channels)(
+        input, points, whole, None, padding, False)
+    start = out_spatial[0] // 2  # the output chunk: the second half along the first axis
+    chunk_points = points if fused else np.ascontiguousarray(points[:, start:])
+    chunk = np.full(whole[:, :, start:].shape, np.nan, np.float32)
+    out_origin = (start,) + (0,) * (dim - 1)
+    extent = sampling.tap_extent(chunk_points, chunk.shape,
+                                 sampling.region_window(spatial, (0,) * dim, out_spatial, out_origin),
+                                 fused, mode_code, padding, False)
+    assert np.all(extent[:, 0] > 0) or fused  # a part, shifted from the whole
+    part = np.ascontiguousarray(input[(slice(None), slice(None)) + tuple(slice(a, b + 1) for a, b in extent)])
+    window = sampling.region_window(spatial, extent[:, 0], out_spatial, out_origin)
+    if narrow:  # as the dask layer calls it (first: it must build the kernel itself)
+        monkeypatch.setattr(sampling, "_SERIAL_WORK", 0)  # the parallel (pointwise) kernels
+        sampling.sample_region(part, chunk_points, chunk, window, fused, mode_code, padding, False)
+    else:
+        sampling.pointwise(dim, mode_code, padding, fused, True, narrow, channels, True)(
+            part, chunk_points, chunk, window, padding, False)
+    assert np.isfinite(chunk).any()
+    np.testing.assert_array_equal(chunk.view(np.uint32), whole[:, :, start:].view(np.uint32))
 
 
 @pytest.mark.parametrize("dim, mode, padding_mode, out_spatial", [

@@ -24,11 +24,11 @@ _INT64 = ir.IntType(64)
 _NARROW_PLANE = 2**29
 
 
-def narrow(plane_shape):
+def narrow(plane_shape, pairs=True):
     """Whether planes of ``plane_shape`` ((D,) H, W) are read with int32
     offsets and, in the bilinear kernels, x-adjacent pixel pairs (which need
-    W >= 2)."""
-    return plane_shape[-1] >= 2 and math.prod(plane_shape) < _NARROW_PLANE
+    W >= 2; ``pairs=False``: a kernel that reads none)."""
+    return (plane_shape[-1] >= 2 or not pairs) and math.prod(plane_shape) < _NARROW_PLANE
 
 
 def _address(context, builder, array_type, array, base, base_type, offset, count=1):

@@ -49,7 +49,9 @@ Serial work runs this way for any channel count, a channel at a time. Where an
 input plane is small enough (`loads.narrow`: under 2**29 pixels, W >= 2) the
 taps are int32 and the gathers take 32-bit offsets (twice the lanes of
 Numba's int64 ones), and bilinear reads each input row's two x taps as one
-64-bit pair (`linear_pair_taps`).
+64-bit pair (`linear_pair_taps`). The parallel region forward
+(`sample_region`) runs pointwise too: the taps of the whole input, shifted
+into the part, read one by one (a pair might cross the part's edge).
 
 Pointwise backward. The bilinear and nearest backward of one-channel inputs
 runs pointwise too (`_make_pointwise_backward`), with the tabled kernel's
@@ -783,16 +785,41 @@ _ROW_TERMS = {NEAREST: (_row_terms, _narrow_row_terms),
               BICUBIC: (_row_terms, _narrow_row_terms)}
 
 
+@njit(inline="always")
+def _local_tap(index, shift, extent):
+    """`_local` in the index's own integer type (int32 stays int32)."""
+    return min(max(type(index)(index - shift), type(index)(0)), type(index)(extent - 1))
+
+
+def _local_taps(indices, shift, extent):
+    """`_local_tap` of each index of a tuple of 1, 2 or 4 taps."""
+
+
+@overload(_local_taps, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
+def _local_taps_case(indices, shift, extent):
+    count = len(indices)
+    if count == 1:
+        return lambda indices, shift, extent: (_local_tap(indices[0], shift, extent),)
+    if count == 2:
+        return lambda indices, shift, extent: (_local_tap(indices[0], shift, extent),
+                                               _local_tap(indices[1], shift, extent))
+    return lambda indices, shift, extent: (_local_tap(indices[0], shift, extent), _local_tap(indices[1], shift, extent),
+                                           _local_tap(indices[2], shift, extent), _local_tap(indices[3], shift, extent))
+
+
 def _sample_run(source, points, output, theta, bases, n, channel, channels,
-                line, first, stop, sizes, out_sizes, pad, align_corners, mode,
-                fused, spatial, narrow, planes):
+                line, first, stop, sizes, out_sizes, region, pad, align_corners,
+                mode, fused, spatial, narrow, planes, windowed):
     """The pointwise forward of the output points in columns ``first..stop-1``
     of output line ``line`` (z * Ho + y) of channels ``channel`` to
     ``channel + planes - 1`` of image ``n`` (each point's taps computed
     once for them); on the grid path a run may go on over the next lines
     (columns past the width). ``narrow``: the input's
-    planes are read with int32 offsets (`loads.narrow`). Compiled once per
-    value of the literal constants (mode, fused, dims, narrow, planes) and inlined by
+    planes are read with int32 offsets (`loads.narrow`). ``windowed``: the
+    input is a part of a larger one (``region``, as in `_tabulate`), and
+    bilinear reads single taps, not pairs, which might cross the part's
+    edge. Compiled once per value of the literal constants (mode, fused,
+    dims, narrow, planes, windowed) and inlined by
     LLVM, not Numba: the parallel loop's array analysis fails on the tuples
     of taps. (An overload, not a closure: a closure holding a dispatcher
     gets a new cache key in every process, so Numba would compile it every
@@ -801,19 +828,22 @@ def _sample_run(source, points, output, theta, bases, n, channel, channels,
 
 @overload(_sample_run, prefer_literal=True, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
 def _sample_run_case(source, points, output, theta, bases, n, channel,
-                     channels, line, first, stop, sizes, out_sizes, pad,
-                     align_corners, mode, fused, spatial, narrow, planes):
+                     channels, line, first, stop, sizes, out_sizes, region, pad,
+                     align_corners, mode, fused, spatial, narrow, planes, windowed):
     from_theta, dims, narrowed = _literal(fused), _literal(spatial), _literal(narrow)
-    run_planes = _literal(planes)
+    run_planes, part = _literal(planes), _literal(windowed)
     axis_taps = _AXIS_TAPS[_literal(mode)]
-    x_taps = _X_TAPS[_literal(mode)][narrowed]
-    row_terms = _ROW_TERMS[_literal(mode)][narrowed]
+    x_taps = axis_taps if part else _X_TAPS[_literal(mode)][narrowed]
+    row_terms = (_narrow_row_terms if narrowed else _row_terms) if part else _ROW_TERMS[_literal(mode)][narrowed]
     index = np.int32 if narrowed else np.int64  # tap indices follow the sizes' type
 
     def sample_run(source, points, output, theta, bases, n, channel,
-                   channels, line, first, stop, sizes, out_sizes, pad,
-                   align_corners, mode, fused, spatial, narrow, planes):
+                   channels, line, first, stop, sizes, out_sizes, region, pad,
+                   align_corners, mode, fused, spatial, narrow, planes, windowed):
         width, height, depth = index(sizes[0]), index(sizes[1]), index(sizes[2])
+        # the taps are those of the whole input, shifted into the part
+        whole_width, whole_height, whole_depth = index(region[0]), index(region[1]), index(region[2])
+        shift_x, shift_y, shift_z = index(region[3]), index(region[4]), index(region[5])
         out_width, out_height, out_depth = out_sizes
         count = out_width * out_height * out_depth
         volume = sizes[0] * sizes[1] * sizes[2]
@@ -842,9 +872,13 @@ def _sample_run_case(source, points, output, theta, bases, n, channel,
                 gx = points[_unsigned(point)]
                 gy = points[_unsigned(point + 1)]
                 gz = points[_unsigned(point + 2)] if dims == 3 else zero
-            ix, wx, _ = x_taps(gx, width, pad, align_corners)
-            iy, wy, _ = axis_taps(gy, height, pad, align_corners)
-            iz, wz, _ = axis_taps(gz, depth, pad, align_corners)  # 2-D: unused
+            ix, wx, _ = x_taps(gx, whole_width if part else width, pad, align_corners)
+            iy, wy, _ = axis_taps(gy, whole_height if part else height, pad, align_corners)
+            iz, wz, _ = axis_taps(gz, whole_depth if part else depth, pad, align_corners)  # 2-D: unused
+            if part:
+                ix = _local_taps(ix, shift_x, width)
+                iy = _local_taps(iy, shift_y, height)
+                iz = _local_taps(iz, shift_z, depth)
             for plane in range(run_planes):
                 total = zero
                 for kz in range(len(iz) if dims == 3 else 1):
@@ -861,7 +895,7 @@ def _sample_run_case(source, points, output, theta, bases, n, channel,
     return sample_run
 
 
-def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes):
+def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, windowed):
     """The pointwise forward kernel of one case (see the module docstring):
     the same arithmetic, in the same order, as `_make_kernels`' forward, so
     the same bits; a run samples ``planes`` channels (a divisor of the
@@ -869,8 +903,8 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes):
     loop = prange if parallel else range
 
     @njit(parallel=parallel, **_KERNEL_OPTIONS)
-    def forward(source, points, output, padding_mode, align_corners):
-        """As `_make_kernels`' forward, without ``window``. A task is a run
+    def forward(source, points, output, window, padding_mode, align_corners):
+        """As `_make_kernels`' forward. A task is a run
         of about ``_POINTWISE_TASK`` output points of an image: whole output
         lines fused (each line's part of theta @ (x, y[, z], 1) is computed
         once), any run of the flat grid otherwise."""
@@ -882,7 +916,10 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes):
         source = source.reshape(-1)
         points = points.reshape(-1)
         output = output.reshape(-1)
-        theta, bases = _affine_parts(points, _whole(out_sizes), align_corners, fused, spatial)
+        # (``window`` is None unless windowed)
+        region = _region(window, 0) if windowed else _whole(sizes)
+        out_region = _region(window, 6) if windowed else _whole(out_sizes)
+        theta, bases = _affine_parts(points, out_region, align_corners, fused, spatial)
         per_task = max(1, _POINTWISE_TASK // out_width)  # output lines per task
         tasks = -(-lines // per_task)
         for task in loop(n_batch * tasks):
@@ -894,24 +931,25 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes):
                     for line in range(first, stop):
                         _sample_run(source, points, output, theta, bases, n,
                                     channel, channels, line, 0, out_width,
-                                    sizes, out_sizes, pad, align_corners,
-                                    mode, fused, spatial, narrow, planes)
+                                    sizes, out_sizes, region, pad,
+                                    align_corners, mode, fused, spatial,
+                                    narrow, planes, windowed)
                 else:
                     _sample_run(source, points, output, theta, bases, n,
                                 channel, channels, first, 0,
                                 (stop - first) * out_width, sizes, out_sizes,
-                                pad, align_corners, mode, fused, spatial,
-                                narrow, planes)
+                                region, pad, align_corners, mode, fused,
+                                spatial, narrow, planes, windowed)
 
     return forward
 
 
-_POINTWISE = {}  # (spatial, mode, padding, fused, parallel, narrow, planes) -> forward kernel
+_POINTWISE = {}  # (spatial, mode, padding, fused, parallel, narrow, planes, windowed) -> forward kernel
 
 
-def pointwise(spatial, mode, padding, fused, parallel, narrow, planes=1):
+def pointwise(spatial, mode, padding, fused, parallel, narrow, planes=1, windowed=False):
     """The pointwise forward kernel of a case (built once)."""
-    case = (spatial, mode, padding, fused, parallel, narrow, planes)
+    case = (spatial, mode, padding, fused, parallel, narrow, planes, windowed)
     kernel = _POINTWISE.get(case)
     if kernel is None:
         kernel = _POINTWISE[case] = _make_pointwise(*case)
@@ -1161,18 +1199,18 @@ def _kernel(spatial, mode, padding_mode, fused, work_items, which, windowed=Fals
 def _forward(fused, input, points, output, mode, padding_mode, align_corners,
              window=None):
     spatial = input.ndim - 2
-    if window is not None:
-        _kernel(spatial, mode, padding_mode, fused, output.size, 0, True)(
-            input, points, output, window, padding_mode, align_corners)
-        return
+    windowed = window is not None
     parallel = _parallel(spatial, mode, output.size)
     planes = _pointwise_planes(mode, input.shape[1]) if parallel else 1
-    if not planes:
-        kernels(spatial, mode, padding_mode, fused, True)[0](
-            input, points, output, None, padding_mode, align_corners)
+    if not planes or (windowed and not parallel):  # the tabled kernel
+        _kernel(spatial, mode, padding_mode, fused, output.size, 0, windowed)(
+            input, points, output, window, padding_mode, align_corners)
         return
-    pointwise(spatial, mode, padding_mode if parallel else None, fused, parallel, narrow(input.shape[2:]),
-              planes)(input, points, output, padding_mode, align_corners)
+    # a part (no pairs read) of any width; its taps are the whole input's, which must fit too
+    reads_narrow = (narrow(input.shape[2:], pairs=False) and narrow(tuple(window[:spatial].tolist())[::-1], False)
+                    if windowed else narrow(input.shape[2:]))
+    pointwise(spatial, mode, padding_mode if parallel else None, fused, parallel, reads_narrow, planes,
+              windowed)(input, points, output, window, padding_mode, align_corners)
 
 
 def _backward(fused, grad_output, input, points, grad_input, grad_points,
