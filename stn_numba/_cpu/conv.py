@@ -261,6 +261,63 @@ def _max_pool_kernel(x, out, taps, row_taps, col_taps, sh, sw, ph, pw, dh, dw, k
                         window_tap[k] = tap if take else window_tap[k]
 
 
+@register_jitable(forceinline=True)
+def _take(value, best, tap, best_tap):
+    """A window's running (maximum, tap) after one more tap, as `_max_pool_kernel` keeps them."""
+    take = (value > best) | (value != value)
+    return (value if take else best), (tap if take else best_tap)
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_2x2_kernel(x, out, taps, sh, sw):
+    """`_max_pool_kernel` for 2×2 windows that lie inside the input (no padding, no dilation: the
+    CNNs' pools): the four taps unrolled, so the loop over a row of windows vectorises."""
+    n_images, channels, height, width = x.shape
+    ho, wo = out.shape[2], out.shape[3]
+    lowest = x.dtype.type(-np.inf)
+    x, out, taps = x.reshape(-1), out.reshape(-1), taps.reshape(-1)
+    for plane in prange(n_images * channels):
+        for oh in range(ho):
+            at = (plane * ho + oh) * wo
+            top = (plane * height + oh * sh) * width
+            for ow in range(wo):
+                left = top + ow * sw
+                best, tap = _take(x[np.uint64(left)], lowest, np.int32(0), np.int32(0))  # unsigned: no wrap-around
+                best, tap = _take(x[np.uint64(left + 1)], best, np.int32(1), tap)
+                best, tap = _take(x[np.uint64(left + width)], best, np.int32(2), tap)
+                best, tap = _take(x[np.uint64(left + width + 1)], best, np.int32(3), tap)
+                out[np.uint64(at + ow)] = best
+                taps[np.uint64(at + ow)] = tap
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_2x2_backward_kernel(grad, taps, dx):
+    """`_max_pool_backward_kernel` for 2×2 windows with stride 2 inside the input: the windows
+    tile it, so each pixel is written once (its window's gradient or 0), with no scatter."""
+    n_images, channels, height, width = dx.shape
+    ho, wo = grad.shape[2], grad.shape[3]
+    zero = dx.dtype.type(0)
+    grad, taps, dx = grad.reshape(-1), taps.reshape(-1), dx.reshape(-1)
+    for plane in prange(n_images * channels):
+        start = plane * height * width
+        for i in range(start + 2 * ho * width, start + height * width):  # rows no window reaches
+            dx[np.uint64(i)] = zero
+        for oh in range(ho):
+            at = (plane * ho + oh) * wo
+            top = start + 2 * oh * width
+            for ow in range(wo):
+                value = grad[np.uint64(at + ow)]  # unsigned indices: no wrap-around
+                tap = taps[np.uint64(at + ow)]
+                left = top + 2 * ow
+                dx[np.uint64(left)] = value if tap == 0 else zero
+                dx[np.uint64(left + 1)] = value if tap == 1 else zero
+                dx[np.uint64(left + width)] = value if tap == 2 else zero
+                dx[np.uint64(left + width + 1)] = value if tap == 3 else zero
+            for column in range(2 * wo, width):  # a column no window reaches
+                dx[np.uint64(top + column)] = zero
+                dx[np.uint64(top + width + column)] = zero
+
+
 @njit(parallel=True, cache=True)
 def _max_pool_backward_kernel(grad, taps, dx, tap_offsets, sh, sw, ph, pw):
     n_images, channels, height, width = dx.shape
@@ -407,7 +464,9 @@ def max_pool(x, geometry):
         raise ValueError(f"max_pool2d: kernel of {g.kh}×{g.kw} taps is too large (at most 2**31 - 1 taps)")
     out = np.empty((g.n, g.c, g.ho, g.wo), x.dtype)
     taps = np.empty(out.shape, np.int32)
-    if out.size:
+    if out.size and g.kh == g.kw == 2 and not (g.ph or g.pw) and g.dh == g.dw == 1:
+        guard(_max_pool_2x2_kernel)(np.ascontiguousarray(x), out, taps, g.sh, g.sw)
+    elif out.size:
         guard(_max_pool_kernel)(np.ascontiguousarray(x), out, taps, _tap_ranges(g.ho, g.sh, g.ph, g.dh, g.kh, g.h),
                                 _tap_ranges(g.wo, g.sw, g.pw, g.dw, g.kw, g.w), *_pool_args(g))
     return out, taps
@@ -416,8 +475,10 @@ def max_pool(x, geometry):
 def max_pool_backward(grad, taps, geometry):
     """Route each output's gradient to the input under the tap :func:`max_pool` took (one task per plane)."""
     dx = np.empty(geometry.input_shape, grad.dtype)
-    if dx.size:
-        g = geometry
+    g = geometry
+    if dx.size and g.kh == g.kw == g.sh == g.sw == 2 and not (g.ph or g.pw) and g.dh == g.dw == 1:
+        guard(_max_pool_2x2_backward_kernel)(np.ascontiguousarray(grad), taps, dx)
+    elif dx.size:
         # Tap i·kw + j of a window lies i·dh rows and j·dw columns from the window's corner.
         tap_offsets = (np.arange(g.kh)[:, None] * g.dh * g.w + np.arange(g.kw)[None, :] * g.dw).ravel()
         guard(_max_pool_backward_kernel)(np.ascontiguousarray(grad), taps, dx, tap_offsets, g.sh, g.sw, g.ph, g.pw)
