@@ -661,9 +661,7 @@ def _merged_batch_chunks(chunks):
     """Batch chunks of at least ``min(4, N)`` images, so that each chunk's
     backward sums in the same order as the whole batch's (the CPU backward cuts
     an image into pieces when a call has fewer than 4 images)."""
-    from ._cpu.sampling import _PARALLEL_CHUNKS
-
-    need = min(_PARALLEL_CHUNKS, sum(chunks))
+    need = min(_region_kernels().PARALLEL_CHUNKS, sum(chunks))
     merged, current = [], 0
     for size in chunks:
         current += size

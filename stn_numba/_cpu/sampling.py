@@ -63,7 +63,7 @@ same terms in the same order as the tabled kernel, so the same bits.
 Determinism. The forward and ``grad_grid`` are owned per output point. The
 ``grad_input`` scatter is owned per image: a backward work item is a chunk of
 one image's tiles and adds, point by point in a fixed order, into its own
-target. With fewer images than ``_PARALLEL_CHUNKS`` an image is cut into
+target. With fewer images than ``PARALLEL_CHUNKS`` an image is cut into
 several chunks: chunk 0 adds straight into ``grad_input``, every other chunk
 into a private buffer that covers only the input rows its taps read (found by
 a first pass), and these buffers are then added row by row in chunk order.
@@ -102,7 +102,7 @@ _MAX_GROUPS = 64  # parallel tasks; each allocates one workspace (any value
 # test suite compiles (its run time doubled).
 _SERIAL_WORK = 1 << 13
 _POINTWISE_TASK = 4096  # output points per task of the pointwise kernels
-_PARALLEL_CHUNKS = 4  # backward: cut images so that N * chunks reaches this
+PARALLEL_CHUNKS = 4  # backward: cut images so that N * chunks reaches this (the dask layer reads it)
 _MIN_CHUNK_POINTS = 16384  # backward: fewest points worth a private buffer
 _PARTIAL_BUDGET = 2**25  # backward: most elements of private buffers
 # NumPy's error model: a float division by zero gives Inf instead of raising,
@@ -1249,14 +1249,14 @@ def _backward_plan(fused, grad_output, input, points, mode, padding_mode,
     n_batch, channels = input.shape[:2]
     no_buffers = _NO_ROWS, _NO_OFFSETS, _NO_BUFFERS[grad_output.dtype]
     out_points = grad_output[0, 0].size
-    if input_requires_grad and (n_batch >= _PARALLEL_CHUNKS or out_points < 2 * _MIN_CHUNK_POINTS):
+    if input_requires_grad and (n_batch >= PARALLEL_CHUNKS or out_points < 2 * _MIN_CHUNK_POINTS):
         return (1,) + no_buffers  # the common cases: an image per work item
     out_sizes = grad_output.shape[:1:-1] + (1,) * (5 - grad_output.ndim)
     tiles = _tiling(*out_sizes)[4]
     if not input_requires_grad:
         return (tiles,) + no_buffers  # no scatter: any tile is a work item
     volume = input[0, 0].size
-    chunks = min(-(-_PARALLEL_CHUNKS // n_batch), out_points // _MIN_CHUNK_POINTS, tiles,
+    chunks = min(-(-PARALLEL_CHUNKS // n_batch), out_points // _MIN_CHUNK_POINTS, tiles,
                  1 + _PARTIAL_BUDGET // max(1, n_batch * channels * volume))
     if chunks <= 1:
         return (1,) + no_buffers
