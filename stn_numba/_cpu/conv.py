@@ -453,6 +453,12 @@ def _pool_args(g):
     return (g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.kw)
 
 
+def _inside_2x2(g):
+    """Whether every window is 2×2 and inside the input (no padding, no dilation): the CNNs' pools,
+    which have kernels of their own."""
+    return g.kh == g.kw == 2 and not (g.ph or g.pw) and g.dh == g.dw == 1
+
+
 def max_pool(x, geometry):
     """Max pooling of (N, C, H, W): the output, and per output the window tap i·kw + j it took (int32).
 
@@ -464,7 +470,7 @@ def max_pool(x, geometry):
         raise ValueError(f"max_pool2d: kernel of {g.kh}×{g.kw} taps is too large (at most 2**31 - 1 taps)")
     out = np.empty((g.n, g.c, g.ho, g.wo), x.dtype)
     taps = np.empty(out.shape, np.int32)
-    if out.size and g.kh == g.kw == 2 and not (g.ph or g.pw) and g.dh == g.dw == 1:
+    if out.size and _inside_2x2(g):
         guard(_max_pool_2x2_kernel)(np.ascontiguousarray(x), out, taps, g.sh, g.sw)
     elif out.size:
         guard(_max_pool_kernel)(np.ascontiguousarray(x), out, taps, _tap_ranges(g.ho, g.sh, g.ph, g.dh, g.kh, g.h),
@@ -476,7 +482,7 @@ def max_pool_backward(grad, taps, geometry):
     """Route each output's gradient to the input under the tap :func:`max_pool` took (one task per plane)."""
     dx = np.empty(geometry.input_shape, grad.dtype)
     g = geometry
-    if dx.size and g.kh == g.kw == g.sh == g.sw == 2 and not (g.ph or g.pw) and g.dh == g.dw == 1:
+    if dx.size and _inside_2x2(g) and g.sh == g.sw == 2:  # the windows tile the input
         guard(_max_pool_2x2_backward_kernel)(np.ascontiguousarray(grad), taps, dx)
     elif dx.size:
         # Tap i·kw + j of a window lies i·dh rows and j·dw columns from the window's corner.
