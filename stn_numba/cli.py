@@ -16,11 +16,14 @@ line and exits with status 1; Ctrl-C exits with 130, and ``--resume``
 continues from the last complete epoch (``table1``: the same command again).
 """
 
+import _thread
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
+import threading
 
 from . import experiments, table1
 from .data import DISTORTIONS
@@ -214,11 +217,34 @@ def _describe(error):
     return str(error)
 
 
-def main(argv=None):
-    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+@contextlib.contextmanager
+def _interrupts_kept():
+    """Ctrl-C while Numba compiles can land in one of llvmlite's ctypes
+    callbacks, where Python reports the KeyboardInterrupt as unraisable and
+    drops it. Interrupt the main thread again a moment later, once the
+    callback has returned (from a timer thread: raised in the hook itself, it
+    would be dropped too)."""
+    previous = sys.unraisablehook
+    timers = []
+
+    def hook(unraisable):
+        if issubclass(unraisable.exc_type, KeyboardInterrupt):
+            timers.append(threading.Timer(0.05, _thread.interrupt_main))
+            timers[-1].start()
+        else:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
     try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+        for timer in timers:  # none may fire once the command is over
+            timer.cancel()
+
+
+def _run(args):
+    with _interrupts_kept():
         if args.command == "demo":
             return _demo(args)
         if args.command == "train":
@@ -226,6 +252,14 @@ def main(argv=None):
         if args.command == "table1":
             return _table1(args)
         return _evaluate(args)
+
+
+def main(argv=None):
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
     except (OSError, ValueError, experiments.ExperimentError) as error:
         print(f"stn-numba {args.command}: error: {_describe(error)}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ mid-write, and a real Ctrl-C (SIGINT) at any moment of training leaves a
 loadable checkpoint that ``--resume`` continues.
 """
 
+import ctypes
 import gzip
 import io as bytes_io
 import json
@@ -266,6 +267,30 @@ def test_sigint_before_the_first_checkpoint_leaves_nothing_to_resume(tmp_path):
     assert not (out / experiments.CHECKPOINT).exists()
     status = cli.main(["train", "--resume", "--out", str(out)])
     assert status == 1
+
+
+def test_ctrl_c_swallowed_by_a_ctypes_callback_still_interrupts_the_command(tmp_path, monkeypatch, capsys):
+    """Ctrl-C while Numba compiles can land in llvmlite's ctypes callback, where Python drops the
+    KeyboardInterrupt: the command must still stop with 130, not train on."""
+    def interrupt():
+        raise KeyboardInterrupt
+
+    def train_while_compiling(args):
+        ctypes.CFUNCTYPE(None)(interrupt)()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # training goes on
+            time.sleep(0.001)
+        return 0
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        monkeypatch.setattr(cli, "_train", train_while_compiling)
+        status = cli.main(["train", "--out", str(tmp_path / "run")])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    _, err = capsys.readouterr()
+    assert status == 130, err
+    assert err.startswith("stn-numba train: interrupted"), err
 
 
 def test_hostile_mnist_dir_is_a_one_line_cli_error(tmp_path, capsys):
