@@ -388,14 +388,15 @@ def test_backward_is_bitwise_deterministic(rng, results_for_every_thread_count, 
     (2, "bilinear", "reflection", False, 2, 2, np.float32), (2, "bilinear", "zeros", False, 1, 13, np.float64),
     (2, "nearest", "reflection", True, 1, 13, np.float32), (2, "bicubic", "border", False, 3, 13, np.float32),
     (3, "bilinear", "reflection", True, 1, 13, np.float32), (3, "nearest", "zeros", False, 1, 13, np.float32),
-    (3, "bilinear", "zeros", True, 4, 13, np.float32)])
+    (3, "bilinear", "zeros", True, 4, 13, np.float32), (2, "nearest", "zeros", True, 3, 13, np.float32),
+    (3, "nearest", "border", False, 2, 13, np.float64)])
 def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding_mode, fused, channels, width,
                                                         dtype, narrow):
     """Most inputs take the pointwise forward kernel, the others (and the region kernels of
     `stn_numba.dask`) the tabled one: both must compute the same bits, non-finite points included,
     whether the pointwise kernel reads with int64 or int32 offsets (bilinear: x-adjacent pairs, which
     move a tap just outside the image's edge to the pair's other slot), a channel at a time or several
-    with the same taps."""
+    with the same taps (nearest: all of them, from a table of each piece's taps)."""
     from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 
@@ -410,7 +411,8 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
         points.flat[3:12:4] = np.nan, np.inf, -np.inf
     case = (dim, MODES[mode], PADDING_MODES[padding_mode], fused, True)
     pointwise, tabled = (np.empty((3, channels, *out_spatial), dtype) for _ in range(2))
-    sampling.pointwise(*case, narrow, channels)(input, points, pointwise, None, case[2], False)
+    planes = sampling._pointwise_planes(case[1], channels)
+    sampling.pointwise(*case, narrow, planes)(input, points, pointwise, None, case[2], False)
     sampling.kernels(*case)[0](input, points, tabled, None, case[2], False)
     assert np.isfinite(tabled).any()
     bits = np.uint32 if dtype == np.float32 else np.uint64

@@ -44,8 +44,10 @@ flat run of the grid, or one output line fused), whose values stay in
 registers (`_make_pointwise`), with the same arithmetic in the same order,
 so the same bits. A run samples up to four channels with the same taps
 (`_pointwise_planes`: bilinear with a channel count divisible by 2, 3 or 4,
-bicubic always, nearest with one channel; the other cases keep the tables).
-Serial work runs this way for any channel count, a channel at a time. Where an
+bicubic always, nearest with one channel). Nearest with several channels
+writes each point's one tap (flat offset and weight) to a small table, then
+gathers every channel from it (`_gather_table`). Bilinear with other channel
+counts keeps the tabled kernel. Serial work runs this way for any channel count, a channel at a time. Where an
 input plane is small enough (`loads.narrow`: under 2**29 pixels, W >= 2) the
 taps are int32 and the gathers take 32-bit offsets (twice the lanes of
 Numba's int64 ones), and bilinear reads each input row's two x taps as one
@@ -116,19 +118,23 @@ _TAPS_PER_AXIS = {BILINEAR: 2, NEAREST: 1, BICUBIC: 4}
 # Channels a parallel pointwise forward run samples at once, largest first;
 # measured on the benchmark shapes against the tables (taps computed once
 # for all channels): bilinear runs of 2-4 planes win at any channel count
-# they divide, bicubic runs always, nearest only with one channel.
+# they divide, bicubic runs always. Nearest with several channels tabulates
+# each piece's taps once (one offset and weight a point) and then gathers
+# them channel by channel (``ALL_CHANNELS``).
 _RUN_PLANES = (4, 3, 2)
+ALL_CHANNELS = 0
+_TABLE_PIECE = 2048  # points of a nearest piece (its table stays in L1)
 
 
 def _pointwise_planes(mode, channels):
-    """Channels per run of the parallel pointwise forward, or 0 for the
-    tabled kernel."""
+    """Channels per run of the parallel pointwise forward, ``ALL_CHANNELS``,
+    or None for the tabled kernel."""
     if channels == 1:
         return 1
     if mode == NEAREST:
-        return 0
+        return ALL_CHANNELS
     divisors = [planes for planes in _RUN_PLANES if channels % planes == 0]
-    return divisors[0] if divisors else (1 if mode == BICUBIC else 0)
+    return divisors[0] if divisors else (1 if mode == BICUBIC else None)
 
 
 def taps_per_axis(mode):
@@ -809,7 +815,7 @@ def _local_taps_case(indices, shift, extent):
 
 def _sample_run(source, points, output, theta, bases, n, channel, channels,
                 line, first, stop, sizes, out_sizes, region, pad, align_corners,
-                mode, fused, spatial, narrow, planes, windowed):
+                mode, fused, spatial, narrow, planes, windowed, table):
     """The pointwise forward of the output points in columns ``first..stop-1``
     of output line ``line`` (z * Ho + y) of channels ``channel`` to
     ``channel + planes - 1`` of image ``n`` (each point's taps computed
@@ -818,8 +824,10 @@ def _sample_run(source, points, output, theta, bases, n, channel, channels,
     planes are read with int32 offsets (`loads.narrow`). ``windowed``: the
     input is a part of a larger one (``region``, as in `_tabulate`), and
     bilinear reads single taps, not pairs, which might cross the part's
-    edge. Compiled once per value of the literal constants (mode, fused,
-    dims, narrow, planes, windowed) and inlined by
+    edge. ``planes`` ``ALL_CHANNELS`` (nearest): each point's flat tap
+    offset and weight go to ``table`` (offsets, weights), from index 0, for
+    `_gather_table`; None otherwise. Compiled once per value of the literal
+    constants (mode, fused, dims, narrow, planes, windowed) and inlined by
     LLVM, not Numba: the parallel loop's array analysis fails on the tuples
     of taps. (An overload, not a closure: a closure holding a dispatcher
     gets a new cache key in every process, so Numba would compile it every
@@ -829,7 +837,7 @@ def _sample_run(source, points, output, theta, bases, n, channel, channels,
 @overload(_sample_run, prefer_literal=True, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
 def _sample_run_case(source, points, output, theta, bases, n, channel,
                      channels, line, first, stop, sizes, out_sizes, region, pad,
-                     align_corners, mode, fused, spatial, narrow, planes, windowed):
+                     align_corners, mode, fused, spatial, narrow, planes, windowed, table):
     from_theta, dims, narrowed = _literal(fused), _literal(spatial), _literal(narrow)
     run_planes, part = _literal(planes), _literal(windowed)
     axis_taps = _AXIS_TAPS[_literal(mode)]
@@ -839,7 +847,7 @@ def _sample_run_case(source, points, output, theta, bases, n, channel,
 
     def sample_run(source, points, output, theta, bases, n, channel,
                    channels, line, first, stop, sizes, out_sizes, region, pad,
-                   align_corners, mode, fused, spatial, narrow, planes, windowed):
+                   align_corners, mode, fused, spatial, narrow, planes, windowed, table):
         width, height, depth = index(sizes[0]), index(sizes[1]), index(sizes[2])
         # the taps are those of the whole input, shifted into the part
         whole_width, whole_height, whole_depth = index(region[0]), index(region[1]), index(region[2])
@@ -879,27 +887,62 @@ def _sample_run_case(source, points, output, theta, bases, n, channel,
                 ix = _local_taps(ix, shift_x, width)
                 iy = _local_taps(iy, shift_y, height)
                 iz = _local_taps(iz, shift_z, depth)
-            for plane in range(run_planes):
-                total = zero
-                for kz in range(len(iz) if dims == 3 else 1):
-                    for ky in range(len(iy)):
-                        if dims == 3:
-                            total = row_terms(total, source, image_at + plane * volume,
-                                              iz[kz] * (width * height) + iy[ky] * width,
-                                              ix, wx, wz[kz] * wy[ky])
-                        else:
-                            total = row_terms(total, source, image_at + plane * volume,
-                                              iy[ky] * width, ix, wx, wy[ky])
-                output[_unsigned(at + plane * count + column)] = total
+            if run_planes == ALL_CHANNELS:  # one tap: (z, y, x) as in `_row_terms`
+                if dims == 3:
+                    table[0][column - first] = iz[0] * (width * height) + iy[0] * width + ix[0]
+                    table[1][column - first] = (wz[0] * wy[0]) * wx[0]
+                else:
+                    table[0][column - first] = iy[0] * width + ix[0]
+                    table[1][column - first] = wy[0] * wx[0]
+            else:
+                for plane in range(run_planes):
+                    total = zero
+                    for kz in range(len(iz) if dims == 3 else 1):
+                        for ky in range(len(iy)):
+                            if dims == 3:
+                                total = row_terms(total, source, image_at + plane * volume,
+                                                  iz[kz] * (width * height) + iy[ky] * width,
+                                                  ix, wx, wz[kz] * wy[ky])
+                            else:
+                                total = row_terms(total, source, image_at + plane * volume,
+                                                  iy[ky] * width, ix, wx, wy[ky])
+                    output[_unsigned(at + plane * count + column)] = total
 
     return sample_run
+
+
+def _read(source, base, offset):
+    """``source[base + offset]``, with an int32 ``offset`` read as such
+    (`loads.load_at`)."""
+
+
+@overload(_read, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
+def _read_case(source, base, offset):
+    if offset.bitwidth <= 32:
+        return lambda source, base, offset: load_at(source, base, offset)
+    return lambda source, base, offset: source[_unsigned(base + offset)]
+
+
+@njit(**{**_KERNEL_OPTIONS, "forceinline": True})
+def _gather_table(source, output, offsets, weights, length, image_at, at,
+                  channels, volume, count):
+    """The nearest forward of a piece of ``length`` points tabulated by
+    `_sample_run`, channel by channel: ``output[at + p]`` is ``0 + w *
+    source[image_at + offset]``, or 0 for a zero weight, as `_add_term`."""
+    zero = output.dtype.type(0)
+    for channel in range(channels):
+        for p in range(length):
+            weight = weights[p]
+            term = weight * _read(source, image_at + channel * volume, offsets[p])
+            output[_unsigned(at + channel * count + p)] = zero + term if weight != zero else zero
 
 
 def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, windowed):
     """The pointwise forward kernel of one case (see the module docstring):
     the same arithmetic, in the same order, as `_make_kernels`' forward, so
     the same bits; a run samples ``planes`` channels (a divisor of the
-    channel count) at once."""
+    channel count) at once, or all of them from a table of its taps
+    (``ALL_CHANNELS``)."""
     loop = prange if parallel else range
 
     @njit(parallel=parallel, **_KERNEL_OPTIONS)
@@ -913,6 +956,8 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
         sizes, out_sizes = _sizes(source, spatial), _sizes(output, spatial)
         out_width = out_sizes[0]
         lines = out_sizes[1] * out_sizes[2]
+        volume = sizes[0] * sizes[1] * sizes[2]
+        count = out_width * lines
         source = source.reshape(-1)
         points = points.reshape(-1)
         output = output.reshape(-1)
@@ -926,20 +971,37 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
             n = task // tasks
             first = (task % tasks) * per_task
             stop = min(first + per_task, lines)
-            for channel in range(0, channels, planes):
-                if fused:
-                    for line in range(first, stop):
+            if planes == ALL_CHANNELS:  # pieces of the task's lines (fused) or of its flat run
+                offsets = np.empty(_TABLE_PIECE, np.int32 if narrow else np.int64)
+                weights = np.empty(_TABLE_PIECE, output.dtype)
+                for line in range(first, stop if fused else first + 1):
+                    length = out_width if fused else (stop - first) * out_width
+                    for start in range(0, length, _TABLE_PIECE):
+                        end = min(start + _TABLE_PIECE, length)
                         _sample_run(source, points, output, theta, bases, n,
-                                    channel, channels, line, 0, out_width,
-                                    sizes, out_sizes, region, pad,
-                                    align_corners, mode, fused, spatial,
-                                    narrow, planes, windowed)
-                else:
-                    _sample_run(source, points, output, theta, bases, n,
-                                channel, channels, first, 0,
-                                (stop - first) * out_width, sizes, out_sizes,
-                                region, pad, align_corners, mode, fused,
-                                spatial, narrow, planes, windowed)
+                                    0, channels, line, start, end, sizes,
+                                    out_sizes, region, pad, align_corners,
+                                    mode, fused, spatial, narrow, planes,
+                                    windowed, (offsets, weights))
+                        _gather_table(source, output, offsets, weights, end - start,
+                                      n * channels * volume,
+                                      n * channels * count + line * out_width + start,
+                                      channels, volume, count)
+            else:
+                for channel in range(0, channels, planes):
+                    if fused:
+                        for line in range(first, stop):
+                            _sample_run(source, points, output, theta, bases, n,
+                                        channel, channels, line, 0, out_width,
+                                        sizes, out_sizes, region, pad,
+                                        align_corners, mode, fused, spatial,
+                                        narrow, planes, windowed, None)
+                    else:
+                        _sample_run(source, points, output, theta, bases, n,
+                                    channel, channels, first, 0,
+                                    (stop - first) * out_width, sizes, out_sizes,
+                                    region, pad, align_corners, mode, fused,
+                                    spatial, narrow, planes, windowed, None)
 
     return forward
 
@@ -1202,7 +1264,7 @@ def _forward(fused, input, points, output, mode, padding_mode, align_corners,
     windowed = window is not None
     parallel = _parallel(spatial, mode, output.size)
     planes = _pointwise_planes(mode, input.shape[1]) if parallel else 1
-    if not planes or (windowed and not parallel):  # the tabled kernel
+    if planes is None or (windowed and not parallel):  # the tabled kernel
         _kernel(spatial, mode, padding_mode, fused, output.size, 0, windowed)(
             input, points, output, window, padding_mode, align_corners)
         return
