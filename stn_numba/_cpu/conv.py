@@ -225,6 +225,13 @@ def _conv_backward_kernel(x, weight_g, grad, dx, partial_dw, need_dx, need_dw, b
                     _scatter_patches(d_patches, dx[n], row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
 
 
+@register_jitable(forceinline=True)
+def _take(value, best, tap, best_tap):
+    """A window's running (maximum, tap) after one more tap: a larger value or a NaN takes over, as in torch."""
+    take = (value > best) | (value != value)
+    return (value if take else best), (tap if take else best_tap)
+
+
 @njit(parallel=True, cache=True)
 def _max_pool_kernel(x, out, taps, row_taps, col_taps, sh, sw, ph, pw, dh, dw, kw):
     n_images, channels, height, width = x.shape
@@ -237,7 +244,7 @@ def _max_pool_kernel(x, out, taps, row_taps, col_taps, sh, sw, ph, pw, dh, dw, k
         for oh in range(ho):
             best = out[n, c, oh]
             best_tap = taps[n, c, oh]
-            # As torch: start at -inf on the window's first tap; a larger value or a NaN takes over.
+            # As torch: start at -inf on the window's first tap (then `_take`).
             best[:] = lowest
             for ow in range(wo):
                 best_tap[ow] = row_taps[oh, 0] * kw + col_taps[ow, 0]
@@ -254,18 +261,7 @@ def _max_pool_kernel(x, out, taps, row_taps, col_taps, sh, sw, ph, pw, dh, dw, k
                     window_best = best[lo:hi]
                     window_tap = best_tap[lo:hi]
                     for k in range(hi - lo):
-                        value = source[k]
-                        old = window_best[k]
-                        take = (value > old) | (value != value)
-                        window_best[k] = value if take else old
-                        window_tap[k] = tap if take else window_tap[k]
-
-
-@register_jitable(forceinline=True)
-def _take(value, best, tap, best_tap):
-    """A window's running (maximum, tap) after one more tap, as `_max_pool_kernel` keeps them."""
-    take = (value > best) | (value != value)
-    return (value if take else best), (tap if take else best_tap)
+                        window_best[k], window_tap[k] = _take(source[k], window_best[k], tap, window_tap[k])
 
 
 @njit(parallel=True, cache=True)

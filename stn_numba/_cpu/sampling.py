@@ -288,9 +288,11 @@ def _unsigned(index):
 
 @njit(inline="always")
 def _local(index, shift, extent, windowed):
-    """A tap index of the whole input as an index of the part at hand."""
+    """A tap index of the whole input as an index of the part at hand, in
+    the index's own integer type (int32 stays int32)."""
     if windowed:
-        return min(max(index - shift, 0), extent - 1)
+        kind = type(index)
+        return min(max(kind(index - shift), kind(0)), kind(extent - 1))
     return index
 
 
@@ -791,26 +793,21 @@ _ROW_TERMS = {NEAREST: (_row_terms, _narrow_row_terms),
               BICUBIC: (_row_terms, _narrow_row_terms)}
 
 
-@njit(inline="always")
-def _local_tap(index, shift, extent):
-    """`_local` in the index's own integer type (int32 stays int32)."""
-    return min(max(type(index)(index - shift), type(index)(0)), type(index)(extent - 1))
-
-
 def _local_taps(indices, shift, extent):
-    """`_local_tap` of each index of a tuple of 1, 2 or 4 taps."""
+    """`_local` of each index of a tuple of 1, 2 or 4 taps."""
 
 
 @overload(_local_taps, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
 def _local_taps_case(indices, shift, extent):
     count = len(indices)
     if count == 1:
-        return lambda indices, shift, extent: (_local_tap(indices[0], shift, extent),)
+        return lambda indices, shift, extent: (_local(indices[0], shift, extent, True),)
     if count == 2:
-        return lambda indices, shift, extent: (_local_tap(indices[0], shift, extent),
-                                               _local_tap(indices[1], shift, extent))
-    return lambda indices, shift, extent: (_local_tap(indices[0], shift, extent), _local_tap(indices[1], shift, extent),
-                                           _local_tap(indices[2], shift, extent), _local_tap(indices[3], shift, extent))
+        return lambda indices, shift, extent: (_local(indices[0], shift, extent, True),
+                                               _local(indices[1], shift, extent, True))
+    return lambda indices, shift, extent: (
+        _local(indices[0], shift, extent, True), _local(indices[1], shift, extent, True),
+        _local(indices[2], shift, extent, True), _local(indices[3], shift, extent, True))
 
 
 def _sample_run(source, points, output, theta, bases, n, channel, channels,
@@ -849,7 +846,7 @@ def _sample_run_case(source, points, output, theta, bases, n, channel,
                    channels, line, first, stop, sizes, out_sizes, region, pad,
                    align_corners, mode, fused, spatial, narrow, planes, windowed, table):
         width, height, depth = index(sizes[0]), index(sizes[1]), index(sizes[2])
-        # the taps are those of the whole input, shifted into the part
+        # the taps are those of the whole input (``sizes`` unless windowed), shifted into the part
         whole_width, whole_height, whole_depth = index(region[0]), index(region[1]), index(region[2])
         shift_x, shift_y, shift_z = index(region[3]), index(region[4]), index(region[5])
         out_width, out_height, out_depth = out_sizes
@@ -880,9 +877,9 @@ def _sample_run_case(source, points, output, theta, bases, n, channel,
                 gx = points[_unsigned(point)]
                 gy = points[_unsigned(point + 1)]
                 gz = points[_unsigned(point + 2)] if dims == 3 else zero
-            ix, wx, _ = x_taps(gx, whole_width if part else width, pad, align_corners)
-            iy, wy, _ = axis_taps(gy, whole_height if part else height, pad, align_corners)
-            iz, wz, _ = axis_taps(gz, whole_depth if part else depth, pad, align_corners)  # 2-D: unused
+            ix, wx, _ = x_taps(gx, whole_width, pad, align_corners)
+            iy, wy, _ = axis_taps(gy, whole_height, pad, align_corners)
+            iz, wz, _ = axis_taps(gz, whole_depth, pad, align_corners)  # 2-D: unused
             if part:
                 ix = _local_taps(ix, shift_x, width)
                 iy = _local_taps(iy, shift_y, height)
