@@ -9,7 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python -m pytest -q tests --ignore=tests/cuda "$@"
+# Two pytest-xdist workers, a test file each at a time (module fixtures run
+# once): most of the CPU suite's time is Numba compiling, one core a process.
+python -m pytest -q -n 2 --dist loadfile tests --ignore=tests/cuda "$@"
 if [ -d tests/cuda ]; then
     if [ "${STN_NUMBA_REAL_GPU:-0}" = "1" ]; then
         python -m pytest -q tests/cuda "$@"
