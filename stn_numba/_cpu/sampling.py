@@ -77,6 +77,7 @@ multiplied: ``0 * inf`` from an infinite input pixel never reaches a point
 that does not use that pixel.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -1257,19 +1258,28 @@ def _kernel(spatial, mode, padding_mode, fused, work_items, which, windowed=Fals
 
 def _forward(fused, input, points, output, mode, padding_mode, align_corners,
              window=None):
-    spatial = input.ndim - 2
+    kernel = (_remembered_forward_kernel(fused, input.shape, output.size, mode, padding_mode) if window is None
+              else _forward_kernel(fused, input.shape, output.size, mode, padding_mode, window))
+    kernel(input, points, output, window, padding_mode, align_corners)
+
+
+def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
+    """The forward kernel for an input of ``shape`` and an output of ``out_size`` elements."""
+    spatial = len(shape) - 2
     windowed = window is not None
-    parallel = _parallel(spatial, mode, output.size)
-    planes = _pointwise_planes(mode, input.shape[1]) if parallel else 1
+    parallel = _parallel(spatial, mode, out_size)
+    planes = _pointwise_planes(mode, shape[1]) if parallel else 1
     if planes is None or (windowed and not parallel):  # the tabled kernel
-        _kernel(spatial, mode, padding_mode, fused, output.size, 0, windowed)(
-            input, points, output, window, padding_mode, align_corners)
-        return
+        return _kernel(spatial, mode, padding_mode, fused, out_size, 0, windowed)
     # a part (no pairs read) of any width; its taps are the whole input's, which must fit too
-    reads_narrow = (narrow(input.shape[2:], pairs=False) and narrow(tuple(window[:spatial].tolist())[::-1], False)
-                    if windowed else narrow(input.shape[2:]))
-    pointwise(spatial, mode, padding_mode if parallel else None, fused, parallel, reads_narrow, planes,
-              windowed)(input, points, output, window, padding_mode, align_corners)
+    reads_narrow = (narrow(shape[2:], pairs=False) and narrow(tuple(window[:spatial].tolist())[::-1], False)
+                    if windowed else narrow(shape[2:]))
+    return pointwise(spatial, mode, padding_mode if parallel else None, fused, parallel, reads_narrow, planes,
+                     windowed)
+
+
+# what a call on a small input pays in Python counts (issue 11's fixed cost)
+_remembered_forward_kernel = functools.lru_cache(maxsize=256)(_forward_kernel)
 
 
 def _backward(fused, grad_output, input, points, grad_input, grad_points,
