@@ -47,7 +47,9 @@ so the same bits. A run samples up to four channels with the same taps
 bicubic always, nearest with one channel). Nearest with several channels
 writes each point's one tap (flat offset and weight) to a small table, then
 gathers every channel from it (`_gather_table`). Bilinear with other channel
-counts keeps the tabled kernel. Serial work runs this way for any channel count, a channel at a time. Where an
+counts keeps the tabled kernel. Fused outputs with short lines sample each
+task's points from a small grid of them (`_task_grid`, `_SHORT_LINE`).
+Serial work runs this way for any channel count, a channel at a time. Where an
 input plane is small enough (`loads.narrow`: under 2**29 pixels, W >= 2) the
 taps are int32 and the gathers take 32-bit offsets (twice the lanes of
 Numba's int64 ones), and bilinear reads each input row's two x taps as one
