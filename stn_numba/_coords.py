@@ -333,7 +333,7 @@ def linear_taps(g, size, padding_mode, align_corners):
 @register_jitable(forceinline=True)
 def linear_pair_taps(g, size, padding_mode, align_corners):
     """The linear taps of ``g`` as weights of one pair of adjacent pixels,
-    for kernels that read both with one load (``size >= 2``).
+    for kernels that read both with one load (``2 <= size <= 2**24``).
 
     Returns
     -------
@@ -347,19 +347,26 @@ def linear_pair_taps(g, size, padding_mode, align_corners):
     low_slope, high_slope : float
         Their derivatives ``d weight / d g``, as in `linear_taps`.
     """
+    # As `linear_taps`, with the index arithmetic done in floating point
+    # (exact: integers below 2**24) and the NaN rule folded into the
+    # coordinate, so the vectorised loops need no 64-bit integer lanes.
     zero = type(g)(0)
-    first, w1, slope, is_nan = _linear_coordinate(g, size, padding_mode, align_corners)
+    x, scale = unnormalize(g, size, align_corners)
+    x, grad_pad = pad_coordinate(x, size, padding_mode, align_corners)
+    first = type(g)(-2) if g != g else np.floor(x)  # NaN: no tap inside
+    w1 = x - first
     w0 = type(g)(1) - w1
-    start = min(max(first, type(size)(0)), type(size)(size - 2))
-    shift = first - start  # -1, 0 or 1 for a pair with a tap inside
-    if is_nan:
-        shift = 2  # no tap
+    slope = scale * grad_pad
+    start = min(max(first, zero), type(g)(size - 2))
+    both = first == start  # both taps inside
+    left = first == type(g)(-1)  # only pixel 0, in the pair's low slot
+    right = first == type(g)(size - 1)  # only pixel size - 1, in the high slot
     # selects, not branches: the callers' loops vectorise
-    low = w0 if shift == 0 else (w1 if shift == -1 else zero)
-    high = w1 if shift == 0 else (w0 if shift == 1 else zero)
-    low_slope = -slope if shift == 0 else (slope if shift == -1 else zero)
-    high_slope = slope if shift == 0 else (-slope if shift == 1 else zero)
-    return start, low, high, low_slope, high_slope
+    low = w0 if both else (w1 if left else zero)
+    high = w1 if both else (w0 if right else zero)
+    low_slope = -slope if both else (slope if left else zero)
+    high_slope = slope if both else (-slope if right else zero)
+    return type(size)(start), low, high, low_slope, high_slope
 
 
 @register_jitable(forceinline=True)

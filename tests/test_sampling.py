@@ -383,24 +383,33 @@ def test_backward_is_bitwise_deterministic(rng, results_for_every_thread_count, 
 
 
 @pytest.mark.parametrize("narrow", [False, True], ids=["int64", "int32"])
-@pytest.mark.parametrize("dim, mode, padding_mode, fused, channels, width, dtype", [
-    (2, "bilinear", "zeros", False, 1, 13, np.float32), (2, "bilinear", "border", True, 1, 13, np.float32),
-    (2, "bilinear", "reflection", False, 2, 2, np.float32), (2, "bilinear", "zeros", False, 1, 13, np.float64),
-    (2, "nearest", "reflection", True, 1, 13, np.float32), (2, "bicubic", "border", False, 3, 13, np.float32),
-    (3, "bilinear", "reflection", True, 1, 13, np.float32), (3, "nearest", "zeros", False, 1, 13, np.float32),
-    (3, "bilinear", "zeros", True, 4, 13, np.float32), (2, "nearest", "zeros", True, 3, 13, np.float32),
-    (3, "nearest", "border", False, 2, 13, np.float64)])
-def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding_mode, fused, channels, width,
-                                                        dtype, narrow):
+@pytest.mark.parametrize("dim, mode, padding_mode, fused, channels, plane, dtype, align_corners", [
+    (2, "bilinear", "zeros", False, 1, (11, 13), np.float32, False),
+    (2, "bilinear", "border", True, 1, (11, 13), np.float32, False),
+    (2, "bilinear", "reflection", False, 2, (11, 2), np.float32, False),
+    (2, "bilinear", "zeros", False, 1, (2, 13), np.float32, True),
+    (2, "bilinear", "reflection", True, 1, (2, 2), np.float32, True),
+    (2, "bilinear", "zeros", False, 1, (11, 13), np.float64, True),
+    (2, "nearest", "reflection", True, 1, (11, 13), np.float32, False),
+    (2, "bicubic", "border", False, 3, (11, 13), np.float32, False),
+    (3, "bilinear", "reflection", True, 1, (11, 13), np.float32, False),
+    (3, "bilinear", "border", False, 1, (2, 13), np.float32, True),
+    (3, "nearest", "zeros", False, 1, (11, 13), np.float32, False),
+    (3, "bilinear", "zeros", True, 4, (11, 13), np.float32, False),
+    (2, "nearest", "zeros", True, 3, (11, 13), np.float32, False),
+    (3, "nearest", "border", False, 2, (11, 13), np.float64, False)])
+def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding_mode, fused, channels, plane,
+                                                        dtype, align_corners, narrow):
     """Most inputs take the pointwise forward kernel, the others (and the region kernels of
     `stn_numba.dask`) the tabled one: both must compute the same bits, non-finite points included,
-    whether the pointwise kernel reads with int64 or int32 offsets (bilinear: x-adjacent pairs, which
-    move a tap just outside the image's edge to the pair's other slot), a channel at a time or several
-    with the same taps (nearest: all of them, from a table of each piece's taps)."""
+    whether the pointwise kernel reads with int64 or int32 offsets (bilinear: pairs of adjacent
+    pixels, rows and slices, which move a tap just outside the image's edge to the pair's other
+    slot), a channel at a time or several with the same taps (nearest: all of them, from a table of
+    each piece's taps)."""
     from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 
-    spatial = (9, 11, width)[-dim:]
+    spatial = ((9,) + plane)[-dim:]
     out_spatial = (7, 12, 10)[-dim:]
     input = rng.standard_normal((3, channels, *spatial)).astype(dtype)
     input.flat[5] = np.inf
@@ -412,8 +421,8 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
     case = (dim, MODES[mode], PADDING_MODES[padding_mode], fused, True)
     pointwise, tabled = (np.empty((3, channels, *out_spatial), dtype) for _ in range(2))
     planes = sampling._pointwise_planes(case[1], channels)
-    sampling.pointwise(*case, narrow, planes)(input, points, pointwise, None, case[2], False)
-    sampling.kernels(*case)[0](input, points, tabled, None, case[2], False)
+    sampling.pointwise(*case, narrow, planes)(input, points, pointwise, None, case[2], align_corners)
+    sampling.kernels(*case)[0](input, points, tabled, None, case[2], align_corners)
     assert np.isfinite(tabled).any()
     bits = np.uint32 if dtype == np.float32 else np.uint64
     np.testing.assert_array_equal(pointwise.view(bits), tabled.view(bits))
@@ -463,17 +472,20 @@ def test_windowed_pointwise_forward_gives_the_whole_bits(rng, monkeypatch, dim, 
     np.testing.assert_array_equal(chunk.view(np.uint32), whole[:, :, start:].view(np.uint32))
 
 
-@pytest.mark.parametrize("dim, mode, padding_mode, out_spatial", [
-    (2, "bilinear", "zeros", (7, 10)), (2, "bilinear", "reflection", (9, 70)), (2, "nearest", "border", (9, 70)),
-    (3, "bilinear", "border", (5, 6, 40)), (3, "nearest", "zeros", (7, 12, 10))])
-def test_pointwise_and_tabled_backward_give_the_same_bits(rng, dim, mode, padding_mode, out_spatial):
+@pytest.mark.parametrize("dim, mode, padding_mode, out_spatial, plane, align_corners", [
+    (2, "bilinear", "zeros", (7, 10), (11, 13), False), (2, "bilinear", "reflection", (9, 70), (11, 13), False),
+    (2, "bilinear", "border", (7, 10), (2, 2), True), (2, "nearest", "border", (9, 70), (11, 13), False),
+    (3, "bilinear", "border", (5, 6, 40), (11, 13), False), (3, "bilinear", "zeros", (5, 6, 10), (2, 13), True),
+    (3, "nearest", "zeros", (7, 12, 10), (11, 13), False)])
+def test_pointwise_and_tabled_backward_give_the_same_bits(rng, dim, mode, padding_mode, out_spatial, plane,
+                                                         align_corners):
     """The backward of one-channel batches runs pointwise (`sampling.pointwise_backward`), other
     cases tabled: both must give the same bits, non-finite points and pixels included, with tiles
-    of whole output lines and tiles narrower than a line."""
+    of whole output lines and tiles narrower than a line, and rows (and slices) read in pairs."""
     from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 
-    spatial = (9, 11, 13)[-dim:]
+    spatial = ((9,) + plane)[-dim:]
     input = rng.standard_normal((4, 1, *spatial)).astype(np.float32)
     input.flat[5] = np.inf
     points = rng.uniform(-1.4, 1.4, (4, *out_spatial, dim)).astype(np.float32)
@@ -485,10 +497,10 @@ def test_pointwise_and_tabled_backward_give_the_same_bits(rng, dim, mode, paddin
     no_buffers = np.zeros((0, 2), np.int64), np.zeros(1, np.int64), np.empty(0, np.float32)
     sampling.pointwise_backward(dim, MODES[mode], padding)(
         grad_output, input, points, *pointwise, 1, *no_buffers, np.empty((2, slots), np.int32),
-        np.empty((2, slots), np.float32), padding, False, True)
+        np.empty((2, slots), np.float32), padding, align_corners, True)
     tabled = np.full_like(input, np.nan), np.full_like(points, np.nan)
     sampling.kernels(dim, MODES[mode], padding, False, True)[1](
-        grad_output, input, points, *tabled, 1, *no_buffers, None, padding, False, True)
+        grad_output, input, points, *tabled, 1, *no_buffers, None, padding, align_corners, True)
     assert np.isfinite(tabled[0]).any() and np.isfinite(tabled[1]).any()
     for ours, theirs in zip(pointwise, tabled):
         np.testing.assert_array_equal(ours.view(np.uint32), theirs.view(np.uint32))

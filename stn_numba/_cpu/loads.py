@@ -22,13 +22,18 @@ _INT64 = ir.IntType(64)
 # bound, see `stn_numba._coords`), every tap index and every flat offset fit
 # in int32.
 _NARROW_PLANE = 2**29
+# Pair taps (`stn_numba._coords.linear_pair_taps`) do their index arithmetic
+# in floating point: exact for axes up to this many pixels.
+_PAIR_AXIS = 2**24
 
 
 def narrow(plane_shape, pairs=True):
     """Whether planes of ``plane_shape`` ((D,) H, W) are read with int32
-    offsets and, in the bilinear kernels, x-adjacent pixel pairs (which need
-    W >= 2; ``pairs=False``: a kernel that reads none)."""
-    return (plane_shape[-1] >= 2 or not pairs) and math.prod(plane_shape) < _NARROW_PLANE
+    offsets and, in the bilinear kernels, pairs of adjacent pixels, rows
+    (and slices) (which need 2 to 2**24 pixels along every axis;
+    ``pairs=False``: a kernel that reads none)."""
+    return ((not pairs or all(2 <= size <= _PAIR_AXIS for size in plane_shape))
+            and math.prod(plane_shape) < _NARROW_PLANE)
 
 
 def _address(context, builder, array_type, array, base, base_type, offset, count=1):

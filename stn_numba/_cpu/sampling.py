@@ -757,6 +757,14 @@ def _linear_pair_axis_taps(g, size, padding, align_corners):
 
 
 @njit(inline="always")
+def _linear_paired_axis_taps(g, size, padding, align_corners):
+    """`_linear_axis_taps` as the pair of rows (or slices) that
+    `linear_pair_taps` names: the same nonzero terms, in the same order."""
+    start, low, high, low_slope, high_slope = linear_pair_taps(g, size, padding, align_corners)
+    return (start, type(start)(start + 1)), (low, high), (low_slope, high_slope)
+
+
+@njit(inline="always")
 def _cubic_axis_taps(g, size, padding, align_corners):
     return cubic_taps(g, size, padding, align_corners)
 
@@ -792,9 +800,12 @@ def _pair_row_terms(total, source, base, row, ix, wx, w_row):
     return _add_term(_add_term(total, w_row * wx[0], low), w_row * wx[1], high)
 
 
-# by mode, for (wide, narrow) offsets: the taps along an axis, along x, and
-# the function adding a row's x taps
-_AXIS_TAPS = {NEAREST: _nearest_axis_taps, BILINEAR: _linear_axis_taps, BICUBIC: _cubic_axis_taps}
+# by mode, for (wide, narrow) offsets: the taps along y (and z), along x,
+# and the function adding a row's x taps; narrow planes have 2 to 2**24
+# pixels along every axis (`loads.narrow`), so bilinear takes pairs there
+_AXIS_TAPS = {NEAREST: (_nearest_axis_taps, _nearest_axis_taps),
+              BILINEAR: (_linear_axis_taps, _linear_paired_axis_taps),
+              BICUBIC: (_cubic_axis_taps, _cubic_axis_taps)}
 _X_TAPS = {NEAREST: (_nearest_axis_taps, _nearest_axis_taps),
            BILINEAR: (_linear_axis_taps, _linear_pair_axis_taps),
            BICUBIC: (_cubic_axis_taps, _cubic_axis_taps)}
@@ -882,7 +893,7 @@ def _sample_run_case(source, points, points_at, output, theta, bases, n, channel
                      align_corners, mode, fused, spatial, narrow, planes, windowed, table):
     from_theta, dims, narrowed = _literal(fused), _literal(spatial), _literal(narrow)
     run_planes, part = _literal(planes), _literal(windowed)
-    axis_taps = _AXIS_TAPS[_literal(mode)]
+    axis_taps = _AXIS_TAPS[_literal(mode)][narrowed and not part]
     x_taps = axis_taps if part else _X_TAPS[_literal(mode)][narrowed]
     row_terms = (_narrow_row_terms if narrowed else _row_terms) if part else _ROW_TERMS[_literal(mode)][narrowed]
     index = np.int32 if narrowed else np.int64  # tap indices follow the sizes' type
@@ -1129,7 +1140,7 @@ def _backward_run_case(grad_output, source, points, grad_points, index,
                        weight, group, n, first, stop, at, sizes, count, pad,
                        align_corners, mode, spatial):
     dims = _literal(spatial)
-    axis_taps = _AXIS_TAPS[_literal(mode)]
+    axis_taps = _AXIS_TAPS[_literal(mode)][True]
     x_taps_narrow, row_backward = _X_TAPS[_literal(mode)][True], _ROW_BACKWARD[_literal(mode)]
     x_taps = _TAPS_PER_AXIS[_literal(mode)]
     taps = x_taps**dims
