@@ -472,30 +472,32 @@ def test_windowed_pointwise_forward_gives_the_whole_bits(rng, monkeypatch, dim, 
     np.testing.assert_array_equal(chunk.view(np.uint32), whole[:, :, start:].view(np.uint32))
 
 
-@pytest.mark.parametrize("dim, mode, padding_mode, out_spatial, plane, align_corners", [
-    (2, "bilinear", "zeros", (7, 10), (11, 13), False), (2, "bilinear", "reflection", (9, 70), (11, 13), False),
-    (2, "bilinear", "border", (7, 10), (2, 2), True), (2, "nearest", "border", (9, 70), (11, 13), False),
-    (3, "bilinear", "border", (5, 6, 40), (11, 13), False), (3, "bilinear", "zeros", (5, 6, 10), (2, 13), True),
-    (3, "nearest", "zeros", (7, 12, 10), (11, 13), False)])
+@pytest.mark.parametrize("dim, mode, padding_mode, out_spatial, plane, channels, align_corners", [
+    (2, "bilinear", "zeros", (7, 10), (11, 13), 1, False), (2, "bilinear", "reflection", (9, 70), (11, 13), 1, False),
+    (2, "bilinear", "border", (7, 10), (2, 2), 1, True), (2, "nearest", "border", (9, 70), (11, 13), 1, False),
+    (2, "bilinear", "zeros", (9, 70), (11, 13), 3, False), (2, "nearest", "reflection", (7, 10), (11, 13), 2, True),
+    (3, "bilinear", "border", (5, 6, 40), (11, 13), 1, False), (3, "bilinear", "zeros", (5, 6, 10), (2, 13), 1, True),
+    (3, "bilinear", "reflection", (5, 6, 10), (11, 13), 4, False), (3, "nearest", "zeros", (7, 12, 10), (11, 13), 1, False)])
 def test_pointwise_and_tabled_backward_give_the_same_bits(rng, dim, mode, padding_mode, out_spatial, plane,
-                                                         align_corners):
-    """The backward of one-channel batches runs pointwise (`sampling.pointwise_backward`), other
-    cases tabled: both must give the same bits, non-finite points and pixels included, with tiles
-    of whole output lines and tiles narrower than a line, and rows (and slices) read in pairs."""
+                                                         channels, align_corners):
+    """The backward of batches of up to 4 channels runs pointwise (`sampling.pointwise_backward`),
+    other cases tabled: both must give the same bits, non-finite points and pixels included, with
+    tiles of whole output lines and tiles narrower than a line, rows (and slices) read in pairs, and
+    each tap's products summed over the channels in the same order."""
     from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 
     spatial = ((9,) + plane)[-dim:]
-    input = rng.standard_normal((4, 1, *spatial)).astype(np.float32)
+    input = rng.standard_normal((4, channels, *spatial)).astype(np.float32)
     input.flat[5] = np.inf
     points = rng.uniform(-1.4, 1.4, (4, *out_spatial, dim)).astype(np.float32)
     points.flat[3:12:4] = np.nan, np.inf, -np.inf
-    grad_output = rng.standard_normal((4, 1, *out_spatial)).astype(np.float32)
+    grad_output = rng.standard_normal((4, channels, *out_spatial)).astype(np.float32)
     padding = PADDING_MODES[padding_mode]
     slots = sampling.taps_per_axis(MODES[mode]) ** dim * sampling._BLOCK
     pointwise = np.full_like(input, np.nan), np.full_like(points, np.nan)
     no_buffers = np.zeros((0, 2), np.int64), np.zeros(1, np.int64), np.empty(0, np.float32)
-    sampling.pointwise_backward(dim, MODES[mode], padding)(
+    sampling.pointwise_backward(dim, MODES[mode], padding, channels)(
         grad_output, input, points, *pointwise, 1, *no_buffers, np.empty((2, slots), np.int32),
         np.empty((2, slots), np.float32), padding, align_corners, True)
     tabled = np.full_like(input, np.nan), np.full_like(points, np.nan)
@@ -506,16 +508,17 @@ def test_pointwise_and_tabled_backward_give_the_same_bits(rng, dim, mode, paddin
         np.testing.assert_array_equal(ours.view(np.uint32), theirs.view(np.uint32))
 
 
-@pytest.mark.parametrize("n_batch, mode", [(1, "bilinear"), (2, "nearest")])
-def test_chunked_pointwise_backward_gives_the_tabled_bits(rng, monkeypatch, n_batch, mode):
-    """Big images in small batches are cut into chunks with private grad_input buffers: the pointwise
-    backward (int32 reads) and the tabled one (forced here by refusing narrow reads) give the same bits."""
+@pytest.mark.parametrize("n_batch, mode, channels", [(1, "bilinear", 1), (2, "nearest", 3)])
+def test_chunked_pointwise_backward_gives_the_tabled_bits(rng, monkeypatch, n_batch, mode, channels):
+    """Big images in small batches are cut into chunks with private grad_input buffers (a part of
+    each channel): the pointwise backward (int32 reads) and the tabled one (forced here by refusing
+    narrow reads) give the same bits."""
     from stn_numba._codes import MODES
     from stn_numba._cpu import sampling
 
-    input = rng.standard_normal((n_batch, 1, 150, 170)).astype(np.float32)
+    input = rng.standard_normal((n_batch, channels, 150, 170)).astype(np.float32)
     grid = rng.uniform(-1.1, 1.1, (n_batch, 160, 210, 2)).astype(np.float32)
-    grad_output = rng.standard_normal((n_batch, 1, 160, 210)).astype(np.float32)
+    grad_output = rng.standard_normal((n_batch, channels, 160, 210)).astype(np.float32)
     assert sampling._backward_plan(False, grad_output, input, grid, MODES[mode], 0, False, True,
                                    None, False)[0] > 1
     pointwise = stn_numba.grid_sample_backward(grad_output, input, grid, mode)

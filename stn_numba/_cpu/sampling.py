@@ -50,19 +50,22 @@ gathers every channel from it (`_gather_table`). Bilinear with other channel
 counts keeps the tabled kernel. Fused outputs with short lines sample each
 task's points from a small grid of them (`_task_grid`, `_SHORT_LINE`).
 Serial work runs this way for any channel count, a channel at a time. Where an
-input plane is small enough (`loads.narrow`: under 2**29 pixels, W >= 2) the
-taps are int32 and the gathers take 32-bit offsets (twice the lanes of
-Numba's int64 ones), and bilinear reads each input row's two x taps as one
-64-bit pair (`linear_pair_taps`). The parallel region forward
+input plane is small enough (`loads.narrow`: under 2**29 pixels, 2 to 2**24
+along each axis) the taps are int32 and the gathers take 32-bit offsets
+(twice the lanes of Numba's int64 ones), and bilinear reads each input row's
+two x taps as one 64-bit pair (`linear_pair_taps`, whose index arithmetic is
+in floating point), and the rows (and slices) in pairs. The parallel region forward
 (`sample_region`) runs pointwise too: the taps of the whole input, shifted
 into the part, read one by one (a pair might cross the part's edge).
 
-Pointwise backward. The bilinear and nearest backward of one-channel inputs
-runs pointwise too (`_make_pointwise_backward`), with the tabled kernel's
-work items, tile by tile in its order: one vectorised loop over a run of a
-tile's points computes their taps, grid gradient and the input offset and
-weight of each tap, then a scalar loop scatters these into grad_input; the
-same terms in the same order as the tabled kernel, so the same bits.
+Pointwise backward. The bilinear and nearest backward of inputs with up to
+four channels runs pointwise too (`_make_pointwise_backward`), with the
+tabled kernel's work items, tile by tile in its order: one vectorised loop
+over a run of a tile's points computes their taps, each tap's product with
+grad_output summed over the channels, the grid gradient and the input offset
+and weight of each tap, then a scalar loop per channel scatters these into
+grad_input; the same terms in the same order as the tabled kernel, so the
+same bits.
 
 Determinism. The forward and ``grad_grid`` are owned per output point. The
 ``grad_input`` scatter is owned per image: a backward work item is a chunk of
@@ -1078,12 +1081,11 @@ def pointwise(spatial, mode, padding, fused, parallel, narrow, planes=1, windowe
 
 
 @njit(inline="always")
-def _add_grid_terms(grads, g, value, w_row, d_row, dz_wy, wx, dx, dims):
+def _add_grid_terms(grads, product, w_row, d_row, dz_wy, wx, dx, dims):
     """Add one tap's terms to a point's grid gradient ``grads`` (x, y, z):
-    the tap's weight is ``w_row * wx`` and its product ``g * value``; its
-    slopes along x, y, z are ``w_row * dx``, ``d_row * wx`` and ``dz_wy *
-    wx``, as in `_tile_grid_gradient`."""
-    product = type(g)(0) + g * value
+    the tap's weight is ``w_row * wx`` and its product over the channels
+    ``product`` (`_tap_products`); its slopes along x, y, z are ``w_row *
+    dx``, ``d_row * wx`` and ``dz_wy * wx``, as in `_tile_grid_gradient`."""
     grad_x, grad_y, grad_z = grads
     grad_x = _add_term(grad_x, w_row * dx, product)
     grad_y = _add_term(grad_y, d_row * wx, product)
@@ -1093,66 +1095,79 @@ def _add_grid_terms(grads, g, value, w_row, d_row, dz_wy, wx, dx, dims):
 
 
 @njit(inline="always")
-def _tap_row_backward(source, base, row, ix, wx, dx, g, w_row, d_row, dz_wy,
-                      grads, index, weight, group, at, dims):
-    """A row's one x tap (nearest): its grid-gradient terms; its input
-    offset and weight go to ``index[group, at]``, ``weight[group, at]``."""
-    offset = np.int32(row + ix[0])
-    index[group, _unsigned(at)] = offset
-    weight[group, _unsigned(at)] = w_row * wx[0]
-    return _add_grid_terms(grads, g, load_at(source, base, offset), w_row, d_row, dz_wy, wx[0], dx[0], dims)
+def _tap_products(source, base, offset, volume, grad_output, g_at, count, planes):
+    """``(sum over channels c of g_c * source[base + c * volume + offset],)``
+    added from 0 channel by channel (the tabled backward's products), ``g_c``
+    the point's grad_output in channel c (``g_at + c * count``)."""
+    total = grad_output.dtype.type(0)
+    for c in range(planes):
+        total = total + grad_output[_unsigned(g_at + c * count)] * load_at(source, base + c * volume, offset)
+    return (total,)
 
 
 @njit(inline="always")
-def _pair_row_backward(source, base, row, ix, wx, dx, g, w_row, d_row, dz_wy,
-                       grads, index, weight, group, at, dims):
-    """A row's pair of x taps (bilinear, one load): as `_tap_row_backward`,
-    at ``at`` and ``at + 1``."""
-    offset = np.int32(row + ix[0])
-    low, high = load_pair(source, base, offset)
-    index[group, _unsigned(at)] = offset
-    index[group, _unsigned(at + 1)] = offset + np.int32(1)
-    weight[group, _unsigned(at)] = w_row * wx[0]
-    weight[group, _unsigned(at + 1)] = w_row * wx[1]
-    grads = _add_grid_terms(grads, g, low, w_row, d_row, dz_wy, wx[0], dx[0], dims)
-    return _add_grid_terms(grads, g, high, w_row, d_row, dz_wy, wx[1], dx[1], dims)
+def _pair_products(source, base, offset, volume, grad_output, g_at, count, planes):
+    """`_tap_products` of the taps at ``offset`` and ``offset + 1``, one load
+    a channel."""
+    low_total = high_total = grad_output.dtype.type(0)
+    for c in range(planes):
+        g = grad_output[_unsigned(g_at + c * count)]
+        low, high = load_pair(source, base + c * volume, offset)
+        low_total = low_total + g * low
+        high_total = high_total + g * high
+    return low_total, high_total
 
 
-# by mode: the function handling a row's x taps (the narrow x taps of
-# `_X_TAPS`: consecutive pixels from ix[0])
-_ROW_BACKWARD = {NEAREST: _tap_row_backward, BILINEAR: _pair_row_backward}
+@njit(inline="always")
+def _row_backward(offset, wx, dx, products, w_row, d_row, dz_wy, grads, index,
+                  weight, group, at, dims):
+    """A row's x taps, pixels ``offset``, ``offset + 1``, ...: their input
+    offsets and weights go to ``index[group, at + k]``, ``weight[group, at +
+    k]``; returns ``grads`` with their grid-gradient terms added."""
+    for k in range(len(wx)):
+        index[group, _unsigned(at + k)] = offset + np.int32(k)
+        weight[group, _unsigned(at + k)] = w_row * wx[k]
+        grads = _add_grid_terms(grads, products[k], w_row, d_row, dz_wy, wx[k], dx[k], dims)
+    return grads
+
+
+# by mode: the products of a row's x taps (the narrow x taps of `_X_TAPS`:
+# consecutive pixels from ix[0])
+_ROW_PRODUCTS = {NEAREST: _tap_products, BILINEAR: _pair_products}
 
 
 def _backward_run(grad_output, source, points, grad_points, index, weight,
                   group, n, first, stop, at, sizes, count, pad, align_corners,
-                  mode, spatial):
+                  mode, spatial, planes):
     """The pointwise backward of output points ``first..stop-1`` (flat) of
-    image ``n`` (one channel, planes read with int32 offsets): writes their
-    grid gradient, and the input offset and weight of each of their taps
-    into ``index[group]`` and ``weight[group]``, point by point from tap
-    slot ``at``, for `_scatter_tile`. The same arithmetic, in the same
-    order, as the tabled backward, so the same bits. An overload on the
-    literal mode and dims, inlined by LLVM (see `_sample_run`)."""
+    image ``n`` (``planes`` channels, all of the input's; planes read with
+    int32 offsets): writes their grid gradient, and the input offset and
+    weight of each of their taps into ``index[group]`` and
+    ``weight[group]``, point by point from tap slot ``at``, for
+    `_scatter_tile`. The same arithmetic, in the same order, as the tabled
+    backward, so the same bits. An overload on the literal mode, dims and
+    planes, inlined by LLVM (see `_sample_run`)."""
 
 
 @overload(_backward_run, prefer_literal=True, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
 def _backward_run_case(grad_output, source, points, grad_points, index,
                        weight, group, n, first, stop, at, sizes, count, pad,
-                       align_corners, mode, spatial):
-    dims = _literal(spatial)
+                       align_corners, mode, spatial, planes):
+    dims, channels = _literal(spatial), _literal(planes)
     axis_taps = _AXIS_TAPS[_literal(mode)][True]
-    x_taps_narrow, row_backward = _X_TAPS[_literal(mode)][True], _ROW_BACKWARD[_literal(mode)]
+    x_taps_narrow, row_products = _X_TAPS[_literal(mode)][True], _ROW_PRODUCTS[_literal(mode)]
     x_taps = _TAPS_PER_AXIS[_literal(mode)]
     taps = x_taps**dims
 
     def backward_run(grad_output, source, points, grad_points, index, weight,
                      group, n, first, stop, at, sizes, count, pad,
-                     align_corners, mode, spatial):
+                     align_corners, mode, spatial, planes):
         width, height, depth = np.int32(sizes[0]), np.int32(sizes[1]), np.int32(sizes[2])
-        image_at = n * (sizes[0] * sizes[1] * sizes[2])
+        volume = sizes[0] * sizes[1] * sizes[2]
+        image_at = n * channels * volume
         zero = grad_output.dtype.type(0)
         for p in range(first, stop):
-            g = grad_output[_unsigned(n * count + p)]
+            g_at = n * channels * count + p
             point = (n * count + p) * dims
             gz = points[_unsigned(point + 2)] if dims == 3 else zero
             ix, wx, dx = x_taps_narrow(points[_unsigned(point)], width, pad, align_corners)
@@ -1167,9 +1182,10 @@ def _backward_run_case(grad_output, source, points, grad_points, index,
                         w_row, d_row, dz_wy = wz[kz] * wy[ky], wz[kz] * dy[ky], dz[kz] * wy[ky]
                     else:
                         row, w_row, d_row, dz_wy = iy[ky] * width, wy[ky], dy[ky], zero
-                    grads = row_backward(source, image_at, row, ix, wx, dx, g, w_row, d_row,
-                                         dz_wy, grads, index, weight, group,
-                                         slot + (kz * len(iy) + ky) * x_taps, dims)
+                    offset = np.int32(row + ix[0])
+                    products = row_products(source, image_at, offset, volume, grad_output, g_at, count, channels)
+                    grads = _row_backward(offset, wx, dx, products, w_row, d_row, dz_wy, grads, index,
+                                          weight, group, slot + (kz * len(iy) + ky) * x_taps, dims)
             grad_points[_unsigned(point)] = grads[0]
             grad_points[_unsigned(point + 1)] = grads[1]
             if dims == 3:
@@ -1207,9 +1223,10 @@ def _zero(array, first, stop):
         array[_unsigned(i)] = 0
 
 
-def _make_pointwise_backward(spatial, mode, padding):
-    """The pointwise (parallel) backward kernel of one case: grid path, one
-    channel, planes read with int32 offsets."""
+def _make_pointwise_backward(spatial, mode, padding, planes):
+    """The pointwise (parallel) backward kernel of one case: grid path,
+    ``planes`` channels (`_POINTWISE_BACKWARD_PLANES`), planes read with
+    int32 offsets."""
     taps = _TAPS_PER_AXIS[mode] ** spatial
 
     @njit(parallel=True, **_KERNEL_OPTIONS)
@@ -1228,6 +1245,7 @@ def _make_pointwise_backward(spatial, mode, padding):
         out_width, out_height, out_depth = out_sizes
         volume = sizes[0] * sizes[1] * sizes[2]
         count = out_width * out_height * out_depth
+        image_volume = planes * volume
         grad_output = grad_output.reshape(-1)
         source = source.reshape(-1)
         points = points.reshape(-1)
@@ -1241,10 +1259,11 @@ def _make_pointwise_backward(spatial, mode, padding):
                 n = item // chunks
                 chunk = item % chunks
                 # grad_input target: the image itself (chunk 0) or the
-                # item's private buffer of input rows rows[item, 0]..
+                # item's private buffer of input rows rows[item, 0].. of
+                # each channel
                 if input_requires_grad:
                     if chunk == 0:
-                        _zero(grad_source, n * volume, (n + 1) * volume)
+                        _zero(grad_source, n * image_volume, (n + 1) * image_volume)
                     else:
                         _zero(buffers, offsets[item], offsets[item + 1])
                 first, stop = _chunk_tiles(chunk, chunks, tiling[4])
@@ -1262,26 +1281,33 @@ def _make_pointwise_backward(spatial, mode, padding):
                                       first_point + r * out_width,
                                       first_point + r * out_width + length,
                                       r * length * taps, sizes, count,
-                                      padding, align_corners, mode, spatial)
-                    if input_requires_grad and chunk == 0:
-                        _scatter_tile(grad_output, grad_source, index, weight,
-                                      group, n * count, n * volume, tile,
-                                      out_width, taps)
-                    elif input_requires_grad:
-                        _scatter_tile(grad_output, buffers, index, weight,
-                                      group, n * count,
-                                      offsets[item] - rows[item, 0] * sizes[0],
-                                      tile, out_width, taps)
+                                      padding, align_corners, mode, spatial,
+                                      planes)
+                    for c in range(planes if input_requires_grad else 0):
+                        if chunk == 0:
+                            _scatter_tile(grad_output, grad_source, index, weight,
+                                          group, (n * planes + c) * count,
+                                          (n * planes + c) * volume, tile,
+                                          out_width, taps)
+                        else:
+                            span = (rows[item, 1] - rows[item, 0] + 1) * sizes[0]
+                            _scatter_tile(grad_output, buffers, index, weight,
+                                          group, (n * planes + c) * count,
+                                          offsets[item] - rows[item, 0] * sizes[0] + c * span,
+                                          tile, out_width, taps)
 
     return backward
 
 
-_POINTWISE_BACKWARD = {}  # (spatial, mode, padding) -> backward kernel
+_POINTWISE_BACKWARD = {}  # (spatial, mode, padding, planes) -> backward kernel
+# channel counts of the pointwise backward (more: the tabled one, whose
+# tables hold each tap's products over the channels)
+_POINTWISE_BACKWARD_PLANES = (1, 2, 3, 4)
 
 
-def pointwise_backward(spatial, mode, padding):
+def pointwise_backward(spatial, mode, padding, planes=1):
     """The pointwise backward kernel of a case (built once)."""
-    case = (spatial, mode, padding)
+    case = (spatial, mode, padding, planes)
     kernel = _POINTWISE_BACKWARD.get(case)
     if kernel is None:
         kernel = _POINTWISE_BACKWARD[case] = _make_pointwise_backward(*case)
@@ -1352,11 +1378,11 @@ def _backward(fused, grad_output, input, points, grad_input, grad_points,
     chunks, rows, offsets, buffers = _backward_plan(
         fused, grad_output, input, points, mode, padding_mode, align_corners,
         input_requires_grad, window, windowed)
-    if (parallel and not windowed and not fused and mode != BICUBIC and input.shape[1] == 1
-            and narrow(input.shape[2:])):
+    if (parallel and not windowed and not fused and mode != BICUBIC
+            and input.shape[1] in _POINTWISE_BACKWARD_PLANES and narrow(input.shape[2:])):
         groups = min(input.shape[0] * chunks, _MAX_GROUPS)
         slots = _TAPS_PER_AXIS[mode] ** spatial * _BLOCK
-        pointwise_backward(spatial, mode, padding_mode)(
+        pointwise_backward(spatial, mode, padding_mode, input.shape[1])(
             grad_output, input, points, grad_input, grad_points, chunks, rows, offsets, buffers,
             np.empty((groups, slots), np.int32), np.empty((groups, slots), grad_output.dtype),
             padding_mode, align_corners, bool(input_requires_grad))
