@@ -1122,11 +1122,12 @@ def _pair_products(source, base, offset, volume, grad_output, g_at, count, plane
 def _row_backward(offset, wx, dx, products, w_row, d_row, dz_wy, grads, index,
                   weight, group, at, dims):
     """A row's x taps, pixels ``offset``, ``offset + 1``, ...: their input
-    offsets and weights go to ``index[group, at + k]``, ``weight[group, at +
-    k]``; returns ``grads`` with their grid-gradient terms added."""
+    offsets and weights go to ``index[group, at + k * _BLOCK]`` and
+    ``weight[group, at + k * _BLOCK]``; returns ``grads`` with their
+    grid-gradient terms added."""
     for k in range(len(wx)):
-        index[group, _unsigned(at + k)] = offset + np.int32(k)
-        weight[group, _unsigned(at + k)] = w_row * wx[k]
+        index[group, _unsigned(at + k * _BLOCK)] = offset + np.int32(k)
+        weight[group, _unsigned(at + k * _BLOCK)] = w_row * wx[k]
         grads = _add_grid_terms(grads, products[k], w_row, d_row, dz_wy, wx[k], dx[k], dims)
     return grads
 
@@ -1143,8 +1144,8 @@ def _backward_run(grad_output, source, points, grad_points, index, weight,
     image ``n`` (``planes`` channels, all of the input's; planes read with
     int32 offsets): writes their grid gradient, and the input offset and
     weight of each of their taps into ``index[group]`` and
-    ``weight[group]``, point by point from tap slot ``at``, for
-    `_scatter_tile`. The same arithmetic, in the same order, as the tabled
+    ``weight[group]``, tap t of the run's point k at ``t * _BLOCK + at +
+    k`` (consecutive slots: stores that vectorise), for `_scatter_tile`. The same arithmetic, in the same order, as the tabled
     backward, so the same bits. An overload on the literal mode, dims and
     planes, inlined by LLVM (see `_sample_run`)."""
 
@@ -1157,7 +1158,6 @@ def _backward_run_case(grad_output, source, points, grad_points, index,
     axis_taps = _AXIS_TAPS[_literal(mode)][True]
     x_taps_narrow, row_products = _X_TAPS[_literal(mode)][True], _ROW_PRODUCTS[_literal(mode)]
     x_taps = _TAPS_PER_AXIS[_literal(mode)]
-    taps = x_taps**dims
 
     def backward_run(grad_output, source, points, grad_points, index, weight,
                      group, n, first, stop, at, sizes, count, pad,
@@ -1174,7 +1174,7 @@ def _backward_run_case(grad_output, source, points, grad_points, index,
             iy, wy, dy = axis_taps(points[_unsigned(point + 1)], height, pad, align_corners)
             iz, wz, dz = axis_taps(gz, depth, pad, align_corners)  # 2-D: unused
             grads = (zero, zero, zero)
-            slot = at + (p - first) * taps
+            slot = at + (p - first)
             for kz in range(len(iz) if dims == 3 else 1):
                 for ky in range(len(iy)):
                     if dims == 3:
@@ -1185,7 +1185,7 @@ def _backward_run_case(grad_output, source, points, grad_points, index,
                     offset = np.int32(row + ix[0])
                     products = row_products(source, image_at, offset, volume, grad_output, g_at, count, channels)
                     grads = _row_backward(offset, wx, dx, products, w_row, d_row, dz_wy, grads, index,
-                                          weight, group, slot + (kz * len(iy) + ky) * x_taps, dims)
+                                          weight, group, slot + (kz * len(iy) + ky) * x_taps * _BLOCK, dims)
             grad_points[_unsigned(point)] = grads[0]
             grad_points[_unsigned(point + 1)] = grads[1]
             if dims == 3:
@@ -1208,11 +1208,11 @@ def _scatter_tile(grad_output, target, index, weight, group, output_at,
     for r in range(rows):
         for c in range(columns):
             g = grad_output[_unsigned(output_at + first + r * width + c)]
-            slot = (r * columns + c) * taps
+            point = r * columns + c
             for t in range(taps):
-                w = weight[group, _unsigned(slot + t)]
+                w = weight[group, _unsigned(t * _BLOCK + point)]
                 if w != zero:
-                    target[_unsigned(target_at + index[group, _unsigned(slot + t)])] += g * w
+                    target[_unsigned(target_at + index[group, _unsigned(t * _BLOCK + point)])] += g * w
 
 
 @njit(**{**_KERNEL_OPTIONS, "forceinline": True})
@@ -1280,7 +1280,7 @@ def _make_pointwise_backward(spatial, mode, padding, planes):
                                       index, weight, group, n,
                                       first_point + r * out_width,
                                       first_point + r * out_width + length,
-                                      r * length * taps, sizes, count,
+                                      r * length, sizes, count,
                                       padding, align_corners, mode, spatial,
                                       planes)
                     for c in range(planes if input_requires_grad else 0):
