@@ -6,7 +6,7 @@ from pathlib import Path
 from . import _fixed
 from ._sampler import IMPLEMENTATIONS, OPS
 
-COLUMNS = ("shape", "op", "implementation", "median ms", "IQR ms", "n", "ratio vs torch",
+COLUMNS = ("shape", "op", "implementation", "median ms", "IQR ms", "n", "rounds' medians ms", "ratio vs torch",
            "GB/s", "% of copy floor", "floor ms", "Δ vs torch")
 
 
@@ -32,9 +32,11 @@ def timing_table(rows, shape_order):
         else:
             ratio = row.get("ratio_vs_torch")
             diff = row.get("rel_diff_vs_torch")
+            rounds = row.get("round_medians_ms", [row["median_ms"]])
             cells = [
                 row["shape"], row["op"], row["label"], _number(row["median_ms"]), _number(row["iqr_ms"], 2),
-                str(row["repeats"]), "—" if ratio is None else f"{ratio:.2f}×", _number(row["gb_per_s"]),
+                str(row["repeats"]), "–".join(_number(value) for value in (min(rounds), max(rounds))),
+                "—" if ratio is None else f"{ratio:.2f}×", _number(row["gb_per_s"]),
                 _number(row["floor_percent"], 2) + "%", _number(row["floor_ms"]),
                 "—" if diff is None else f"{diff:.0e}",
             ]
@@ -83,7 +85,9 @@ def markdown(payload):
         f"{bandwidth['gb_per_s']:.1f} GB/s (read + write bytes / time)",
         f"- Timing: {policy['warmup']} untimed warm-up call(s) after a first (compiling) call, then at least "
         f"{policy['min_repeats']} and at most {policy['max_repeats']} timed calls "
-        f"(until {policy['budget_s']} s is spent); median and IQR (Q3 − Q1) of `time.perf_counter`; n = repeats",
+        f"(until {policy['budget_s']} s is spent); median and IQR (Q3 − Q1) of `time.perf_counter`; n = repeats; "
+        f"{settings.get('rounds', 1)} round(s) of worker processes, the implementations in turn within each: a row "
+        "is the round whose median is the median of the rounds' medians, whose lowest and highest it also gives",
         "- float32, bilinear, zeros padding, align_corners=False, thetas near the identity (fixed seed); "
         "`grid_sample border` / `reflection` / `nearest` / `bicubic` rows change only the mode or padding",
     ]

@@ -422,14 +422,15 @@ def checksum(result):
     return sums
 
 
-def repeat_policy(quick):
-    """Keyword arguments of :func:`benchmarks._harness.time_call` for a full or a quick run."""
+def repeat_policy(quick, rounds=1):
+    """Keyword arguments of :func:`benchmarks._harness.time_call` for a full or a quick run of
+    ``rounds`` rounds (the 2 s a row is given are shared among them)."""
     if quick:
         return {"warmup": 1, "min_repeats": 2, "max_repeats": 3, "budget_s": 0.0}
-    return {"warmup": 2, "min_repeats": 7, "max_repeats": 200, "budget_s": 2.0}
+    return {"warmup": 2, "min_repeats": 7, "max_repeats": 200, "budget_s": round(2.0 / rounds, 3)}
 
 
-def measure(impl, cases, ops, quick):
+def measure(impl, cases, ops, quick, rounds=1):
     """Time ``ops`` of ``impl`` on ``cases`` in this process; returns the worker's result dict."""
     try:
         sync = impl.sync() if impl.sync else None
@@ -454,7 +455,7 @@ def measure(impl, cases, ops, quick):
                 message = (str(error).splitlines() or [""])[0]
                 rows.append({**row, "note": f"error: {type(error).__name__}: {message}"})
                 continue
-            row.update(_harness.time_call(function, sync=sync, **repeat_policy(quick)))
+            row.update(_harness.time_call(function, sync=sync, **repeat_policy(quick, rounds)))
             rows.append(row)
     return {"impl": impl.key, "rows": rows}
 
@@ -466,41 +467,67 @@ def main(argv=None):
     parser.add_argument("--ops", default=",".join(OPS))
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args(argv)
     impl = IMPLEMENTATIONS[args.impl]
     for module in impl.modules:
         __import__(module)
     threads = _harness.set_threads(args.threads)
-    result = measure(impl, parse_shapes(args.shapes), args.ops.split(","), args.quick)
+    result = measure(impl, parse_shapes(args.shapes), args.ops.split(","), args.quick, args.rounds)
     _harness.emit({**result, "threads_applied": threads})
 
 
-def collect(impl_keys, cases, ops, threads, quick, timeout=None, log=print):
-    """Run one worker per implementation; return ``(rows, notes)``.
+def collect(impl_keys, cases, ops, threads, quick, rounds=1, timeout=None, log=print):
+    """Run one worker per implementation and round, the implementations in
+    turn within each round; return ``(rows, notes)`` (rows merged over the
+    rounds by :func:`merge_rounds`).
 
     ``notes`` maps an implementation that gave no rows to the reason (not
     installed, no GPU, or the worker's error).
     """
-    rows, notes = [], {}
+    rounds_rows, notes = [[] for _ in range(rounds)], {}
     spec = ",".join(case.spec for case in cases)
-    for key in impl_keys:
-        impl = IMPLEMENTATIONS[key]
-        reason = unavailable_reason(impl)
-        if reason is None:
-            log(f"[bench] {impl.label}: {len(cases)} shapes, threads={threads}")
-            args = ["--impl", key, "--shapes", spec, "--ops", ",".join(ops), "--threads", threads]
-            try:
-                result = _harness.run_worker("benchmarks._sampler", args + (["--quick"] if quick else []),
-                                             threads=threads, timeout=timeout)
-                reason = result.get("unavailable")
-                rows.extend(result.get("rows", ()))
-                log(f"[bench] {impl.label}: worker done in {result['wall_s']:.1f} s")
-            except _harness.WorkerError as error:
-                reason = f"worker failed: {error}"
-        if reason is not None:
-            notes[impl.label] = reason
-            log(f"[bench] {impl.label}: skipped ({reason.splitlines()[0]})")
-    return rows, notes
+    for number, round_rows in enumerate(rounds_rows, 1):
+        for key in impl_keys:
+            impl = IMPLEMENTATIONS[key]
+            if impl.label in notes:
+                continue
+            reason = unavailable_reason(impl)
+            if reason is None:
+                log(f"[bench] {impl.label}: {len(cases)} shapes, threads={threads}, round {number} of {rounds}")
+                args = ["--impl", key, "--shapes", spec, "--ops", ",".join(ops), "--threads", threads,
+                        "--rounds", rounds]
+                try:
+                    result = _harness.run_worker("benchmarks._sampler", args + (["--quick"] if quick else []),
+                                                 threads=threads, timeout=timeout)
+                    reason = result.get("unavailable")
+                    round_rows.extend(result.get("rows", ()))
+                    log(f"[bench] {impl.label}: worker done in {result['wall_s']:.1f} s")
+                except _harness.WorkerError as error:
+                    reason = f"worker failed: {error}"
+            if reason is not None:
+                notes[impl.label] = reason
+                log(f"[bench] {impl.label}: skipped ({reason.splitlines()[0]})")
+    return merge_rounds(rounds_rows), notes
+
+
+def merge_rounds(rounds_rows):
+    """One row per (implementation, shape, op) from the rows of several rounds: the
+    timings of the round whose median is the median of the rounds' medians (the
+    lower one of the middle two for an even count), with every round's median in
+    ``round_medians_ms``; a row some round did not time keeps that round's note."""
+    merged = {}
+    for round_rows in rounds_rows:
+        for row in round_rows:
+            merged.setdefault((row["impl"], row["spec"], row["op"]), []).append(row)
+    rows = []
+    for runs in merged.values():
+        timed = sorted((run for run in runs if "median_ms" in run), key=lambda run: run["median_ms"])
+        if len(timed) < len(runs) or len(runs) < len(rounds_rows):
+            rows.append(next((run for run in runs if "median_ms" not in run), runs[0]))
+            continue
+        rows.append({**timed[(len(timed) - 1) // 2], "round_medians_ms": [run["median_ms"] for run in runs]})
+    return rows
 
 
 def annotate(rows, bandwidth_gb_per_s):

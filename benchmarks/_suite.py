@@ -18,6 +18,9 @@ def parser(description, defaults):
                    help="tiny repeat counts and a small copy-bandwidth probe: a smoke run, not for conclusions")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default: %(default)s)")
     p.add_argument("--threads", type=int, default=2, help="threads of every implementation (default: 2)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="rounds of worker processes, the implementations in turn within each; a row is the "
+                        "round with the median median (default: 3, --quick 1)")
     p.add_argument("--impl", default="all",
                    help=f"comma-separated implementations among {', '.join(_sampler.IMPLEMENTATIONS)}, "
                         "or 'all' (default); torch is the ratios' anchor")
@@ -61,12 +64,17 @@ def main(argv=None, description="Benchmark stn_numba's affine_grid and grid_samp
         ops = _choices(args.ops, _sampler.OPS, "--ops")
         if args.threads < 1:
             raise ValueError(f"--threads: expected a positive integer, got {args.threads}")
+        if args.rounds is None:
+            args.rounds = 1 if args.quick else 3
+        if args.rounds < 1:
+            raise ValueError(f"--rounds: expected a positive integer, got {args.rounds}")
     except ValueError as error:
         p.error(str(error))
     started = time.perf_counter()
     log("[bench] measuring the memory-copy bandwidth")
     bandwidth = _harness.copy_bandwidth(megabytes=32 if args.quick else 256, repeats=3 if args.quick else 7)
-    rows, notes = _sampler.collect(impls, cases, ops, args.threads, args.quick, timeout=args.timeout, log=log)
+    rows, notes = _sampler.collect(impls, cases, ops, args.threads, args.quick, args.rounds,
+                                   timeout=args.timeout, log=log)
     _sampler.annotate(rows, bandwidth["gb_per_s"])
     log("[bench] fixed cost per call (1×1×4×4)")
     fixed = _fixed.collect(impls, args.threads, args.quick, timeout=args.timeout, log=log)
@@ -86,7 +94,7 @@ def main(argv=None, description="Benchmark stn_numba's affine_grid and grid_samp
         "settings": {
             "threads": args.threads, "quick": args.quick, "impls": impls, "ops": ops,
             "cases": [{**dataclasses.asdict(case), "spec": case.spec, "label": case.label} for case in cases],
-            "repeat_policy": _sampler.repeat_policy(args.quick),
+            "rounds": args.rounds, "repeat_policy": _sampler.repeat_policy(args.quick, args.rounds),
         },
         "rows": rows,
         "fixed_cost": fixed,

@@ -29,7 +29,8 @@ def run_benchmarks(*args, timeout=600):
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    process = run_benchmarks("--quick", "--shapes", "tiny", "--out", out, "--startup-families", "affine_grid 2-D")
+    process = run_benchmarks("--quick", "--rounds", "2", "--shapes", "tiny", "--out", out,
+                             "--startup-families", "affine_grid 2-D")
     assert process.returncode == 0, process.stderr[-3000:]
     return out, process
 
@@ -44,8 +45,10 @@ def test_json_report(quick_run):
     timed = [row for row in payload["rows"] if "median_ms" in row]
     impls = {row["impl"] for row in timed}
     assert {"stn_numba", "scipy"} <= impls
+    assert payload["settings"]["rounds"] == 2
     for row in timed:
         assert row["median_ms"] > 0 and row["q1_ms"] <= row["median_ms"] <= row["q3_ms"]
+        assert len(row["round_medians_ms"]) == 2 and row["median_ms"] == min(row["round_medians_ms"])
         assert row["repeats"] >= 2 and row["bytes"] > 0 and row["floor_ms"] > 0
         assert row["gb_per_s"] > 0
     stn_ops = {(row["spec"], row["op"]) for row in timed if row["impl"] == "stn_numba"}
@@ -105,6 +108,24 @@ def test_ratio_chart(quick_run):
         assert "ratios.png" in text
     else:
         assert "Chart not drawn" in text
+
+
+def test_rounds_are_merged_on_the_median_round():
+    from benchmarks._sampler import merge_rounds
+
+    def row(median, impl="stn_numba", op="grid_sample"):
+        return {"impl": impl, "spec": "1x1x4x4", "op": op, "median_ms": median, "iqr_ms": median / 10}
+
+    untimed = {"impl": "stn_numba", "spec": "1x1x4x4", "op": "bicubic", "note": "n/a"}
+    rounds = [[row(3.0), row(5.0, "torch"), untimed], [row(1.0), row(4.0, "torch"), untimed],
+              [row(2.0), row(6.0, "torch"), untimed]]
+    merged = {(each["impl"], each["op"]): each for each in merge_rounds(rounds)}
+    assert merged["stn_numba", "grid_sample"]["median_ms"] == 2.0
+    assert merged["stn_numba", "grid_sample"]["iqr_ms"] == 0.2  # the median round's own spread
+    assert merged["stn_numba", "grid_sample"]["round_medians_ms"] == [3.0, 1.0, 2.0]
+    assert merged["torch", "grid_sample"]["median_ms"] == 5.0
+    assert merged["stn_numba", "bicubic"]["note"] == "n/a"
+    assert merge_rounds(rounds[:2])[0]["median_ms"] == 1.0  # an even count: the lower middle
 
 
 def test_bad_option_is_refused():
