@@ -63,6 +63,16 @@ def unnormalize(g, size, align_corners):
     scale : float
         ``dx/dg``.
     """
+    x, scale = _scaled(g, size, align_corners)
+    if x != x:  # only Inf * 0: keep the infinity "far outside"
+        x = g
+    return x, scale
+
+
+@register_jitable(forceinline=True)
+def _scaled(g, size, align_corners):
+    """`unnormalize` without its care for ``Inf * 0`` (a NaN ``x`` for an
+    infinite ``g`` where ``scale`` is 0: one pixel with align_corners)."""
     one = type(g)(1)
     half = type(g)(0.5)
     if align_corners:
@@ -71,8 +81,6 @@ def unnormalize(g, size, align_corners):
     else:
         scale = type(g)(size) * half
         x = (g + one) * scale - half
-    if x != x:  # only Inf * 0: keep the infinity "far outside"
-        x = g
     return x, scale
 
 
@@ -349,10 +357,15 @@ def linear_pair_taps(g, size, padding_mode, align_corners):
     """
     # As `linear_taps`, with the index arithmetic done in floating point
     # (exact: integers below 2**24) and the NaN rule folded into the
-    # coordinate, so the vectorised loops need no 64-bit integer lanes.
+    # coordinate, so the vectorised loops need no 64-bit integer lanes. With
+    # two pixels or more ``scale`` is not 0, and only ``start``, inside the
+    # image, becomes an integer: so zeros padding needs no safe coordinate
+    # (±Inf and huge values match none of the cases below: no tap).
     zero = type(g)(0)
-    x, scale = unnormalize(g, size, align_corners)
-    x, grad_pad = pad_coordinate(x, size, padding_mode, align_corners)
+    x, scale = _scaled(g, size, align_corners)
+    grad_pad = type(g)(1)
+    if padding_mode != ZEROS:
+        x, grad_pad = pad_coordinate(x, size, padding_mode, align_corners)
     first = type(g)(-2) if g != g else np.floor(x)  # NaN: no tap inside
     w1 = x - first
     w0 = type(g)(1) - w1

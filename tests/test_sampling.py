@@ -417,7 +417,7 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
         points = (np.eye(dim, dim + 1) + rng.uniform(-0.6, 0.6, (3, dim, dim + 1))).astype(dtype)
     else:
         points = rng.uniform(-1.4, 1.4, (3, *out_spatial, dim)).astype(dtype)
-        points.flat[3:12:4] = np.nan, np.inf, -np.inf
+        points.flat[3:24:4] = np.nan, np.inf, -np.inf, 3e38, -3e38, 1e7
     case = (dim, MODES[mode], PADDING_MODES[padding_mode], fused, True)
     pointwise, tabled = (np.empty((3, channels, *out_spatial), dtype) for _ in range(2))
     planes = sampling._pointwise_planes(case[1], channels)
@@ -447,7 +447,7 @@ def test_windowed_pointwise_forward_gives_the_whole_bits(rng, monkeypatch, dim, 
         points = (np.eye(dim, dim + 1) + rng.uniform(-0.3, 0.3, (3, dim, dim + 1))).astype(np.float32)
     else:
         points = rng.uniform(-0.6, 0.7, (3, *out_spatial, dim)).astype(np.float32)
-        points.flat[3:12:4] = np.nan, np.inf, -np.inf
+        points.flat[3:24:4] = np.nan, np.inf, -np.inf, 3e38, -3e38, 1e7
     mode_code, padding = MODES[mode], PADDING_MODES[padding_mode]
     whole = np.empty((3, channels, *out_spatial), np.float32)
     sampling.pointwise(dim, mode_code, padding, fused, True, narrow, channels)(
@@ -491,7 +491,7 @@ def test_pointwise_and_tabled_backward_give_the_same_bits(rng, dim, mode, paddin
     input = rng.standard_normal((4, channels, *spatial)).astype(np.float32)
     input.flat[5] = np.inf
     points = rng.uniform(-1.4, 1.4, (4, *out_spatial, dim)).astype(np.float32)
-    points.flat[3:12:4] = np.nan, np.inf, -np.inf
+    points.flat[3:24:4] = np.nan, np.inf, -np.inf, 3e38, -3e38, 1e7
     grad_output = rng.standard_normal((4, channels, *out_spatial)).astype(np.float32)
     padding = PADDING_MODES[padding_mode]
     slots = sampling.taps_per_axis(MODES[mode]) ** dim * sampling._BLOCK
