@@ -54,9 +54,9 @@ input plane is small enough (`loads.narrow`: under 2**29 pixels, 2 to 2**24
 along each axis) the taps are int32 and the gathers take 32-bit offsets
 (twice the lanes of Numba's int64 ones), and bilinear reads each input row's
 two x taps as one 64-bit pair (`linear_pair_taps`, whose index arithmetic is
-in floating point), and the rows (and slices) in pairs. The parallel region forward
-(`sample_region`) runs pointwise too: the taps of the whole input, shifted
-into the part, read one by one (a pair might cross the part's edge).
+in floating point), and the rows (and slices) in pairs. The parallel region
+forward (`sample_region`) runs pointwise too: the taps of the whole input,
+shifted into the part, read one by one (a pair might cross the part's edge).
 
 Pointwise backward. The bilinear and nearest backward of inputs with up to
 four channels runs pointwise too (`_make_pointwise_backward`), with the
@@ -1145,9 +1145,10 @@ def _backward_run(grad_output, source, points, grad_points, index, weight,
     int32 offsets): writes their grid gradient, and the input offset and
     weight of each of their taps into ``index[group]`` and
     ``weight[group]``, tap t of the run's point k at ``t * _BLOCK + at +
-    k`` (consecutive slots: stores that vectorise), for `_scatter_tile`. The same arithmetic, in the same order, as the tabled
-    backward, so the same bits. An overload on the literal mode, dims and
-    planes, inlined by LLVM (see `_sample_run`)."""
+    k`` (consecutive slots: stores that vectorise), for `_scatter_tile`.
+    The same arithmetic, in the same order, as the tabled backward, so the
+    same bits. An overload on the literal mode, dims and planes, inlined by
+    LLVM (see `_sample_run`)."""
 
 
 @overload(_backward_run, prefer_literal=True, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
