@@ -1040,18 +1040,18 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
                                       n * channels * volume,
                                       n * channels * count + line * out_width + start,
                                       channels, volume, count)
-            else:
-                task_grid = np.empty((stop - first) * out_width * spatial if task_grids else 0, output.dtype)
-                if task_grids:
-                    _task_grid(task_grid, theta, bases, n, first, stop, out_width, out_sizes[1], spatial)
+            elif task_grids:
+                task_grid = np.empty((stop - first) * out_width * spatial, output.dtype)
+                _task_grid(task_grid, theta, bases, n, first, stop, out_width, out_sizes[1], spatial)
                 for channel in range(0, channels, planes):
-                    if task_grids:
-                        _sample_run(source, task_grid, 0, output, theta, bases, n,
-                                    channel, channels, first, 0,
-                                    (stop - first) * out_width, sizes, out_sizes,
-                                    region, pad, align_corners, mode, False,
-                                    spatial, narrow, planes, windowed, None)
-                    elif fused:
+                    _sample_run(source, task_grid, 0, output, theta, bases, n,
+                                channel, channels, first, 0,
+                                (stop - first) * out_width, sizes, out_sizes,
+                                region, pad, align_corners, mode, False,
+                                spatial, narrow, planes, windowed, None)
+            else:
+                for channel in range(0, channels, planes):
+                    if fused:
                         for line in range(first, stop):
                             _sample_run(source, points, 0, output, theta, bases, n,
                                         channel, channels, line, 0, out_width,
