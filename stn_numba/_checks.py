@@ -11,8 +11,6 @@ import numpy as np
 
 from . import _codes
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
 # Spatial rank (2 or 3) -> (theta shape without N, grid component count).
 _THETA_SHAPES = {2: (2, 3), 3: (3, 4)}
 

@@ -329,10 +329,6 @@ def _max_pool_backward_kernel(grad, taps, dx, tap_offsets, sh, sw, ph, pw):
                 plane[corner + tap_offsets[taps[n, c, oh, ow]]] += grad[n, c, oh, ow]
 
 
-def _geometry_args(g):
-    return (g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.ho, g.wo)
-
-
 @dataclass(frozen=True)
 class _TapRowGroups:
     """How a convolution's kernel rows are split into groups, one GEMM per group.
