@@ -521,8 +521,11 @@ def test_chunked_pointwise_backward_gives_the_tabled_bits(rng, monkeypatch, n_ba
     grad_output = rng.standard_normal((n_batch, channels, 160, 210)).astype(np.float32)
     assert sampling._backward_plan(False, grad_output, input, grid, MODES[mode], 0, False, True,
                                    None, False)[0] > 1
+    assert sampling._backward_kernel(False, input.shape, grad_output.size, MODES[mode], 0, False)[1] > 0
     pointwise = stn_numba.grid_sample_backward(grad_output, input, grid, mode)
     monkeypatch.setattr(sampling, "narrow", lambda plane_shape: False)
+    monkeypatch.setattr(sampling, "_remembered_backward_kernel", sampling._backward_kernel)  # choose anew
+    assert sampling._remembered_backward_kernel(False, input.shape, grad_output.size, MODES[mode], 0, False)[1] == 0
     tabled = stn_numba.grid_sample_backward(grad_output, input, grid, mode)
     for ours, theirs in zip(pointwise, tabled):
         np.testing.assert_array_equal(ours.view(np.uint32), theirs.view(np.uint32))

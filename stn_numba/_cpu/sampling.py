@@ -1366,7 +1366,7 @@ def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
                      windowed)
 
 
-# what a call on a small input pays in Python counts (issue 11's fixed cost)
+# what a call on a small input pays in Python counts (the fixed cost of a call)
 _remembered_forward_kernel = functools.lru_cache(maxsize=256)(_forward_kernel)
 
 
@@ -1374,26 +1374,36 @@ def _backward(fused, grad_output, input, points, grad_input, grad_points,
               mode, padding_mode, align_corners, input_requires_grad,
               window=None):
     windowed = window is not None
-    spatial = input.ndim - 2
-    parallel = _parallel(spatial, mode, grad_output.size)
     chunks, rows, offsets, buffers = _backward_plan(
         fused, grad_output, input, points, mode, padding_mode, align_corners,
         input_requires_grad, window, windowed)
-    if (parallel and not windowed and not fused and mode != BICUBIC
-            and input.shape[1] in _POINTWISE_BACKWARD_PLANES and narrow(input.shape[2:])):
+    kernel, slots = _remembered_backward_kernel(fused, input.shape, grad_output.size, mode, padding_mode, windowed)
+    if slots:
         groups = min(input.shape[0] * chunks, _MAX_GROUPS)
-        slots = _TAPS_PER_AXIS[mode] ** spatial * _BLOCK
-        pointwise_backward(spatial, mode, padding_mode, input.shape[1])(
-            grad_output, input, points, grad_input, grad_points, chunks, rows, offsets, buffers,
-            np.empty((groups, slots), np.int32), np.empty((groups, slots), grad_output.dtype),
-            padding_mode, align_corners, bool(input_requires_grad))
+        kernel(grad_output, input, points, grad_input, grad_points, chunks, rows, offsets, buffers,
+               np.empty((groups, slots), np.int32), np.empty((groups, slots), grad_output.dtype),
+               padding_mode, align_corners, bool(input_requires_grad))
     else:
-        _kernel(spatial, mode, padding_mode, fused, grad_output.size, 1, windowed)(
-            grad_output, input, points, grad_input, grad_points, chunks, rows, offsets, buffers,
-            window, padding_mode, align_corners, bool(input_requires_grad))
+        kernel(grad_output, input, points, grad_input, grad_points, chunks, rows, offsets, buffers,
+               window, padding_mode, align_corners, bool(input_requires_grad))
     if buffers.size:
         volumes = grad_input.reshape(grad_input.shape[:2] + (-1,) + grad_input.shape[-2:])
         _add_private_rows(volumes, rows, offsets, buffers, chunks)
+
+
+def _backward_kernel(fused, shape, out_size, mode, padding_mode, windowed):
+    """The backward kernel for an input of ``shape`` and an output of
+    ``out_size`` elements, and the tap slots of its per-group tables (the
+    pointwise kernel's; 0: the tabled kernel, which allocates its own)."""
+    spatial = len(shape) - 2
+    if (_parallel(spatial, mode, out_size) and not windowed and not fused and mode != BICUBIC
+            and shape[1] in _POINTWISE_BACKWARD_PLANES and narrow(shape[2:])):
+        return (pointwise_backward(spatial, mode, padding_mode, shape[1]),
+                _TAPS_PER_AXIS[mode] ** spatial * _BLOCK)
+    return _kernel(spatial, mode, padding_mode, fused, out_size, 1, windowed), 0
+
+
+_remembered_backward_kernel = functools.lru_cache(maxsize=256)(_backward_kernel)
 
 
 def _backward_plan(fused, grad_output, input, points, mode, padding_mode,
