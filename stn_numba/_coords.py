@@ -5,6 +5,8 @@ scalars, so ``@njit`` and ``@cuda.jit`` kernels call the same code and follow
 the same rules. They are dtype-generic: constants are built with ``type(x)(c)``
 from an argument, so a float32 kernel computes in float32 throughout. They are
 ``forceinline``: inlined into the kernels' loops, they let LLVM vectorise them.
+The two rounding functions, `floor_value` and `round_half_even`, are the
+exception: overloaded per target, because numba-cuda lowers no NumPy ufunc.
 
 The formulas follow PyTorch's ``grid_sampler`` (aten ``GridSampler.h``) for the
 sampler of Jaderberg et al., "Spatial Transformer Networks" (NeurIPS 2015),
@@ -32,12 +34,38 @@ infinite input pixel cannot leak into points that do not use it.
 import math
 
 import numpy as np
-from numba.extending import register_jitable
+from numba.extending import overload, register_jitable
 
 from ._codes import BORDER, REFLECTION, ZEROS
 
 _CUBIC_A = -0.75  # cubic convolution parameter, as in PyTorch
 _MIN_SAFE_BOUND = 2**24
+
+
+def floor_value(x):
+    """``x`` rounded down, in ``x``'s float type (NaN and ±Inf unchanged).
+
+    ``np.floor`` in CPU kernels. The CUDA target lowers no NumPy ufunc, so
+    `stn_numba._cuda.rounding` maps this to libdevice's ``floor``; the CUDA
+    simulator runs this body as Python.
+    """
+    return np.floor(x)
+
+
+def round_half_even(x):
+    """``x`` rounded to the nearest integer, ties to even (``np.rint``), in
+    ``x``'s float type; libdevice's ``rint`` in CUDA kernels, as `floor_value`."""
+    return np.rint(x)
+
+
+@overload(floor_value, target="cpu", jit_options={"forceinline": True})
+def _floor_value_cpu(x):
+    return lambda x: np.floor(x)
+
+
+@overload(round_half_even, target="cpu", jit_options={"forceinline": True})
+def _round_half_even_cpu(x):
+    return lambda x: np.rint(x)
 
 
 @register_jitable(forceinline=True)
@@ -139,7 +167,7 @@ def reflect_coordinate(x, size, align_corners):
     # deterministic point in range. (A quotient off by one, from the
     # reciprocal's rounding, is put right by the two corrections.)
     step = one / (one if empty else twice_span)  # empty: the result is 0 anyway
-    remainder = distance - np.floor(distance * step) * twice_span
+    remainder = distance - floor_value(distance * step) * twice_span
     remainder = remainder + twice_span if remainder < zero else remainder
     remainder = remainder - twice_span if remainder >= twice_span else remainder
     first_half = remainder < span
@@ -187,14 +215,14 @@ def pad_coordinate(x, size, padding_mode, align_corners):
 def floor_index(x, size):
     """``floor(x)`` as an index (``size``'s type), for a coordinate already
     made safe: one rounding and one conversion."""
-    return type(size)(np.floor(x))
+    return type(size)(floor_value(x))
 
 
 @register_jitable(forceinline=True)
 def nearest_index(x, size):
-    """``x`` rounded half to even (``np.rint``) as an index (``size``'s
-    type), for a safe ``x``: one rounding and one conversion."""
-    return type(size)(np.rint(x))
+    """``x`` rounded half to even (`round_half_even`) as an index
+    (``size``'s type), for a safe ``x``: one rounding and one conversion."""
+    return type(size)(round_half_even(x))
 
 
 @register_jitable(forceinline=True)
@@ -366,7 +394,7 @@ def linear_pair_taps(g, size, padding_mode, align_corners):
     grad_pad = type(g)(1)
     if padding_mode != ZEROS:
         x, grad_pad = pad_coordinate(x, size, padding_mode, align_corners)
-    first = type(g)(-2) if g != g else np.floor(x)  # NaN: no tap inside
+    first = type(g)(-2) if g != g else floor_value(x)  # NaN: no tap inside
     w1 = x - first
     w0 = type(g)(1) - w1
     slope = scale * grad_pad

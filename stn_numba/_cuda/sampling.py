@@ -48,7 +48,7 @@ from numba import cuda
 
 from .._codes import BICUBIC, NEAREST
 from .._coords import cubic_taps, linear_taps, nearest_tap
-from . import launch
+from . import launch, rounding  # noqa: F401 (rounding: lowers _coords' floor_value and round_half_even)
 from .grids import _affine_grid_backward, affine_base_point, affine_point_component
 
 _SCAN_FAN_IN = 256  # values one thread adds in one pass of the scan

@@ -1,0 +1,28 @@
+"""CUDA lowering of the shared rounding functions `_coords.floor_value` and
+`_coords.round_half_even`.
+
+numba-cuda lowers neither ``np.floor`` nor ``np.rint`` (compiling a kernel that
+calls them raises ``KeyError: <ufunc 'floor'>``), so the shared math calls these
+two, which the CPU target maps to NumPy and this module maps to libdevice. The
+kernel modules import it before they compile anything.
+"""
+
+from numba.cuda import types
+from numba.cuda import libdevice
+from numba.cuda.extending import overload
+
+from .._coords import floor_value, round_half_even
+
+
+@overload(floor_value, target="cuda")
+def _floor_value_cuda(x):
+    if x == types.float32:
+        return lambda x: libdevice.floorf(x)
+    return lambda x: libdevice.floor(x)
+
+
+@overload(round_half_even, target="cuda")
+def _round_half_even_cuda(x):
+    if x == types.float32:
+        return lambda x: libdevice.rintf(x)
+    return lambda x: libdevice.rint(x)
