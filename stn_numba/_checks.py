@@ -135,17 +135,22 @@ _VALID_OPTIONS = {
 
 def grid_sample_args(input, grid, mode_name, padding_name, align):
     """Validate ``grid_sample`` arguments; return (dtype, mode code, padding code, align_corners)."""
-    ndim(input, "input", (4, 5), "4-D (N, C, H, W) or 5-D (N, C, D, H, W)")
-    spatial = input.ndim - 2
-    grid_shape = grid.shape  # (no negative indices: the CUDA simulator's shapes refuse them)
-    if grid.ndim != input.ndim or grid_shape[spatial + 1] != spatial:
+    # plain comparisons, with the helpers only on the way to an error: a small call's fixed cost counts
+    shape, grid_shape = input.shape, grid.shape  # (no negative indices: the CUDA simulator's shapes refuse them)
+    rank = len(shape)
+    if rank != 4 and rank != 5:
+        ndim(input, "input", (4, 5), "4-D (N, C, H, W) or 5-D (N, C, D, H, W)")
+    spatial = rank - 2
+    if len(grid_shape) != rank or grid_shape[spatial + 1] != spatial:
         layout = "(N, H_out, W_out, 2)" if spatial == 2 else "(N, D_out, H_out, W_out, 3)"
-        raise ValueError(f"grid must have shape {layout} for {input.ndim}-D input, got {_describe(grid)}")
-    if grid_shape[0] != input.shape[0]:
-        raise ValueError(f"grid and input must have the same batch size, got {grid_shape[0]} and {input.shape[0]}")
-    if 0 in input.shape[2:]:
+        raise ValueError(f"grid must have shape {layout} for {rank}-D input, got {_describe(grid)}")
+    if grid_shape[0] != shape[0]:
+        raise ValueError(f"grid and input must have the same batch size, got {grid_shape[0]} and {shape[0]}")
+    if 0 in shape[2:]:
         raise ValueError(f"input must have non-empty spatial dimensions, got {_describe(input)}")
-    dtype = same_dtype(input=input, grid=grid)
+    dtype = input.dtype
+    if dtype not in _NATIVE_FLOATS or grid.dtype != dtype:
+        dtype = same_dtype(input=input, grid=grid)
     return (dtype, *sampler_options(mode_name, padding_name, align, spatial))
 
 
@@ -227,19 +232,24 @@ def parameters(params, name, names, batch=None):
 
 def affine_grid_sample_args(input, theta, size_value, mode_name, padding_name, align):
     """Validate ``affine_grid_sample`` arguments; return (dims, dtype, mode code, padding code, align_corners)."""
-    ndim(input, "input", (4, 5), "4-D (N, C, H, W) or 5-D (N, C, D, H, W)")
-    ndim(theta, "theta", (3,), "a 3-D array (N, 2, 3) or (N, 3, 4)")
+    shape = input.shape  # (plain comparisons first, as in `grid_sample_args`)
+    rank = len(shape)
+    if rank != 4 and rank != 5:
+        ndim(input, "input", (4, 5), "4-D (N, C, H, W) or 5-D (N, C, D, H, W)")
+    if len(theta.shape) != 3:
+        ndim(theta, "theta", (3,), "a 3-D array (N, 2, 3) or (N, 3, 4)")
     dims = size(size_value)
-    shape = input.shape
-    if len(dims) != len(shape):
-        raise ValueError(f"size must have {input.ndim} entries (N, C, ...output spatial size) for "
-                         f"{input.ndim}-D input, got {dims}")
+    if len(dims) != rank:
+        raise ValueError(f"size must have {rank} entries (N, C, ...output spatial size) for "
+                         f"{rank}-D input, got {dims}")
     if dims[0] != shape[0] or dims[1] != shape[1]:
         axis, what = (0, "batch size N") if dims[0] != shape[0] else (1, "channel count C")
         raise ValueError(f"size[{axis}] must be input's {what} ({shape[axis]}), got size {dims}")
-    if theta.shape != (dims[0],) + _THETA_SHAPES[len(dims) - 2]:
+    if theta.shape != (dims[0],) + _THETA_SHAPES[rank - 2]:
         theta_for_size(theta, dims)  # raises, naming what was expected
     if 0 in shape[2:]:
         raise ValueError(f"input must have non-empty spatial dimensions, got {_describe(input)}")
-    dtype = same_dtype(input=input, theta=theta)
-    return (dims, dtype, *sampler_options(mode_name, padding_name, align, input.ndim - 2))
+    dtype = input.dtype
+    if dtype not in _NATIVE_FLOATS or theta.dtype != dtype:
+        dtype = same_dtype(input=input, theta=theta)
+    return (dims, dtype, *sampler_options(mode_name, padding_name, align, rank - 2))
