@@ -161,7 +161,8 @@ def test_conv2d_kernels_match_the_loop_reference(rng, monkeypatch, options, bloc
             np.testing.assert_allclose(dw, expected_dw, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("options", [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+@pytest.mark.parametrize("options", [dict(kernel_size=2), dict(kernel_size=2, stride=1),
+                                     dict(kernel_size=3, stride=2, padding=1),
                                      dict(kernel_size=(3, 2), stride=(1, 3), padding=(1, 0), dilation=(2, 1))])
 def test_max_pool_kernel_matches_the_loop_reference(rng, options):
     from stn_numba._cpu import conv
