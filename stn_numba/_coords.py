@@ -19,7 +19,8 @@ with one rule for non-finite and huge coordinates (see CONTRIBUTING.md):
   sends ±Inf to the nearest edge;
 * before any float-to-int conversion a coordinate is clamped to
   ``±max(2**24, 4*size)``, so index arithmetic never overflows, and every tap
-  of a clamped coordinate lies outside ``[0, size)``.
+  of a clamped coordinate lies outside ``[0, size)`` (the nearest tap with
+  zeros padding converts only a value it found inside the image).
 
 Tap indices have the integer type of ``size``: int64 as a rule; int32 where a
 CPU kernel has checked that ``4 * size`` and the flat index of every pixel fit
@@ -417,12 +418,24 @@ def nearest_tap(g, size, padding_mode, align_corners):
     Returns
     -------
     index : int (``size``'s type)
-        ``rint(x)`` clamped into the image.
+        ``rint(x)`` clamped into the image; with zeros padding, 0 for a tap
+        outside it.
     weight : float
         1, or 0 when the tap is outside the image or ``g`` is NaN. The
         derivative is 0 everywhere.
     """
     zero = type(g)(0)
+    if padding_mode == ZEROS:
+        # Tested in floating point, where a NaN, ±Inf or huge ``x`` fails, so
+        # the tap needs no safe coordinate or NaN mask and only a value inside
+        # the image is converted (a shorter vectorised loop); a tap outside
+        # gets index 0 (planning kernels take border's taps, at the edge).
+        # Exact while ``size`` converts exactly (below 2**24 pixels in
+        # float32); beyond, ``float(size)`` may round down, dropping a last
+        # pixel, but never up past one, so no index leaves the image.
+        rounded = round_half_even(_scaled(g, size, align_corners)[0])
+        inside = (rounded >= zero) & (rounded < type(g)(size))
+        return type(size)(rounded if inside else zero), type(g)(1) if inside else zero
     x, _, is_nan = _unnormalize_or_mask(g, size, align_corners)
     x, _ = pad_coordinate(x, size, padding_mode, align_corners)
     index, inside = pad_index(nearest_index(x, size), size, ZEROS, align_corners)

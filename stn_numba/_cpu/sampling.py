@@ -88,9 +88,9 @@ import math
 import numpy as np
 from numba import njit, prange, types
 from numba.core.errors import TypingError
-from numba.extending import overload
+from numba.extending import overload, register_jitable
 
-from .._codes import BICUBIC, BILINEAR, NEAREST
+from .._codes import BICUBIC, BILINEAR, BORDER, NEAREST, ZEROS
 from .._coords import cubic_taps, linear_pair_taps, linear_taps, nearest_tap
 from .grids import _base_coordinates, _sum_chunks
 from .loads import load_at, load_pair, narrow
@@ -539,6 +539,16 @@ def _add_private_rows(grad_source, rows, offsets, buffers, chunks):
 
 
 # ------------------------------------------------------------ kernels
+@register_jitable
+def _planning_padding(mode, padding):
+    """The padding whose taps the planning kernels (``chunk_rows``,
+    ``extent``) read: they need a tap outside the image at the nearest edge
+    (monotone in the coordinate), which a nearest tap with zeros padding
+    does not give (`nearest_tap`: index 0) and one with border padding does,
+    with the same index for every tap inside."""
+    return BORDER if mode == NEAREST and padding == ZEROS else padding
+
+
 def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
     """The forward and backward kernels of one case; ``parallel`` chooses
     ``prange`` over task groups or one serial loop (same bits). Arrays
@@ -546,6 +556,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
     loop = prange if parallel else range
     per_axis = taps_per_axis(mode)
     with_grid = mode != NEAREST
+    planning_padding = None if padding is None else _planning_padding(mode, padding)
 
     @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def forward(source, points, output, window, padding_mode, align_corners):
@@ -674,7 +685,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
                    align_corners, rows):
         """``rows[item]`` = the lowest and highest input row (z * H + y) that
         backward work item ``item`` (chunk k > 0 of an image) reads."""
-        pad = padding_mode if padding is None else padding
+        pad = _planning_padding(mode, padding_mode) if padding is None else planning_padding
         n_batch = source.shape[0]
         sizes, out_sizes = _sizes(source, spatial), _sizes(grad_output, spatial)
         # (``window`` is None unless windowed)
@@ -704,7 +715,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
         output of ``out_sizes`` (W, H, D) and the whole input and output of
         ``window``; zero- and nonzero-weight taps alike (a gradient reads
         both)."""
-        pad = padding_mode if padding is None else padding
+        pad = _planning_padding(mode, padding_mode) if padding is None else planning_padding
         points = points.reshape(-1)
         region = _region(window, 0)
         out_region = _region(window, 6)
