@@ -7,8 +7,7 @@ two, which the CPU target maps to NumPy and this module maps to libdevice. The
 kernel modules import it before they compile anything.
 """
 
-from numba.cuda import types
-from numba.cuda import libdevice
+from numba.cuda import libdevice, types
 from numba.cuda.extending import overload
 
 from .._coords import floor_value, round_half_even
