@@ -428,6 +428,59 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
     np.testing.assert_array_equal(pointwise.view(bits), tabled.view(bits))
 
 
+
+@pytest.mark.parametrize("mode, padding_mode, fused, channels, out_spatial, dtype, align_corners", [
+    ("bilinear", "zeros", False, 1, (40, 52), np.float32, False),
+    ("bilinear", "border", True, 1, (40, 52), np.float32, True),
+    ("bilinear", "reflection", False, 2, (5, 7), np.float32, False),
+    ("nearest", "zeros", True, 1, (100, 90), np.float32, False),
+    ("bicubic", "zeros", False, 3, (9, 11), np.float32, False),
+    ("bilinear", "zeros", False, 1, (40, 52), np.float64, True)])
+def test_prefetched_forward_gives_the_same_bits(rng, mode, padding_mode, fused, channels, out_spatial, dtype,
+                                                align_corners):
+    """Planes of at least `_PREFETCH_PLANE` pixels have their input lines prefetched before they are
+    sampled (parallel and serial kernels, grid and fused): a hint that changes no bit, non-finite
+    points included (the tabled kernel, which does not prefetch, is the reference)."""
+    from stn_numba._codes import MODES, PADDING_MODES
+    from stn_numba._cpu import sampling
+
+    spatial = (513, 1024)
+    assert spatial[0] * spatial[1] >= sampling._PREFETCH_PLANE
+    input = rng.standard_normal((1, channels, *spatial)).astype(dtype)
+    input.flat[5] = np.inf
+    if fused:
+        points = (np.eye(2, 3) + rng.uniform(-0.6, 0.6, (1, 2, 3))).astype(dtype)
+    else:
+        points = rng.uniform(-1.4, 1.4, (1, *out_spatial, 2)).astype(dtype)
+        points.flat[3:24:4] = np.nan, np.inf, -np.inf, 3e38, -3e38, 1e7
+    mode_code, padding_code = MODES[mode], PADDING_MODES[padding_mode]
+    parallel = sampling._parallel(2, mode_code, channels * out_spatial[0] * out_spatial[1])
+    planes = sampling._pointwise_planes(mode_code, channels) if parallel else 1
+    pointwise, tabled = (np.empty((1, channels, *out_spatial), dtype) for _ in range(2))
+    sampling.pointwise(2, mode_code, padding_code if parallel else None, fused, parallel, True, planes)(
+        input, points, pointwise, None, padding_code, align_corners)
+    sampling.kernels(2, mode_code, padding_code, fused, True)[0](input, points, tabled, None, padding_code,
+                                                                 align_corners)
+    assert np.isfinite(tabled).any()
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    np.testing.assert_array_equal(pointwise.view(bits), tabled.view(bits))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("align_corners", ALIGN)
+@pytest.mark.parametrize("width, height", [(1, 1), (7, 1), (1, 5), (6, 4), (2**25 + 4, 2)])
+def test_prefetch_offsets_stay_in_the_plane(width, height, align_corners, dtype):
+    """The pixel a prefetch reads, and the one below it, lie in the plane for any grid value: NaN,
+    ±Inf, huge, far outside, on the edges (a float32 bound above 2**24 rounds)."""
+    from stn_numba._cpu import sampling
+
+    values = [np.nan, np.inf, -np.inf, 3e38, -3e38, -1.5, -1.0, -0.2, 0.0, 0.7, 1.0, 1.3, 1e7]
+    next_row = width if height > 1 else 0
+    for gx in values:
+        for gy in values:
+            offset = sampling._prefetch_offset(dtype(gx), dtype(gy), width, height, align_corners)
+            assert 0 <= offset and offset + next_row < width * height, (gx, gy, offset)
+
 @pytest.mark.parametrize("dim, mode, padding_mode, fused, channels, narrow", [
     (2, "bilinear", "zeros", False, 1, True), (2, "bilinear", "zeros", False, 1, False),
     (2, "nearest", "reflection", True, 1, True), (2, "bicubic", "border", False, 3, True),

@@ -93,3 +93,26 @@ def load_pair(typingctx, array, base, offset):
         return context.make_tuple(builder, signature.return_type, (low, high))
 
     return pair(array, base, offset), codegen
+
+
+
+@intrinsic
+def prefetch(typingctx, array, index):
+    """Ask the cache for the line holding ``array.flat[index]``, for reading
+    soon (``llvm.prefetch``: no value changes; bounds-checked when Numba's
+    bounds checking is on)."""
+    if not (isinstance(array, types.Array) and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        address = _address(context, builder, signature.args[0], args[0], args[1], signature.args[1],
+                           ir.Constant(_INT32, 0))
+        byte_pointer = ir.IntType(8).as_pointer()
+        function = builder.module.declare_intrinsic(
+            "llvm.prefetch", fnty=ir.FunctionType(ir.VoidType(), [byte_pointer, _INT32, _INT32, _INT32]))
+        # a read (0), kept in every cache level (3), of data (1)
+        builder.call(function, [builder.bitcast(address, byte_pointer), ir.Constant(_INT32, 0),
+                                ir.Constant(_INT32, 3), ir.Constant(_INT32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(array, index), codegen
