@@ -434,13 +434,15 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
     ("bilinear", "border", True, 1, (40, 52), np.float32, True),
     ("bilinear", "reflection", False, 2, (5, 7), np.float32, False),
     ("nearest", "zeros", True, 1, (100, 90), np.float32, False),
+    ("nearest", "reflection", False, 3, (60, 50), np.float32, True),
     ("bicubic", "zeros", False, 3, (9, 11), np.float32, False),
     ("bilinear", "zeros", False, 1, (40, 52), np.float64, True)])
 def test_prefetched_forward_gives_the_same_bits(rng, mode, padding_mode, fused, channels, out_spatial, dtype,
                                                 align_corners):
     """Planes of at least `_PREFETCH_PLANE` pixels have their input lines prefetched before they are
-    sampled (parallel and serial kernels, grid and fused): a hint that changes no bit, non-finite
-    points included (the tabled kernel, which does not prefetch, is the reference)."""
+    sampled (parallel and serial kernels, grid and fused, nearest's table of taps): a hint that
+    changes no bit, non-finite points included (the tabled kernel, which does not prefetch, is the
+    reference)."""
     from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 

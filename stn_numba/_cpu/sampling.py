@@ -1039,12 +1039,17 @@ def _read_case(source, base, offset):
 
 @njit(**{**_KERNEL_OPTIONS, "forceinline": True})
 def _gather_table(source, output, offsets, weights, length, image_at, at,
-                  channels, volume, count):
+                  channels, volume, count, prefetching):
     """The nearest forward of a piece of ``length`` points tabulated by
     `_sample_run`, channel by channel: ``output[at + p]`` is ``0 + w *
-    source[image_at + offset]``, or 0 for a zero weight, as `_add_term`."""
+    source[image_at + offset]``, or 0 for a zero weight, as `_add_term`.
+    ``prefetching``: each channel's input lines are asked for first (as in
+    `_prefetch_lines`)."""
     zero = output.dtype.type(0)
     for channel in range(channels):
+        if prefetching:
+            for p in range(0, length, _PREFETCH_STRIDE):
+                prefetch(source, image_at + channel * volume + offsets[p])
         for p in range(length):
             weight = weights[p]
             term = weight * _read(source, image_at + channel * volume, offsets[p])
@@ -1105,7 +1110,7 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
                         _gather_table(source, output, offsets, weights, end - start,
                                       n * channels * volume,
                                       n * channels * count + line * out_width + start,
-                                      channels, volume, count)
+                                      channels, volume, count, prefetching)
             elif task_grids:
                 task_grid = np.empty((stop - first) * out_width * spatial, output.dtype)
                 _task_grid(task_grid, theta, bases, n, first, stop, out_width, out_sizes[1], spatial)
