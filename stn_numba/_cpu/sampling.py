@@ -57,6 +57,12 @@ two x taps as one 64-bit pair (`linear_pair_taps`, whose index arithmetic is
 in floating point), and the rows (and slices) in pairs. The parallel region
 forward (`sample_region`) runs pointwise too: the taps of the whole input,
 shifted into the part, read one by one (a pair might cross the part's edge).
+A gather starts no hardware prefetcher, so on all but tiny planes
+(`_PREFETCH_PLANE`) the 2-D forward first asks the cache for the input lines
+a task will read, from every few of its points (`_prefetch_lines`; nearest
+with several channels, from its table of taps): without it, 224² batches
+ran up to twice as long, and small rotations of large images 2-3 times as
+long as larger ones.
 
 Pointwise backward. The bilinear and nearest backward of inputs with up to
 four channels runs pointwise too (`_make_pointwise_backward`), with the
@@ -137,13 +143,15 @@ _TABLE_PIECE = 2048  # points of a nearest piece (its table stays in L1)
 # 128x1x12² 0.22 -> 0.11 ms; 16² lines lost 15-40% this way.
 _SHORT_LINE = 32
 _VECTOR_LANES = 16
-# Inputs with planes of at least this many pixels (beyond a core's L2) have
-# each task's input lines prefetched before it samples them: a gather starts
-# no hardware prefetcher. Measured on 1x1 images, 1 thread, bilinear, by
-# rotation angle (0, 0.02, 0.055, 0.1, 0.2 rad), ns a point: 1024² 2.9 8.2
-# 8.3 5.3 4.2 -> 2.8 2.8 3.3 3.8 2.9, 2048² 2.5 6.2 3.6 2.3 2.4 -> 2.8 3.4
-# 3.3 2.6 2.9; 512² gained nothing.
-_PREFETCH_PLANE = 2**19
+# Inputs with planes of at least this many pixels have each task's input
+# lines prefetched before it samples them: a gather starts no hardware
+# prefetcher, and its misses wait one after another. Measured at 1 thread,
+# kernel only: 32x3x224² bilinear 17.7-21.2 -> 9.6-14.4 ms, fused 18-24 ->
+# 11.5-12.4 ms, 16x64x56² nearest 7.2-8.1 -> 6.2-7.1 ms; 1x1 images rotated
+# by 0, 0.02, 0.055, 0.1, 0.2 rad, bilinear, ns a point: 1024² 2.9 8.2 8.3
+# 5.3 4.2 -> 2.8 2.8 3.3 3.8 2.9, 2048² 2.5 6.2 3.6 2.3 2.4 -> 2.8 3.4 3.3
+# 2.6 2.9. The 784 pixels of 256x1x28² gained nothing.
+_PREFETCH_PLANE = 2**11
 _PREFETCH_STRIDE = 8  # output points a prefetched point stands for
 
 
