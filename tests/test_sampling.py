@@ -532,13 +532,15 @@ def test_windowed_pointwise_forward_gives_the_whole_bits(rng, monkeypatch, dim, 
     (2, "bilinear", "border", (7, 10), (2, 2), 1, True), (2, "nearest", "border", (9, 70), (11, 13), 1, False),
     (2, "bilinear", "zeros", (9, 70), (11, 13), 3, False), (2, "nearest", "reflection", (7, 10), (11, 13), 2, True),
     (3, "bilinear", "border", (5, 6, 40), (11, 13), 1, False), (3, "bilinear", "zeros", (5, 6, 10), (2, 13), 1, True),
-    (3, "bilinear", "reflection", (5, 6, 10), (11, 13), 4, False), (3, "nearest", "zeros", (7, 12, 10), (11, 13), 1, False)])
+    (3, "bilinear", "reflection", (5, 6, 10), (11, 13), 4, False), (3, "nearest", "zeros", (7, 12, 10), (11, 13), 1, False),
+    (2, "bilinear", "zeros", (9, 70), (45, 70), 2, False), (2, "nearest", "border", (7, 10), (45, 70), 1, True)])
 def test_pointwise_and_tabled_backward_give_the_same_bits(rng, dim, mode, padding_mode, out_spatial, plane,
                                                          channels, align_corners):
     """The backward of batches of up to 4 channels runs pointwise (`sampling.pointwise_backward`),
     other cases tabled: both must give the same bits, non-finite points and pixels included, with
-    tiles of whole output lines and tiles narrower than a line, rows (and slices) read in pairs, and
-    each tap's products summed over the channels in the same order."""
+    tiles of whole output lines and tiles narrower than a line, rows (and slices) read in pairs,
+    each tap's products summed over the channels in the same order, and (planes of
+    `_PREFETCH_PLANE` pixels or more) each tile's input lines prefetched first."""
     from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 
