@@ -1017,24 +1017,17 @@ def _prefetch_point(source, image_at, gx, gy, sizes, align_corners):
 
 
 @njit(**{**_KERNEL_OPTIONS, "forceinline": True})
-def _prefetch_lines(source, points, theta, bases, n, image_at, first, stop, sizes,
-                    out_sizes, align_corners, fused):
-    """Prefetch the input lines that output lines ``first..stop-1`` of 2-D
-    image ``n`` read from the plane at ``image_at``, from every
-    `_PREFETCH_STRIDE`-th point (`_PREFETCH_PLANE`). A hint: no value
-    depends on it."""
-    out_width, out_height = out_sizes[0], out_sizes[1]
-    if fused:
-        xs = bases[0]
-        for line in range(first, stop):
-            offset_x, offset_y, _ = _line_offsets(theta, bases, n, line, out_height, 2)
-            for column in range(0, out_width, _PREFETCH_STRIDE):
-                _prefetch_point(source, image_at, theta[n, 0, 0] * xs[column] + offset_x,
-                                theta[n, 1, 0] * xs[column] + offset_y, sizes, align_corners)
-    else:
-        run_at = n * out_width * out_height
-        _prefetch_points(source, points, image_at, run_at + first * out_width, run_at + stop * out_width,
-                         sizes, align_corners)
+def _prefetch_lines(source, theta, bases, n, image_at, first, stop, sizes, out_sizes, align_corners):
+    """Prefetch the input lines that fused output lines ``first..stop-1`` of
+    2-D image ``n`` read from the plane at ``image_at``, from every
+    `_PREFETCH_STRIDE`-th point (`_PREFETCH_PLANE`); `_prefetch_points` on
+    the grid path. A hint: no value depends on it."""
+    xs = bases[0]
+    for line in range(first, stop):
+        offset_x, offset_y, _ = _line_offsets(theta, bases, n, line, out_sizes[1], 2)
+        for column in range(0, out_sizes[0], _PREFETCH_STRIDE):
+            _prefetch_point(source, image_at, theta[n, 0, 0] * xs[column] + offset_x,
+                            theta[n, 1, 0] * xs[column] + offset_y, sizes, align_corners)
 
 
 @njit(**{**_KERNEL_OPTIONS, "forceinline": True})
@@ -1083,6 +1076,9 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
     channel count) at once, or all of them from a table of its taps
     (``ALL_CHANNELS``)."""
     loop = prange if parallel else range
+    # (a constant, so that Numba prunes the branch: the serial kernels, for
+    # small work, compile faster without the prefetches)
+    prefetches = parallel and spatial == 2 and not windowed
 
     @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def forward(source, points, output, window, padding_mode, align_corners):
@@ -1110,7 +1106,7 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
         # in one long vectorised run (see `_SHORT_LINE`)
         task_grids = (fused and out_width < _SHORT_LINE and out_width % _VECTOR_LANES != 0
                       and planes != ALL_CHANNELS)
-        prefetching = spatial == 2 and not windowed and volume >= _PREFETCH_PLANE
+        prefetching = volume >= _PREFETCH_PLANE
         for task in loop(n_batch * tasks):
             n = task // tasks
             first = (task % tasks) * per_task
@@ -1130,7 +1126,7 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
                         _gather_table(source, output, offsets, weights, end - start,
                                       n * channels * volume,
                                       n * channels * count + line * out_width + start,
-                                      channels, volume, count, prefetching)
+                                      channels, volume, count, prefetches and prefetching)
             elif task_grids:
                 task_grid = np.empty((stop - first) * out_width * spatial, output.dtype)
                 _task_grid(task_grid, theta, bases, n, first, stop, out_width, out_sizes[1], spatial)
@@ -1142,10 +1138,15 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
                                 spatial, narrow, planes, windowed, None)
             else:
                 for channel in range(0, channels, planes):
-                    if prefetching:
-                        for plane in range(channel, channel + planes):
-                            _prefetch_lines(source, points, theta, bases, n, (n * channels + plane) * volume,
-                                            first, stop, sizes, out_sizes, align_corners, fused)
+                    if prefetches:
+                        for plane in range(channel, channel + planes if prefetching else channel):
+                            image_at = (n * channels + plane) * volume
+                            if fused:
+                                _prefetch_lines(source, theta, bases, n, image_at, first, stop, sizes,
+                                                out_sizes, align_corners)
+                            else:
+                                _prefetch_points(source, points, image_at, n * count + first * out_width,
+                                                 n * count + stop * out_width, sizes, align_corners)
                     if fused:
                         for line in range(first, stop):
                             _sample_run(source, points, 0, output, theta, bases, n,
