@@ -6,6 +6,9 @@ A read of ``base + offset`` with ``offset`` an int32 sign-extended in the
 address computation lets LLVM use 32-bit offsets (``vgatherdps``: 16
 lanes). The pointwise kernels use these only where every offset fits in
 int32 (`narrow`); ``base`` (an image's start) stays int64.
+
+`prefetch` asks the cache for a line ahead of the gathers that will read it
+(a gather starts no hardware prefetcher).
 """
 
 import math
@@ -93,7 +96,6 @@ def load_pair(typingctx, array, base, offset):
         return context.make_tuple(builder, signature.return_type, (low, high))
 
     return pair(array, base, offset), codegen
-
 
 
 @intrinsic
