@@ -397,7 +397,12 @@ def test_backward_is_bitwise_deterministic(rng, results_for_every_thread_count, 
     (3, "nearest", "zeros", False, 1, (11, 13), np.float32, False),
     (3, "bilinear", "zeros", True, 4, (11, 13), np.float32, False),
     (2, "nearest", "zeros", True, 3, (11, 13), np.float32, False),
-    (3, "nearest", "border", False, 2, (11, 13), np.float64, False)])
+    (3, "nearest", "border", False, 2, (11, 13), np.float64, False),
+    (2, "bilinear", "zeros", False, 1, (45, 70), np.float32, False),
+    (2, "bilinear", "border", True, 1, (45, 70), np.float32, True),
+    (2, "bicubic", "zeros", False, 3, (45, 70), np.float32, False),
+    (2, "nearest", "reflection", False, 3, (45, 70), np.float32, True),
+    (2, "nearest", "zeros", True, 1, (45, 70), np.float64, False)])
 def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding_mode, fused, channels, plane,
                                                         dtype, align_corners, narrow):
     """Most inputs take the pointwise forward kernel, the others (and the region kernels of
@@ -405,7 +410,8 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
     whether the pointwise kernel reads with int64 or int32 offsets (bilinear: pairs of adjacent
     pixels, rows and slices, which move a tap just outside the image's edge to the pair's other
     slot), a channel at a time or several with the same taps (nearest: all of them, from a table of
-    each piece's taps)."""
+    each piece's taps), and on planes of `_PREFETCH_PLANE` pixels or more with each task's input
+    lines prefetched first (grid, fused, nearest's table)."""
     from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 
@@ -427,45 +433,6 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
     bits = np.uint32 if dtype == np.float32 else np.uint64
     np.testing.assert_array_equal(pointwise.view(bits), tabled.view(bits))
 
-
-
-@pytest.mark.parametrize("mode, padding_mode, fused, channels, out_spatial, dtype, align_corners", [
-    ("bilinear", "zeros", False, 1, (40, 52), np.float32, False),
-    ("bilinear", "border", True, 1, (40, 52), np.float32, True),
-    ("bilinear", "reflection", False, 2, (5, 7), np.float32, False),
-    ("nearest", "zeros", True, 1, (100, 90), np.float32, False),
-    ("nearest", "reflection", False, 3, (60, 50), np.float32, True),
-    ("bicubic", "zeros", False, 3, (9, 11), np.float32, False),
-    ("bilinear", "zeros", False, 1, (40, 52), np.float64, True)])
-def test_prefetched_forward_gives_the_same_bits(rng, mode, padding_mode, fused, channels, out_spatial, dtype,
-                                                align_corners):
-    """Planes of at least `_PREFETCH_PLANE` pixels have their input lines prefetched before they are
-    sampled (parallel and serial kernels, grid and fused, nearest's table of taps): a hint that
-    changes no bit, non-finite points included (the tabled kernel, which does not prefetch, is the
-    reference)."""
-    from stn_numba._codes import MODES, PADDING_MODES
-    from stn_numba._cpu import sampling
-
-    spatial = (45, 70)
-    assert spatial[0] * spatial[1] >= sampling._PREFETCH_PLANE
-    input = rng.standard_normal((1, channels, *spatial)).astype(dtype)
-    input.flat[5] = np.inf
-    if fused:
-        points = (np.eye(2, 3) + rng.uniform(-0.6, 0.6, (1, 2, 3))).astype(dtype)
-    else:
-        points = rng.uniform(-1.4, 1.4, (1, *out_spatial, 2)).astype(dtype)
-        points.flat[3:24:4] = np.nan, np.inf, -np.inf, 3e38, -3e38, 1e7
-    mode_code, padding_code = MODES[mode], PADDING_MODES[padding_mode]
-    parallel = sampling._parallel(2, mode_code, channels * out_spatial[0] * out_spatial[1])
-    planes = sampling._pointwise_planes(mode_code, channels) if parallel else 1
-    pointwise, tabled = (np.empty((1, channels, *out_spatial), dtype) for _ in range(2))
-    sampling.pointwise(2, mode_code, padding_code if parallel else None, fused, parallel, True, planes)(
-        input, points, pointwise, None, padding_code, align_corners)
-    sampling.kernels(2, mode_code, padding_code, fused, True)[0](input, points, tabled, None, padding_code,
-                                                                 align_corners)
-    assert np.isfinite(tabled).any()
-    bits = np.uint32 if dtype == np.float32 else np.uint64
-    np.testing.assert_array_equal(pointwise.view(bits), tabled.view(bits))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
