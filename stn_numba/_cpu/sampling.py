@@ -955,8 +955,7 @@ def _sample_run_case(source, points, points_at, output, theta, bases, n, channel
                 gz = theta[n, 2, 0] * x + offset_z if dims == 3 else zero
             else:
                 point = (points_at + column) * dims
-                gx = points[_unsigned(point)]
-                gy = points[_unsigned(point + 1)]
+                gx, gy = load_pair(points, _unsigned(point), np.int32(0))
                 gz = points[_unsigned(point + 2)] if dims == 3 else zero
             ix, wx, _ = x_taps(gx, whole_width, pad, align_corners)
             iy, wy, _ = axis_taps(gy, whole_height, pad, align_corners)
