@@ -60,11 +60,10 @@ shifted into the part, read one by one (a pair might cross the part's edge).
 A gather starts no hardware prefetcher, so on all but tiny planes
 (`_PREFETCH_PLANE`) the 2-D forward first asks the cache for the input lines
 a task will read, from every few of its points (`_prefetch_lines`; nearest
-with several channels, from its table of taps), and the pointwise backward
-those of each tile (1 thread: 2048² 74-84 -> 59-66 ms, 64x3x128² -> 64²
-9.8-11.0 -> 8.0-8.1 ms, 32x3x224² 39-51 -> 36-42 ms): without it, 224² batches
-ran up to twice as long, and small rotations of large images 2-3 times as
-long as larger ones.
+with several channels, from its table of taps), and the 2-D pointwise
+backward those of each tile: without it, 224² batches ran up to twice as
+long, and small rotations of large images 2-3 times as long as larger ones
+(the measurements are in the README's performance section).
 
 Pointwise backward. The bilinear and nearest backward of inputs with up to
 four channels runs pointwise too (`_make_pointwise_backward`), with the
@@ -146,13 +145,8 @@ _TABLE_PIECE = 2048  # points of a nearest piece (its table stays in L1)
 _SHORT_LINE = 32
 _VECTOR_LANES = 16
 # Inputs with planes of at least this many pixels have each task's input
-# lines prefetched before it samples them: a gather starts no hardware
-# prefetcher, and its misses wait one after another. Measured at 1 thread,
-# kernel only: 32x3x224² bilinear 17.7-21.2 -> 9.6-14.4 ms, fused 18-24 ->
-# 11.5-12.4 ms, 16x64x56² nearest 7.2-8.1 -> 6.2-7.1 ms; 1x1 images rotated
-# by 0, 0.02, 0.055, 0.1, 0.2 rad, bilinear, ns a point: 1024² 2.9 8.2 8.3
-# 5.3 4.2 -> 2.8 2.8 3.3 3.8 2.9, 2048² 2.5 6.2 3.6 2.3 2.4 -> 2.8 3.4 3.3
-# 2.6 2.9. The 784 pixels of 256x1x28² gained nothing.
+# lines prefetched before it samples them (see the module docstring); the
+# 784 pixels of 256x1x28² gained nothing.
 _PREFETCH_PLANE = 2**11
 _PREFETCH_STRIDE = 8  # output points a prefetched point stands for
 
@@ -1138,14 +1132,15 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
             else:
                 for channel in range(0, channels, planes):
                     if prefetches:
-                        for plane in range(channel, channel + planes if prefetching else channel):
-                            image_at = (n * channels + plane) * volume
-                            if fused:
-                                _prefetch_lines(source, theta, bases, n, image_at, first, stop, sizes,
-                                                out_sizes, align_corners)
-                            else:
-                                _prefetch_points(source, points, image_at, n * count + first * out_width,
-                                                 n * count + stop * out_width, sizes, align_corners)
+                        if prefetching:
+                            for plane in range(channel, channel + planes):
+                                image_at = (n * channels + plane) * volume
+                                if fused:
+                                    _prefetch_lines(source, theta, bases, n, image_at, first, stop, sizes,
+                                                    out_sizes, align_corners)
+                                else:
+                                    _prefetch_points(source, points, image_at, n * count + first * out_width,
+                                                     n * count + stop * out_width, sizes, align_corners)
                     if fused:
                         for line in range(first, stop):
                             _sample_run(source, points, 0, output, theta, bases, n,
@@ -1324,6 +1319,7 @@ def _make_pointwise_backward(spatial, mode, padding, planes):
     ``planes`` channels (`_POINTWISE_BACKWARD_PLANES`), planes read with
     int32 offsets."""
     taps = _TAPS_PER_AXIS[mode] ** spatial
+    prefetches = spatial == 2  # (a constant, as in `_make_pointwise`: 3-D kernels compile without them)
 
     @njit(parallel=True, **_KERNEL_OPTIONS)
     def backward(grad_output, source, points, grad_source, grad_points,
@@ -1350,7 +1346,7 @@ def _make_pointwise_backward(spatial, mode, padding, planes):
         tiling = _tiling(out_width, out_height, out_depth)
         items = n_batch * chunks
         groups = index.shape[0]
-        prefetching = spatial == 2 and volume >= _PREFETCH_PLANE  # (see `_prefetch_lines`)
+        prefetching = volume >= _PREFETCH_PLANE  # (see `_prefetch_lines`)
         for group in prange(groups):
             for item in range(group * items // groups, (group + 1) * items // groups):
                 n = item // chunks
@@ -1372,12 +1368,14 @@ def _make_pointwise_backward(spatial, mode, padding, planes):
                     # the loop would lose its no-alias promise)
                     runs = 1 if columns == out_width else rows_
                     length = rows_ * columns if columns == out_width else columns
-                    for r in range(runs if prefetching else 0):  # the tile's input lines first
-                        for c in range(planes):
-                            _prefetch_points(source, points, (n * planes + c) * volume,
-                                             n * count + first_point + r * out_width,
-                                             n * count + first_point + r * out_width + length,
-                                             sizes, align_corners)
+                    if prefetches:
+                        if prefetching:  # the tile's input lines first
+                            for r in range(runs):
+                                for c in range(planes):
+                                    _prefetch_points(source, points, (n * planes + c) * volume,
+                                                     n * count + first_point + r * out_width,
+                                                     n * count + first_point + r * out_width + length,
+                                                     sizes, align_corners)
                     for r in range(runs):
                         _backward_run(grad_output, source, points, grad_points,
                                       index, weight, group, n,
