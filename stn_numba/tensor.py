@@ -18,6 +18,12 @@ Differences from torch: gradients of non-leaf tensors are not kept
 (``retain_grad`` does not exist); no in-place operations on tensors that are
 part of a graph. As in torch, :meth:`Tensor.backward` frees the arrays the
 graph saved unless ``retain_graph=True``.
+
+Memory: the convolution, pooling and ReLU layers take their outputs and
+gradients from a per-thread pool of buffers that are reused once no array
+refers to them (:mod:`stn_numba._memory`), so a training loop does not have
+the OS map and zero-fill the same megabytes every step. The pool keeps up to
+1 GiB a thread; :func:`empty_cache` hands its idle buffers back.
 """
 
 import contextlib
@@ -26,6 +32,8 @@ from collections import namedtuple
 
 import numpy as np
 
+from . import _memory
+from ._memory import empty_cache
 from ._threading import single_threaded_blas
 
 __all__ = [
@@ -36,6 +44,7 @@ __all__ = [
     "is_grad_enabled",
     "manual_seed",
     "default_generator",
+    "empty_cache",
 ]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -648,13 +657,14 @@ class Log(Function):
 
 
 class ReLU(Function):
+    # (outputs from the reuse pool, as the convolutions' and poolings' that it follows)
     def forward(self, x):
-        out = np.maximum(x, 0)
-        self.positive = out > 0
+        out = np.maximum(x, 0, out=_memory.empty(x.shape, x.dtype))
+        self.positive = np.greater(out, 0, out=_memory.empty(x.shape, np.bool_))
         return out
 
     def backward(self, grad):
-        return grad * self.positive
+        return np.multiply(grad, self.positive, out=_memory.empty(grad.shape, grad.dtype))
 
 
 class Tanh(Function):

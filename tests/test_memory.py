@@ -255,3 +255,86 @@ def test_reuse_freed_memory_stops_page_faults_on_a_repeated_large_allocation():
     # NumPy asks for 2 MiB (huge) pages, so at least 8.
     assert default["faults"] >= 16 // 2, default
     assert reused["faults"] <= 2, reused
+
+
+# ---------------------------------------------------------------- the tape's reuse pool
+POOLED = (512, 256)  # float32: 512 KiB, above POOL_SMALLEST
+
+
+def test_the_pool_hands_a_buffer_out_again_only_when_no_array_refers_to_it():
+    from stn_numba import _memory
+
+    _memory.empty_cache()
+    first = _memory.empty(POOLED, np.float32)
+    address = first.ctypes.data
+    view = first[3:5].reshape(-1)                       # a view keeps the buffer in use
+    del first
+    second = _memory.empty(POOLED, np.float32)
+    assert second.ctypes.data != address
+    del view
+    third = _memory.empty((POOLED[0] * POOLED[1],), np.int32)   # same size, another dtype and shape
+    assert third.ctypes.data == address
+    assert third.shape == (POOLED[0] * POOLED[1],) and third.dtype == np.int32 and third.flags.c_contiguous
+    small = _memory.empty((4, 4), np.float64)           # small arrays are plain NumPy ones
+    assert small.base is None
+
+
+def test_the_pool_keeps_at_most_its_limit_and_drops_the_least_recently_used(monkeypatch):
+    from stn_numba import _memory
+
+    _memory.empty_cache()
+    n = POOLED[0] * POOLED[1] * 4
+    monkeypatch.setattr(_memory, "POOL_BYTES", 2 * n)
+    pool = _memory._pool()
+    a, b, c = _memory.empty((n // 2,), np.uint8), _memory.empty((n // 2,), np.uint8), _memory.empty((n,), np.uint8)
+    plain = _memory.empty((n // 4,), np.uint8)           # full, all in use: a plain array
+    assert pool.nbytes == 2 * n and plain.base is None
+    address_b, address_c = b.ctypes.data, c.ctypes.data
+    del a, b, c
+    a = _memory.empty((n // 2,), np.uint8)              # the first idle buffer of its size again
+    quarter = _memory.empty((n // 4,), np.uint8)        # room made by dropping b's, used least recently
+    assert pool.nbytes == n // 2 + n + n // 4
+    assert [buffer.ctypes.data for buffer in pool.buffers[n // 2]] == [a.ctypes.data] != [address_b]
+    assert [buffer.ctypes.data for buffer in pool.buffers[n]] == [address_c]
+    assert not np.shares_memory(a, quarter)
+
+
+def test_each_thread_has_its_own_pool_and_empty_cache_empties_it():
+    import threading
+
+    from stn_numba import _memory
+
+    _memory.empty_cache()
+    address = _memory.empty(POOLED, np.float32).ctypes.data   # idle again at once
+    other = {}
+
+    def allocate():
+        array = _memory.empty(POOLED, np.float32)
+        other["address"], other["pool bytes"] = array.ctypes.data, _memory._pool().nbytes
+
+    worker = threading.Thread(target=allocate)
+    worker.start()
+    worker.join()
+    assert other["address"] != address and other["pool bytes"] == POOLED[0] * POOLED[1] * 4
+    assert _memory._pool().nbytes == POOLED[0] * POOLED[1] * 4
+    _memory.empty_cache()
+    assert _memory._pool().nbytes == 0
+
+
+def test_a_layer_output_the_caller_keeps_is_never_overwritten_by_the_next_step():
+    from stn_numba import nn
+    from stn_numba.tensor import Tensor, manual_seed
+
+    manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.MaxPool2d(2), nn.ReLU())
+    inputs = [Tensor(rng.standard_normal((16, 1, 34, 34)).astype(np.float32), requires_grad=True)
+              for _ in range(3)]
+    kept = []
+    for x in inputs:
+        out = model(x)
+        out.backward(np.ones(out.shape, np.float32))
+        kept.append((out.data, out.data.copy(), x.grad, x.grad.copy()))
+    for output, output_copy, grad, grad_copy in kept:
+        assert np.array_equal(output, output_copy) and np.array_equal(grad, grad_copy)
+    assert not np.shares_memory(kept[0][0], kept[1][0])

@@ -22,6 +22,10 @@ at the end. Zero padding is handled by index ranges, without a padded copy.
 Max pooling is a Numba kernel that records which tap of each window won;
 average pooling gathers its windows with NumPy strides.
 
+Outputs, gradients and partial sums come from the tape's reuse pool
+(:func:`stn_numba._memory.empty`): a training step needs the same ones every
+time.
+
 Every backward kernel gives each output element to one task, which adds in a
 fixed order that depends on the shapes only, so the results are bitwise
 deterministic for any thread count.
@@ -33,6 +37,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import register_jitable
 
+from .. import _memory
 from .._threading import guard, single_threaded_blas
 from .blas import MAX_BLAS_INT, gemm
 
@@ -390,7 +395,7 @@ def conv2d_forward(x, weight, bias, geometry, block_rows=None):
     g = geometry
     _check_blas_sizes(g, weight.shape[0])
     groups = _TapRowGroups.of(g)
-    out = np.empty((g.n, weight.shape[0], g.ho * g.wo), x.dtype)
+    out = _memory.empty((g.n, weight.shape[0], g.ho * g.wo), x.dtype)
     if bias is None:
         bias = np.zeros(weight.shape[0], x.dtype)
     if out.size:
@@ -415,10 +420,11 @@ def conv2d_backward(grad, x, weight, geometry, need_dx=True, need_dw=True, block
     groups = _TapRowGroups.of(g)
     weight_g = groups.weights(weight)
     n_groups, out_channels, taps = weight_g.shape
-    dx = np.empty(g.input_shape if need_dx else (0, 0, 0, 0), grad.dtype)
+    dx = _memory.empty(g.input_shape if need_dx else (0, 0, 0, 0), grad.dtype)
     # Without a weight gradient every image is a task of its own.
     chunks = min(g.n, WEIGHT_GRAD_CHUNKS) if need_dw else g.n
-    partial_dw = np.empty((chunks, n_groups, taps, out_channels) if need_dw else (chunks, 0, 0, 0), grad.dtype)
+    partial_dw = _memory.empty((chunks, n_groups, taps, out_channels) if need_dw else (chunks, 0, 0, 0),
+                               grad.dtype)
     if g.n:
         x = np.ascontiguousarray(x) if need_dw else np.empty((0, 0, 0, 0), grad.dtype)
         with single_threaded_blas():
@@ -461,8 +467,8 @@ def max_pool(x, geometry):
     g = geometry
     if g.taps > np.iinfo(np.int32).max:
         raise ValueError(f"max_pool2d: kernel of {g.kh}×{g.kw} taps is too large (at most 2**31 - 1 taps)")
-    out = np.empty((g.n, g.c, g.ho, g.wo), x.dtype)
-    taps = np.empty(out.shape, np.int32)
+    out = _memory.empty((g.n, g.c, g.ho, g.wo), x.dtype)
+    taps = _memory.empty(out.shape, np.int32)
     if out.size and _tiling_2x2(g):
         guard(_max_pool_2x2_kernel)(np.ascontiguousarray(x), out, taps)
     elif out.size:
@@ -473,7 +479,7 @@ def max_pool(x, geometry):
 
 def max_pool_backward(grad, taps, geometry):
     """Route each output's gradient to the input under the tap :func:`max_pool` took (one task per plane)."""
-    dx = np.empty(geometry.input_shape, grad.dtype)
+    dx = _memory.empty(geometry.input_shape, grad.dtype)
     g = geometry
     if dx.size and _tiling_2x2(g):
         guard(_max_pool_2x2_backward_kernel)(np.ascontiguousarray(grad), taps, dx)
