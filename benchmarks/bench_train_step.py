@@ -14,9 +14,10 @@ classifier (`stn_numba.experiments.classifier`: conv 9×9, pool, conv 7×7,
 pool, linear; built with each library's ``nn``) with ``cross_entropy``, as
 ``table1`` trains it. Each implementation runs in its own
 worker process (their OpenMP pools would compete in one), with every thread
-pool sized to ``--threads``; the table gives medians (and minima, which a
-busy machine disturbs less) after warm-up steps and the ratios to torch. Run
-it on an otherwise idle machine.
+pool sized to ``--threads`` and glibc keeping freed memory (`STEADY_MALLOC`);
+the table gives medians (and minima, which a busy machine disturbs less)
+after warm-up steps and the ratios to torch. Run it on an otherwise idle
+machine.
 
 :func:`tutorial_net` is the tutorial's model written once against the
 ``torch.nn`` API; ``tests/test_torch_tutorial.py`` builds it with both
@@ -30,6 +31,11 @@ import numpy as np
 
 IMPLEMENTATIONS = ("torch", "stn_numba")
 MODELS = ("tutorial", "cnn")
+# Each worker runs with glibc keeping freed memory (no trimming; mmap only above 32 MiB), as a long
+# training loop's process ends up anyway: without it, in this short benchmark torch's step page-faulted
+# 5,700-7,500 times (the OS zero-filling its freed activations again), against 0-120 times a step in the
+# demo's training loop (benchmarks/bench_demo.py), which made torch look 1.3x slower than it trains.
+STEADY_MALLOC = {"MALLOC_TRIM_THRESHOLD_": 512 * 2**20, "MALLOC_MMAP_THRESHOLD_": 32 * 2**20}
 
 
 def tutorial_net(nn, F):
@@ -198,9 +204,9 @@ def main(argv=None):
         worker_args = ["--worker", "--impl", impl, "--model", args.model, "--batch", args.batch, "--size", args.size,
                        "--threads", args.threads, "--warmup", args.warmup, "--repeats", args.repeats,
                        "--budget", args.budget]
-        env = None
+        env = dict(STEADY_MALLOC)
         if impl == "stn_numba" and args.blas_threads is not None:
-            env = {"OPENBLAS_NUM_THREADS": args.blas_threads, "MKL_NUM_THREADS": args.blas_threads}
+            env.update({"OPENBLAS_NUM_THREADS": args.blas_threads, "MKL_NUM_THREADS": args.blas_threads})
         try:
             results[impl] = run_worker("benchmarks.bench_train_step", worker_args, threads=args.threads, env=env)
         except WorkerError as error:
