@@ -143,3 +143,14 @@ def test_training_step_benchmark_runs(model):
     assert process.returncode == 0, process.stderr[-3000:]
     assert f"{'Tutorial STN' if model == 'tutorial' else 'Table-1 CNN'} training step, batch 4" in process.stdout
     assert "| stn_numba |" in process.stdout
+
+
+def test_demo_recipe_benchmark_runs_both_libraries_on_the_same_digits():
+    """``bench_demo --quick``: one epoch of the demo's CNN recipe on 300 digits with each library."""
+    pytest.importorskip("torch")
+    process = subprocess.run([sys.executable, "-m", "benchmarks.bench_demo", "--quick"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "The demo's CNN recipe (RTS, batch 64, 1 epochs)" in process.stdout
+    rows = [line for line in process.stdout.splitlines() if line.startswith(("| stn_numba |", "| torch |"))]
+    assert len(rows) == 2 and rows[1].endswith("| 1.00× |")
