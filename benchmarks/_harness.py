@@ -165,6 +165,25 @@ def emit(result):
     sys.stdout.flush()
 
 
+def run_each(module, requested, known, worker_args, *, threads, env=None):
+    """:func:`run_worker` of ``module`` once per implementation in turn.
+
+    ``requested`` is a comma-separated list, each among ``known`` (otherwise
+    SystemExit); ``worker_args(impl)`` and ``env(impl)`` give a worker's
+    arguments and extra environment. Returns the results by implementation;
+    one whose worker fails is reported on stderr and left out.
+    """
+    results = {}
+    for impl in requested.split(","):
+        if impl not in known:
+            raise SystemExit(f"--impl: unknown implementation {impl!r}; choose among {known}")
+        try:
+            results[impl] = run_worker(module, worker_args(impl), threads=threads, env=env(impl) if env else None)
+        except WorkerError as error:
+            print(f"{impl}: not measured ({error})", file=sys.stderr)
+    return results
+
+
 def run_worker(module, args=(), *, threads, env=None, timeout=None):
     """Run ``python -m module *args`` in a fresh process and return what it :func:`emit`-ted.
 

@@ -95,6 +95,7 @@ def worker(args):
     result = run(config)
     emit({"impl": args.impl, "threads": threads, "epochs": config.epochs,
           "images_per_s": result["images"] / result["train_s"], **result})
+    return 0
 
 
 def _parse(argv):
@@ -111,25 +112,18 @@ def _parse(argv):
 def main(argv=None):
     args = _parse(argv)
     if args.worker:
-        worker(args)
-        return 0
-    from ._harness import WorkerError, machine_info, run_worker
+        return worker(args)
+    from ._harness import machine_info, run_each
 
     machine = machine_info(args.threads)
     config = _config(args)
     print(f"The demo's CNN recipe (RTS, batch {config.batch_size}, {config.epochs} epochs), {args.threads} threads, "
           f"{machine.get('cpu', 'unknown CPU')}")
-    results = {}
-    for impl in args.impl.split(","):
-        if impl not in IMPLEMENTATIONS:
-            raise SystemExit(f"--impl: unknown implementation {impl!r}; choose among {IMPLEMENTATIONS}")
-        worker_args = ["--worker", "--impl", impl, "--threads", args.threads]
-        worker_args += ["--epochs", args.epochs] if args.epochs else []
-        worker_args += ["--quick"] if args.quick else []
-        try:
-            results[impl] = run_worker("benchmarks.bench_demo", worker_args, threads=args.threads)
-        except WorkerError as error:
-            print(f"{impl}: not measured ({error})", file=sys.stderr)
+    def worker_args(impl):
+        return (["--worker", "--impl", impl, "--threads", args.threads] + (["--epochs", args.epochs] if args.epochs else [])
+                + (["--quick"] if args.quick else []))
+
+    results = run_each("benchmarks.bench_demo", args.impl, IMPLEMENTATIONS, worker_args, threads=args.threads)
     baseline = results.get("torch", {}).get("train_s")
     print("| implementation | train s | img/s | test error | ratio vs torch |")
     print("|---|---|---|---|---|")

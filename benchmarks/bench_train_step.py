@@ -190,27 +190,24 @@ def main(argv=None):
     if args.worker:
         worker(args)
         return 0
-    from ._harness import WorkerError, machine_info, run_worker
+    from ._harness import machine_info, run_each
 
     machine = machine_info(args.threads)
     blas = "" if args.blas_threads is None else f" (stn_numba BLAS: {args.blas_threads})"
     title = {"tutorial": "Tutorial STN", "cnn": "Table-1 CNN"}[args.model]
     print(f"{title} training step, batch {args.batch}, {args.size}×{args.size}, float32, "
           f"{args.threads} threads{blas}, {machine.get('cpu', 'unknown CPU')}")
-    results = {}
-    for impl in args.impl.split(","):
-        if impl not in IMPLEMENTATIONS:
-            raise SystemExit(f"--impl: unknown implementation {impl!r}; choose among {IMPLEMENTATIONS}")
-        worker_args = ["--worker", "--impl", impl, "--model", args.model, "--batch", args.batch, "--size", args.size,
-                       "--threads", args.threads, "--warmup", args.warmup, "--repeats", args.repeats,
-                       "--budget", args.budget]
-        env = dict(STEADY_MALLOC)
-        if impl == "stn_numba" and args.blas_threads is not None:
-            env.update({"OPENBLAS_NUM_THREADS": args.blas_threads, "MKL_NUM_THREADS": args.blas_threads})
-        try:
-            results[impl] = run_worker("benchmarks.bench_train_step", worker_args, threads=args.threads, env=env)
-        except WorkerError as error:
-            print(f"{impl}: not measured ({error})", file=sys.stderr)
+    def worker_args(impl):
+        return ["--worker", "--impl", impl, "--model", args.model, "--batch", args.batch, "--size", args.size,
+                "--threads", args.threads, "--warmup", args.warmup, "--repeats", args.repeats, "--budget", args.budget]
+
+    def env(impl):
+        blas = {} if impl != "stn_numba" or args.blas_threads is None else {
+            "OPENBLAS_NUM_THREADS": args.blas_threads, "MKL_NUM_THREADS": args.blas_threads}
+        return {**STEADY_MALLOC, **blas}
+
+    results = run_each("benchmarks.bench_train_step", args.impl, IMPLEMENTATIONS, worker_args, threads=args.threads,
+                       env=env)
     baseline = results.get("torch", {}).get("median_ms")
     fastest = results.get("torch", {}).get("min_ms")
     print("| implementation | median ms | IQR ms | min ms | steps | ratio vs torch (medians) | ratio (minima) |")
