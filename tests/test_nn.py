@@ -161,35 +161,6 @@ def test_conv2d_kernels_match_the_loop_reference(rng, monkeypatch, options, bloc
             np.testing.assert_allclose(dw, expected_dw, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("min_gemm_depth", [1, 10**9])       # kernel rows per GEMM: 1 and all 3
-@pytest.mark.parametrize("options", [{}, dict(stride=(1, 2), padding=1)])
-def test_conv2d_weight_gradient_of_stacked_images_matches_the_loop_reference(rng, monkeypatch, options,
-                                                                             min_gemm_depth):
-    """Small outputs: the weight gradient of several images per GEMM (their patches side by side)."""
-    numba = pytest.importorskip("numba")
-    from stn_numba._cpu import conv
-
-    monkeypatch.setattr(conv, "MIN_GEMM_DEPTH", min_gemm_depth)
-    x, w = rng.standard_normal((40, 3, 6, 5)), rng.standard_normal((4, 3, 3, 2))
-    geometry = _geometry_of(x.shape, w.shape[2:], options)
-    assert geometry.ho * geometry.wo < conv.WEIGHT_GRAD_DEPTH   # so images are stacked: 2-3 a chunk
-    args = [(geometry.sh, geometry.sw), (geometry.ph, geometry.pw), (geometry.dh, geometry.dw)]
-    grad = rng.standard_normal((40, 4, geometry.ho, geometry.wo))
-    expected_dx, expected_dw = reference.conv2d_backward(grad, x, w, *args)
-    saved = numba.get_num_threads()
-    try:
-        results = []
-        for threads in (1, numba.config.NUMBA_NUM_THREADS):
-            numba.set_num_threads(threads)
-            results.append(conv.conv2d_backward(grad.reshape(40, 4, -1), x, w, geometry))
-    finally:
-        numba.set_num_threads(saved)
-    for dx, dw in results:
-        np.testing.assert_allclose(dx, expected_dx, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(dw, expected_dw, rtol=1e-12, atol=1e-12)
-    assert all(np.array_equal(a, b) for a, b in zip(*results))
-
-
 @pytest.mark.parametrize("options", [dict(kernel_size=2), dict(kernel_size=2, stride=1),
                                      dict(kernel_size=3, stride=2, padding=1),
                                      dict(kernel_size=(3, 2), stride=(1, 3), padding=(1, 0), dilation=(2, 1))])

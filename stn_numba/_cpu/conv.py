@@ -48,11 +48,6 @@ MIN_GEMM_DEPTH = 64
 #: Weight-gradient partial sums per call (fewer for smaller batches): enough for the cores, and
 #: fixed by the shape, so that the sum does not depend on the thread count.
 WEIGHT_GRAD_CHUNKS = 16
-#: Smallest inner dimension of the weight-gradient GEMMs: the output points of a block, or of
-#: several images' blocks side by side when one block has fewer...
-WEIGHT_GRAD_DEPTH = 64
-#: ... within this many bytes of patch columns.
-WEIGHT_GRAD_STACK_BYTES = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -207,52 +202,32 @@ def _conv_forward_kernel(x, weight_g, bias, out, block_rows, group_offsets, g, k
 
 
 @njit(parallel=True, cache=True)
-def _conv_backward_kernel(x, weight_g, grad, dx, partial_dw, need_dx, need_dw, stack, block_rows, group_offsets,
+def _conv_backward_kernel(x, weight_g, grad, dx, partial_dw, need_dx, need_dw, block_rows, group_offsets,
                           g, kw, sh, sw, ph, pw, dh, dw, ho, wo):
     n_images = grad.shape[0]
     n_chunks = partial_dw.shape[0]
-    n_groups, outs, taps = weight_g.shape
+    taps = weight_g.shape[2]
     span = group_offsets[-1]
     for chunk in prange(n_chunks):
         partial_dw[chunk] = 0
-        first, stop = chunk * n_images // n_chunks, (chunk + 1) * n_images // n_chunks
-        for row0 in range(0, ho, block_rows):
-            rows = min(block_rows, ho - row0)
-            points = rows * wo
-            for start in range(first, stop, stack):
-                end = min(start + stack, stop)
-                # With stack > 1, the weight gradient of `stack` images in one GEMM per group: their
-                # patch columns and gradient rows side by side, so that the inner dimension is
-                # (end - start) * points, not points (16 on the 28² CNN's second layer).
-                stacking = need_dw and stack > 1
-                stacked = np.empty((n_groups, taps if stacking else 0, (end - start) * points), x.dtype)
-                grads = np.empty(((end - start) * points if stacking else 0, outs), grad.dtype)
-                for n in range(start, end):
-                    if need_dx and row0 == 0:
-                        dx[n] = 0
-                    grad_block = grad[n, :, row0 * wo:(row0 + rows) * wo]
-                    if need_dw:
-                        patches = np.empty((taps, (rows + span) * wo), x.dtype)
-                        _gather_patches(x[n], patches, row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
-                        at = (n - start) * points
-                        for a in range(n_groups):
-                            q = group_offsets[a] * wo
-                            if stacking:
-                                for t in range(taps):
-                                    stacked[a, t, at:at + points] = patches[t, q:q + points]
-                            else:
-                                gemm(patches[:, q:q + points], grad_block.T, partial_dw[chunk, a], True)
-                        for o in range(outs if stacking else 0):
-                            for p in range(points):
-                                grads[at + p, o] = grad_block[o, p]
-                    if need_dx:
-                        d_patches = np.zeros((taps, (rows + span) * wo), grad.dtype)
-                        for a in range(n_groups):
-                            q = group_offsets[a] * wo
-                            gemm(weight_g[a].T, grad_block, d_patches[:, q:q + points], True)
-                        _scatter_patches(d_patches, dx[n], row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
-                for a in range(n_groups if stacking else 0):
-                    gemm(stacked[a], grads, partial_dw[chunk, a], True)
+        for n in range(chunk * n_images // n_chunks, (chunk + 1) * n_images // n_chunks):
+            if need_dx:
+                dx[n] = 0
+            for row0 in range(0, ho, block_rows):
+                rows = min(block_rows, ho - row0)
+                grad_block = grad[n, :, row0 * wo:(row0 + rows) * wo]
+                if need_dw:
+                    patches = np.empty((taps, (rows + span) * wo), x.dtype)
+                    _gather_patches(x[n], patches, row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
+                    for a in range(len(group_offsets)):
+                        q = group_offsets[a] * wo
+                        gemm(patches[:, q:q + rows * wo], grad_block.T, partial_dw[chunk, a], True)
+                if need_dx:
+                    d_patches = np.zeros((taps, (rows + span) * wo), grad.dtype)
+                    for a in range(len(group_offsets)):
+                        q = group_offsets[a] * wo
+                        gemm(weight_g[a].T, grad_block, d_patches[:, q:q + rows * wo], True)
+                    _scatter_patches(d_patches, dx[n], row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
 
 
 @register_jitable(forceinline=True)
@@ -453,13 +428,8 @@ def conv2d_backward(grad, x, weight, geometry, need_dx=True, need_dw=True, block
     if g.n:
         x = np.ascontiguousarray(x) if need_dw else np.empty((0, 0, 0, 0), grad.dtype)
         with single_threaded_blas():
-            rows = block_rows or groups.block_rows(g, grad.dtype.itemsize)
-            # images whose weight-gradient products one GEMM sums (1 where a block alone has the depth)
-            points = rows * g.wo
-            stack = max(1, min(-(-WEIGHT_GRAD_DEPTH // points),
-                               WEIGHT_GRAD_STACK_BYTES // (n_groups * taps * points * grad.dtype.itemsize)))
             guard(_conv_backward_kernel)(x, weight_g, np.ascontiguousarray(grad), dx, partial_dw, need_dx, need_dw,
-                                         stack, rows,
+                                         block_rows or groups.block_rows(g, grad.dtype.itemsize),
                                          *groups.kernel_args(g))
     dw = None
     if need_dw:
