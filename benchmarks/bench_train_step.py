@@ -14,7 +14,7 @@ classifier (`stn_numba.experiments.classifier`: conv 9×9, pool, conv 7×7,
 pool, linear; built with each library's ``nn``) with ``cross_entropy``, as
 ``table1`` trains it. Each implementation runs in its own
 worker process (their OpenMP pools would compete in one), with every thread
-pool sized to ``--threads`` and glibc keeping freed memory (`STEADY_MALLOC`);
+pool sized to ``--threads`` and glibc keeping freed memory (`steady_malloc`);
 the table gives medians (and minima, which a busy machine disturbs less)
 after warm-up steps and the ratios to torch. Run it on an otherwise idle
 machine.
@@ -31,11 +31,18 @@ import numpy as np
 
 IMPLEMENTATIONS = ("torch", "stn_numba")
 MODELS = ("tutorial", "cnn")
-# Each worker runs with glibc keeping freed memory (no trimming; mmap only above 32 MiB), as a long
-# training loop's process ends up anyway: without it, in this short benchmark torch's step page-faulted
-# 5,700-7,500 times (the OS zero-filling its freed activations again), against 0-120 times a step in the
-# demo's training loop (benchmarks/bench_demo.py), which made torch look 1.3x slower than it trains.
-STEADY_MALLOC = {"MALLOC_TRIM_THRESHOLD_": 512 * 2**20, "MALLOC_MMAP_THRESHOLD_": 32 * 2**20}
+
+
+def steady_malloc():
+    """Each worker's glibc settings: keep freed memory (no trimming; mmap only above 32 MiB), as a long
+    training loop's process ends up anyway, with the values stn_numba's own training runs apply
+    (`stn_numba._memory.reuse_freed_memory`). Without them, in this short benchmark torch's step
+    page-faulted 5,700-7,500 times (the OS zero-filling its freed activations again), against 0-120
+    times a step in the demo's training loop (benchmarks/bench_demo.py), which made torch look 1.3x
+    slower than it trains. (Imported here, in the parent: the workers import only what they time.)"""
+    from stn_numba import _memory
+
+    return {"MALLOC_TRIM_THRESHOLD_": _memory.TRIM_THRESHOLD, "MALLOC_MMAP_THRESHOLD_": _memory.LARGEST_MMAP_THRESHOLD}
 
 
 def tutorial_net(nn, F):
@@ -201,10 +208,12 @@ def main(argv=None):
         return ["--worker", "--impl", impl, "--model", args.model, "--batch", args.batch, "--size", args.size,
                 "--threads", args.threads, "--warmup", args.warmup, "--repeats", args.repeats, "--budget", args.budget]
 
+    malloc = steady_malloc()
+
     def env(impl):
         blas = {} if impl != "stn_numba" or args.blas_threads is None else {
             "OPENBLAS_NUM_THREADS": args.blas_threads, "MKL_NUM_THREADS": args.blas_threads}
-        return {**STEADY_MALLOC, **blas}
+        return {**malloc, **blas}
 
     results = run_each("benchmarks.bench_train_step", args.impl, IMPLEMENTATIONS, worker_args, threads=args.threads,
                        env=env)

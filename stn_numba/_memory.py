@@ -20,6 +20,7 @@ first; `empty_cache` gives it all back.
 
 import ctypes
 import ctypes.util
+import math
 import sys
 import threading
 
@@ -98,9 +99,7 @@ def _pool():
 def empty(shape, dtype):
     """``np.empty(shape, dtype)`` (C order), its memory reused from this thread's pool when large."""
     dtype = np.dtype(dtype)
-    nbytes = dtype.itemsize
-    for size in shape:
-        nbytes *= int(size)
+    nbytes = math.prod(shape) * dtype.itemsize
     buffer = _pool().take(nbytes) if nbytes >= POOL_SMALLEST else None
     return np.empty(shape, dtype) if buffer is None else buffer.view(dtype).reshape(shape)
 
@@ -115,8 +114,8 @@ def empty_cache():
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 # The largest mmap threshold glibc accepts on 64-bit systems (DEFAULT_MMAP_THRESHOLD_MAX).
-_LARGEST_MMAP_THRESHOLD = 32 * 1024 * 1024
-_TRIM_THRESHOLD = 512 * 1024 * 1024
+LARGEST_MMAP_THRESHOLD = 32 * 1024 * 1024
+TRIM_THRESHOLD = 512 * 1024 * 1024
 
 _done = False
 
@@ -139,6 +138,6 @@ def reuse_freed_memory():
     except (OSError, AttributeError):   # not glibc (e.g. musl has no mallopt)
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    _done = bool(mallopt(_M_MMAP_THRESHOLD, _LARGEST_MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD,
-                                                                                        _TRIM_THRESHOLD))
+    _done = bool(mallopt(_M_MMAP_THRESHOLD, LARGEST_MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD,
+                                                                                        TRIM_THRESHOLD))
     return _done
