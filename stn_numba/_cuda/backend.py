@@ -125,7 +125,7 @@ class CudaBackend:
             return array
         copy = self.empty(array.shape, dtype)
         if hasattr(copy, "setitem"):
-            copy.setitem(Ellipsis, array, stream=self.stream)  # a strided copy kernel of numba's
+            copy.setitem(slice(None), array, stream=self.stream)  # numba's strided copy kernel; it takes no Ellipsis
         else:
             copy[...] = array  # the simulator's arrays wrap NumPy arrays
         return copy
