@@ -7,7 +7,11 @@ Every benchmark script of ``benchmarks/`` is built from these pieces:
   (:func:`thread_env`) and again in-process (:func:`set_threads`). It times
   callables with :func:`time_call` and hands one JSON-able dict back with
   :func:`emit`;
-- the *parent* starts workers with :func:`run_worker` and gets that dict back.
+- the *parent* starts workers with :func:`run_worker` and gets that dict back;
+- a *serving* worker (:class:`Worker` in the parent, :func:`serve` in the
+  worker) stays alive and answers requests, one JSON line each way, so that
+  several implementations, each in its own process, can take turns on the
+  same measurement.
 
 Implementations run in separate processes because their OpenMP pools compete:
 torch's and Numba's pools in one process can make either many times slower.
@@ -18,9 +22,12 @@ import gc
 import json
 import os
 import platform
+import queue
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -163,6 +170,76 @@ def emit(result):
     """Hand ``result`` (JSON-able) from a worker to :func:`run_worker` on stdout."""
     sys.stdout.write(RESULT_MARKER + json.dumps(result) + "\n")
     sys.stdout.flush()
+
+
+def serve(handle):
+    """The worker side of :class:`Worker`: answer each JSON request line on stdin
+    with :func:`emit` of ``handle(request)``, until stdin closes."""
+    for line in sys.stdin:
+        emit(handle(json.loads(line)))
+
+
+class Worker:
+    """A serving worker process (``python -m module *args``, which calls
+    :func:`serve`), alive until :meth:`close`.
+
+    Implementations timed in turn, request by request, each in its own live
+    process, share every slow phase of a shared machine, which separate
+    processes run one after the other do not. ``threads``, ``env`` as for
+    :func:`run_worker`; ``timeout`` bounds each answer (seconds).
+    """
+
+    def __init__(self, module, args=(), *, threads, env=None, timeout=None):
+        self.command = " ".join([sys.executable, "-m", module, *map(str, args)])
+        self.timeout = timeout
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._process = subprocess.Popen([sys.executable, "-m", module, *map(str, args)],
+                                         env=thread_env(threads, env), cwd=REPO_ROOT, text=True, bufsize=1,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
+        self._results = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self._process.stdout:
+            if line.startswith(RESULT_MARKER):
+                self._results.put(json.loads(line[len(RESULT_MARKER):]))
+        self._results.put(None)  # the worker ended
+
+    def answer(self):
+        """The worker's next result (its first is what it says once started)."""
+        try:
+            result = self._results.get(timeout=self.timeout)
+        except queue.Empty:
+            self.close()
+            raise WorkerError(f"{self.command} gave no answer within {self.timeout} s") from None
+        if result is None:
+            self._process.wait()
+            self._stderr.seek(0)
+            tail = "\n".join(self._stderr.read().strip().splitlines()[-20:])
+            raise WorkerError(f"{self.command} exited with {self._process.returncode} and no result:\n{tail}")
+        return result
+
+    def request(self, message):
+        """Send ``message`` (JSON-able) and return the worker's answer."""
+        try:
+            self._process.stdin.write(json.dumps(message) + "\n")
+            self._process.stdin.flush()
+        except OSError:
+            pass  # it has ended: answer() says why
+        return self.answer()
+
+    def close(self):
+        """End the worker (closing its stdin; killed if it does not end in 10 s)."""
+        try:
+            self._process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._stderr.close()
 
 
 def run_each(module, requested, known, worker_args, *, threads, env=None):

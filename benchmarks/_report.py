@@ -86,8 +86,9 @@ def markdown(payload):
         f"- Timing: {policy['warmup']} untimed warm-up call(s) after a first (compiling) call, then at least "
         f"{policy['min_repeats']} and at most {policy['max_repeats']} timed calls "
         f"(until {policy['budget_s']} s is spent); median and IQR (Q3 − Q1) of `time.perf_counter`; n = repeats; "
-        f"{settings.get('rounds', 1)} round(s) of worker processes, the implementations in turn within each: a row "
-        "is the round whose median is the median of the rounds' medians, whose lowest and highest it also gives",
+        f"{settings.get('rounds', 1)} round(s) per row, every implementation's worker (alive throughout) timing it in "
+        "turn within each: a row is the round whose median is the median of the rounds' medians, whose lowest and "
+        "highest it also gives",
         "- float32, bilinear, zeros padding, align_corners=False, thetas near the identity (fixed seed); "
         "`grid_sample border` / `reflection` / `nearest` / `bicubic` rows change only the mode or padding",
     ]

@@ -1,9 +1,9 @@
 """The sampler benchmark: cases, inputs, byte counts, implementations and their worker.
 
-Run as ``python -m benchmarks._sampler --impl NAME ...`` it is the worker that
-times one implementation on every case (see :mod:`benchmarks._harness`);
-:func:`collect` starts one such worker per implementation and returns the
-table rows.
+Run as ``python -m benchmarks._sampler --impl NAME ...`` it is a serving worker
+that times rows of one implementation on request (see
+:mod:`benchmarks._harness`); :func:`collect` starts one such worker per
+implementation, has them take turns on every row and returns the table rows.
 """
 
 import argparse
@@ -430,41 +430,45 @@ def repeat_policy(quick, rounds=1):
     return {"warmup": 2, "min_repeats": 7, "max_repeats": 200, "budget_s": round(2.0 / rounds, 3)}
 
 
-def measure(impl, cases, ops, quick, rounds=1):
-    """Time ``ops`` of ``impl`` on ``cases`` in this process; returns the worker's result dict."""
-    try:
-        sync = impl.sync() if impl.sync else None
-    except Unavailable as reason:
-        return {"impl": impl.key, "unavailable": str(reason)}
-    rows = []
-    for case in cases:
-        data = make_data(case)
-        available = impl.make_ops(case, data)
-        for op in ops:
-            row = {"shape": case.label, "spec": case.spec, "op": op, "impl": impl.key, "label": impl.label}
-            if op not in available:
-                continue  # not something this implementation does
-            function = available[op]
-            if not callable(function):
-                rows.append({**row, "note": function})
-                continue
-            # The first call compiles (Numba) and gives the checksum; time_call warms up again.
+class _RowTimer:
+    """A serving worker's handler: times one implementation's row ``{"spec", "op"}``.
+
+    It keeps the data and ops of the latest case; a row's first call
+    (compiling, for Numba) gives its checksum. Answers a table row, or {} for
+    an op the implementation does not have.
+    """
+
+    def __init__(self, impl, sync, policy):
+        self.impl, self.sync, self.policy = impl, sync, policy
+        self.case, self.ops, self.checksums = None, {}, {}
+
+    def __call__(self, request):
+        if self.case is None or self.case.spec != request["spec"]:
+            self.ops = {}  # the last case's data goes before the next is made
+            self.case = parse_shapes(request["spec"])[0]
+            self.ops = self.impl.make_ops(self.case, make_data(self.case))
+        op, case = request["op"], self.case
+        row = {"shape": case.label, "spec": case.spec, "op": op, "impl": self.impl.key, "label": self.impl.label}
+        if op not in self.ops:
+            return {}  # not something this implementation does
+        function = self.ops[op]
+        if not callable(function):
+            return {**row, "note": function}
+        if (case.spec, op) not in self.checksums:
             try:
-                row["checksum"] = checksum(function())
+                self.checksums[case.spec, op] = checksum(function())
             except Exception as error:  # one broken op (e.g. a changed signature) must not hide the others
                 message = (str(error).splitlines() or [""])[0]
-                rows.append({**row, "note": f"error: {type(error).__name__}: {message}"})
-                continue
-            row.update(_harness.time_call(function, sync=sync, **repeat_policy(quick, rounds)))
-            rows.append(row)
-    return {"impl": impl.key, "rows": rows}
+                return {**row, "note": f"error: {type(error).__name__}: {message}"}
+        row["checksum"] = self.checksums[case.spec, op]
+        row.update(_harness.time_call(function, sync=self.sync, **self.policy))
+        return row
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Worker: time one implementation of the sampler ops.")
+    parser = argparse.ArgumentParser(description="Serving worker: times rows of one implementation of the "
+                                                 "sampler ops (benchmarks._harness.Worker).")
     parser.add_argument("--impl", required=True, choices=sorted(IMPLEMENTATIONS))
-    parser.add_argument("--shapes", required=True)
-    parser.add_argument("--ops", default=",".join(OPS))
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=1)
@@ -473,41 +477,71 @@ def main(argv=None):
     for module in impl.modules:
         __import__(module)
     threads = _harness.set_threads(args.threads)
-    result = measure(impl, parse_shapes(args.shapes), args.ops.split(","), args.quick, args.rounds)
-    _harness.emit({**result, "threads_applied": threads})
+    try:
+        sync = impl.sync() if impl.sync else None
+    except Unavailable as reason:
+        _harness.emit({"unavailable": str(reason)})
+        return
+    _harness.emit({"threads_applied": threads})
+    _harness.serve(_RowTimer(impl, sync, repeat_policy(args.quick, args.rounds)))
+
+
+def _start_workers(impl_keys, threads, quick, rounds, timeout, log):
+    """The serving workers of the implementations that can run, and why the others cannot."""
+    workers, notes = {}, {}
+    for key in impl_keys:
+        impl = IMPLEMENTATIONS[key]
+        reason = unavailable_reason(impl)
+        if reason is None:
+            worker = _harness.Worker("benchmarks._sampler", ["--impl", key, "--threads", threads, "--rounds", rounds]
+                                     + ["--quick"] * quick, threads=threads, timeout=timeout)
+            try:
+                reason = worker.answer().get("unavailable")
+            except _harness.WorkerError as error:
+                reason = f"worker failed: {error}"
+            if reason is None:
+                workers[key] = worker
+            else:
+                worker.close()
+        if reason is not None:
+            notes[impl.label] = reason
+            log(f"[bench] {impl.label}: skipped ({reason.splitlines()[0]})")
+    return workers, notes
 
 
 def collect(impl_keys, cases, ops, threads, quick, rounds=1, timeout=None, log=print):
-    """Run one worker per implementation and round, the implementations in
-    turn within each round; return ``(rows, notes)`` (rows merged over the
-    rounds by :func:`merge_rounds`).
+    """Time every row with one serving worker per implementation, all alive
+    together: for each case and op, ``rounds`` rounds, the implementations in
+    turn within each (the order rotating from round to round), so that a slow
+    phase of the machine falls on all of them alike. Returns ``(rows, notes)``,
+    rows merged over the rounds by :func:`merge_rounds`.
 
     ``notes`` maps an implementation that gave no rows to the reason (not
     installed, no GPU, or the worker's error).
     """
-    rounds_rows, notes = [[] for _ in range(rounds)], {}
-    spec = ",".join(case.spec for case in cases)
-    for number, round_rows in enumerate(rounds_rows, 1):
-        for key in impl_keys:
-            impl = IMPLEMENTATIONS[key]
-            if impl.label in notes:
-                continue
-            reason = unavailable_reason(impl)
-            if reason is None:
-                log(f"[bench] {impl.label}: {len(cases)} shapes, threads={threads}, round {number} of {rounds}")
-                args = ["--impl", key, "--shapes", spec, "--ops", ",".join(ops), "--threads", threads,
-                        "--rounds", rounds]
-                try:
-                    result = _harness.run_worker("benchmarks._sampler", args + (["--quick"] if quick else []),
-                                                 threads=threads, timeout=timeout)
-                    reason = result.get("unavailable")
-                    round_rows.extend(result.get("rows", ()))
-                    log(f"[bench] {impl.label}: worker done in {result['wall_s']:.1f} s")
-                except _harness.WorkerError as error:
-                    reason = f"worker failed: {error}"
-            if reason is not None:
-                notes[impl.label] = reason
-                log(f"[bench] {impl.label}: skipped ({reason.splitlines()[0]})")
+    rounds_rows = [[] for _ in range(rounds)]
+    workers, notes = _start_workers(impl_keys, threads, quick, rounds, timeout, log)
+    try:
+        for case in cases:
+            if not workers:
+                break
+            log(f"[bench] {case.label}: {', '.join(workers)} in turn, {rounds} round(s), threads={threads}")
+            for op in ops:
+                for number, round_rows in enumerate(rounds_rows):
+                    order = list(workers)
+                    for key in order[number % len(order):] + order[:number % len(order)]:
+                        try:
+                            row = workers[key].request({"spec": case.spec, "op": op})
+                        except _harness.WorkerError as error:
+                            notes[IMPLEMENTATIONS[key].label] = f"worker failed: {error}"
+                            log(f"[bench] {IMPLEMENTATIONS[key].label}: worker failed ({error})")
+                            workers.pop(key).close()
+                            continue
+                        if row:
+                            round_rows.append(row)
+    finally:
+        for worker in workers.values():
+            worker.close()
     return merge_rounds(rounds_rows), notes
 
 

@@ -128,6 +128,25 @@ def test_rounds_are_merged_on_the_median_round():
     assert merge_rounds(rounds[:2])[0]["median_ms"] == 1.0  # an even count: the lower middle
 
 
+def test_serving_worker_answers_rows_and_reports_its_death():
+    """A serving sampler worker times the row it is asked for, answers {} for an op its
+    implementation lacks, and a worker that dies is a WorkerError naming its last words."""
+    from benchmarks._harness import Worker, WorkerError
+
+    worker = Worker("benchmarks._sampler", ["--impl", "stn_numba", "--threads", 1, "--quick"], threads=1,
+                    timeout=300)
+    try:
+        assert "threads_applied" in worker.answer()
+        row = worker.request({"spec": "2x1x5x6:4x3", "op": "grid_sample"})
+        assert (row["impl"], row["spec"], row["op"]) == ("stn_numba", "2x1x5x6:4x3", "grid_sample")
+        assert row["median_ms"] > 0 and row["repeats"] >= 2 and row["checksum"][0] > 0
+        assert worker.request({"spec": "2x1x5x6:4x3", "op": "no such op"}) == {}
+        with pytest.raises(WorkerError, match="exited with 1 and no result"):
+            worker.request({"spec": "not a shape", "op": "grid_sample"})
+    finally:
+        worker.close()
+
+
 def test_bad_option_is_refused():
     process = run_benchmarks("--shapes", "3x3", timeout=60)
     assert process.returncode == 2
