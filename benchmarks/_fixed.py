@@ -2,10 +2,11 @@
 
 What a NumPy pipeline that warps one small image at a time pays on every
 call: validation, dispatch, argument typing and any thread-pool wake-up, with
-almost no work. Run as ``python -m benchmarks._fixed --impl NAME`` it is the
-worker that times one implementation; :func:`collect` runs one worker per
-implementation. Each figure is the median over repeats of the mean per-call
-time of a loop of calls.
+almost no work. Run as ``python -m benchmarks._fixed --impl NAME`` it is a
+serving worker that times a loop of calls of one op on request;
+:func:`collect` keeps one per implementation alive and has them take turns,
+loop by loop. Each figure is the median over the loops of their mean
+per-call time.
 """
 
 import argparse
@@ -63,40 +64,51 @@ def torch_ops():
 IMPLEMENTATIONS = {"stn_numba": ("stn_numba CPU", stn_numba_ops), "torch": ("torch CPU", torch_ops)}
 
 
-def measure(impl, quick=False):
-    """Microseconds per call of each op of ``impl``, in this process."""
-    label, make_ops = IMPLEMENTATIONS[impl]
-    loop, repeats = (50, 2) if quick else (LOOP, REPEATS)
-    rows = []
-    no_grad = None
-    if impl == "torch":
-        import torch
+class _LoopTimer:
+    """A serving worker's handler: microseconds per call of a loop of ``{"op"}``'s calls."""
 
-        no_grad = torch.no_grad()
-        no_grad.__enter__()
-    for op, function in make_ops().items():
-        function()  # compiles or loads the cache
-        per_call = [t / loop * 1e6 for t in timeit.repeat(function, number=loop, repeat=repeats)]
-        rows.append({"op": op, "impl": impl, "label": label, "median_us": statistics.median(per_call),
-                     "min_us": min(per_call), "max_us": max(per_call), "calls": loop * repeats})
-    if no_grad is not None:
-        no_grad.__exit__(None, None, None)
-    return rows
+    def __init__(self, impl, loop):
+        self.loop = loop
+        if impl == "torch":
+            import torch
+
+            torch.set_grad_enabled(False)
+        self.ops = IMPLEMENTATIONS[impl][1]()
+        for function in self.ops.values():
+            function()  # compiles or loads the cache
+
+    def __call__(self, request):
+        function = self.ops[request["op"]]
+        return {"us": timeit.timeit(function, number=self.loop) / self.loop * 1e6}
 
 
 def collect(impls, threads, quick=False, timeout=None, log=print):
-    """Run one worker per implementation (those installed); return the rows."""
-    rows = []
-    for impl in impls:
-        if impl not in IMPLEMENTATIONS:
-            continue
-        try:
-            result = _harness.run_worker("benchmarks._fixed", ["--impl", impl, "--threads", threads]
-                                         + (["--quick"] if quick else []), threads=threads, timeout=timeout)
-        except _harness.WorkerError as error:
-            log(f"[bench] fixed cost, {impl}: skipped ({str(error).splitlines()[0]})")
-            continue
-        rows.extend(result["rows"])
+    """The rows of the installed implementations: their serving workers, alive together, time
+    loops of each op in turn (the order rotating from loop to loop)."""
+    loop, repeats = (50, 2) if quick else (LOOP, REPEATS)
+    workers, per_call = {}, {}
+    try:
+        for impl in impls:
+            if impl not in IMPLEMENTATIONS:
+                continue
+            worker = _harness.Worker("benchmarks._fixed", ["--impl", impl, "--threads", threads, "--loop", loop],
+                                     threads=threads, timeout=timeout)
+            try:
+                worker.answer()
+                workers[impl] = worker
+            except _harness.WorkerError as error:
+                log(f"[bench] fixed cost, {impl}: skipped ({str(error).splitlines()[0]})")
+        for repeat in range(repeats if workers else 0):
+            for op in OPS:
+                order = list(workers)
+                for impl in order[repeat % len(order):] + order[:repeat % len(order)]:
+                    per_call.setdefault((impl, op), []).append(workers[impl].request({"op": op})["us"])
+    finally:
+        for worker in workers.values():
+            worker.close()
+    rows = [{"op": op, "impl": impl, "label": IMPLEMENTATIONS[impl][0], "median_us": statistics.median(values),
+             "min_us": min(values), "max_us": max(values), "calls": loop * len(values)}
+            for (impl, op), values in per_call.items()]
     anchors = {row["op"]: row["median_us"] for row in rows if row["impl"] == "torch"}
     for row in rows:
         if row["op"] in anchors:
@@ -117,14 +129,16 @@ def table(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Worker: time one implementation's fixed cost per call.")
+    parser = argparse.ArgumentParser(description="Serving worker: times loops of one implementation's calls.")
     parser.add_argument("--impl", required=True, choices=sorted(IMPLEMENTATIONS))
     parser.add_argument("--threads", type=int, required=True)
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--loop", type=int, default=LOOP)
     args = parser.parse_args(argv)
     __import__("stn_numba" if args.impl == "stn_numba" else "torch")
     threads = _harness.set_threads(args.threads)
-    _harness.emit({"rows": measure(args.impl, args.quick), "threads_applied": threads})
+    timer = _LoopTimer(args.impl, args.loop)
+    _harness.emit({"threads_applied": threads})
+    _harness.serve(timer)
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def set_threads(threads):
     return applied
 
 
-def time_call(function, *, warmup=1, min_repeats=5, max_repeats=50, budget_s=1.0, sync=None):
+def time_call(function, *, warmup=1, min_repeats=5, max_repeats=50, budget_s=1.0, sync=None, keep_times=False):
     """Time ``function()`` with ``time.perf_counter``: warm-up calls, then repeats.
 
     The warm-up calls are not timed, so a JIT compile on the first call is
@@ -125,6 +125,8 @@ def time_call(function, *, warmup=1, min_repeats=5, max_repeats=50, budget_s=1.0
         Time after which no further repeat starts (once ``min_repeats`` are done).
     sync : callable, optional
         Called after each call, inside the timed region (e.g. a GPU synchronise).
+    keep_times : bool, optional
+        Also return every call's time (``times_ms``, in call order).
 
     Returns
     -------
@@ -152,7 +154,8 @@ def time_call(function, *, warmup=1, min_repeats=5, max_repeats=50, budget_s=1.0
     finally:
         if gc_was_enabled:
             gc.enable()
-    return summarize(times, warmup=warmup)
+    summary = summarize(times, warmup=warmup)
+    return {**summary, "times_ms": [1e3 * t for t in times]} if keep_times else summary
 
 
 def summarize(times_s, warmup=0):

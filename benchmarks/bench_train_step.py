@@ -15,9 +15,11 @@ pool, linear; built with each library's ``nn``) with ``cross_entropy``, as
 ``table1`` trains it. Each implementation runs in its own
 worker process (their OpenMP pools would compete in one), with every thread
 pool sized to ``--threads`` and glibc keeping freed memory (`steady_malloc`);
-the table gives medians (and minima, which a busy machine disturbs less)
-after warm-up steps and the ratios to torch. Run it on an otherwise idle
-machine.
+the workers stay alive and time bursts of steps in turn (``--turns``), so
+that a slow phase of the machine falls on both alike. The table gives
+medians (and minima, which a busy machine disturbs less) of all the timed
+steps after warm-up steps, and the ratios to torch. Run it on an otherwise
+idle machine.
 
 :func:`tutorial_net` is the tutorial's model written once against the
 ``torch.nn`` API; ``tests/test_torch_tutorial.py`` builds it with both
@@ -160,13 +162,61 @@ def _stn_numba_step(name, batch, size):
 
 
 def worker(args):
-    from ._harness import emit, set_threads, time_call
+    """A serving worker: warm-up steps, then a burst of timed steps per request (`turns`)."""
+    from ._harness import emit, serve, set_threads, time_call
 
     step = {"torch": _torch_step, "stn_numba": _stn_numba_step}[args.impl](args.model, args.batch, args.size)
     threads = set_threads(args.threads)
-    timing = time_call(step, warmup=args.warmup, min_repeats=args.repeats, max_repeats=10 * args.repeats,
-                       budget_s=args.budget)
-    emit({"impl": args.impl, "threads": threads, "loss": step(), **timing})
+    for _ in range(args.warmup):
+        step()
+    emit({"impl": args.impl, "threads": threads})
+
+    def burst(request):
+        # one untimed step first: the other worker just had the caches and the cores
+        timing = time_call(step, warmup=1, min_repeats=request["min_steps"], max_repeats=10 * request["min_steps"],
+                           budget_s=request["budget_s"], keep_times=True)
+        return {"times_ms": timing["times_ms"], "loss": step()}
+
+    serve(burst)
+
+
+def turns(impls, worker_args, env, args):
+    """Each implementation's step times: serving workers, alive together, time bursts of steps in turn
+    (``args.turns`` turns, the order rotating), so that a slow phase of a shared machine falls on both
+    alike; the budget and the fewest steps are shared among the turns. Returns the
+    :func:`~benchmarks._harness.summarize` figures (plus ``loss``) by implementation; one whose worker
+    fails is reported on stderr and left out."""
+    from ._harness import Worker, WorkerError, summarize
+
+    workers, times, losses = {}, {}, {}
+    try:
+        for impl in impls:
+            worker = Worker("benchmarks.bench_train_step", worker_args(impl), threads=args.threads, env=env(impl),
+                            timeout=600)
+            try:
+                worker.answer()
+                workers[impl], times[impl] = worker, []
+            except WorkerError as error:
+                print(f"{impl}: not measured ({error})", file=sys.stderr)
+        request = {"budget_s": args.budget / args.turns, "min_steps": max(1, -(-args.repeats // args.turns))}
+        for turn in range(args.turns):
+            order = list(workers)
+            if not order:
+                break
+            for impl in order[turn % len(order):] + order[:turn % len(order)]:
+                try:
+                    answer = workers[impl].request(request)
+                except WorkerError as error:
+                    print(f"{impl}: not measured ({error})", file=sys.stderr)
+                    workers.pop(impl).close()
+                    times.pop(impl)
+                    continue
+                times[impl] += answer["times_ms"]
+                losses[impl] = answer["loss"]
+    finally:
+        for worker in workers.values():
+            worker.close()
+    return {impl: {**summarize([t / 1e3 for t in values]), "loss": losses[impl]} for impl, values in times.items()}
 
 
 def _parse(argv):
@@ -184,11 +234,15 @@ def _parse(argv):
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=30, help="at least this many timed steps")
     parser.add_argument("--budget", type=float, default=5.0, help="seconds of timed steps per implementation")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 warm-up, 3 repeats")
+    parser.add_argument("--turns", type=int, default=8,
+                        help="bursts of steps per implementation, taken in turn (the budget is shared among them)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 warm-up, 3 repeats, 2 turns")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.warmup, args.repeats, args.budget = 1, 3, 0.0
+        args.warmup, args.repeats, args.budget, args.turns = 1, 3, 0.0, 2
+    if args.turns < 1:
+        parser.error(f"--turns: expected a positive integer, got {args.turns}")
     return args
 
 
@@ -197,7 +251,7 @@ def main(argv=None):
     if args.worker:
         worker(args)
         return 0
-    from ._harness import machine_info, run_each
+    from ._harness import machine_info
 
     machine = machine_info(args.threads)
     blas = "" if args.blas_threads is None else f" (stn_numba BLAS: {args.blas_threads})"
@@ -206,7 +260,7 @@ def main(argv=None):
           f"{args.threads} threads{blas}, {machine.get('cpu', 'unknown CPU')}")
     def worker_args(impl):
         return ["--worker", "--impl", impl, "--model", args.model, "--batch", args.batch, "--size", args.size,
-                "--threads", args.threads, "--warmup", args.warmup, "--repeats", args.repeats, "--budget", args.budget]
+                "--threads", args.threads, "--warmup", args.warmup]
 
     malloc = steady_malloc()
 
@@ -215,8 +269,11 @@ def main(argv=None):
             "OPENBLAS_NUM_THREADS": args.blas_threads, "MKL_NUM_THREADS": args.blas_threads}
         return {**malloc, **blas}
 
-    results = run_each("benchmarks.bench_train_step", args.impl, IMPLEMENTATIONS, worker_args, threads=args.threads,
-                       env=env)
+    impls = args.impl.split(",")
+    unknown = [impl for impl in impls if impl not in IMPLEMENTATIONS]
+    if unknown:
+        raise SystemExit(f"--impl: unknown implementation {unknown[0]!r}; choose among {IMPLEMENTATIONS}")
+    results = turns(impls, worker_args, env, args)
     baseline = results.get("torch", {}).get("median_ms")
     fastest = results.get("torch", {}).get("min_ms")
     print("| implementation | median ms | IQR ms | min ms | steps | ratio vs torch (medians) | ratio (minima) |")
