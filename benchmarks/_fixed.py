@@ -98,10 +98,9 @@ def collect(impls, threads, quick=False, timeout=None, log=print):
                 workers[impl] = worker
             except _harness.WorkerError as error:
                 log(f"[bench] fixed cost, {impl}: skipped ({str(error).splitlines()[0]})")
-        for repeat in range(repeats if workers else 0):
+        for repeat in range(repeats):
             for op in OPS:
-                order = list(workers)
-                for impl in order[repeat % len(order):] + order[:repeat % len(order)]:
+                for impl in _harness.rotated(workers, repeat):
                     per_call.setdefault((impl, op), []).append(workers[impl].request({"op": op})["us"])
     finally:
         for worker in workers.values():

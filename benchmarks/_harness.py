@@ -182,6 +182,14 @@ def serve(handle):
         emit(handle(json.loads(line)))
 
 
+def rotated(keys, turn):
+    """``keys`` in the order of turn number ``turn``: starting at position ``turn`` (cyclically), so
+    that each of them goes first as often as the others."""
+    keys = list(keys)
+    shift = turn % len(keys) if keys else 0
+    return keys[shift:] + keys[:shift]
+
+
 class Worker:
     """A serving worker process (``python -m module *args``, which calls
     :func:`serve`), alive until :meth:`close`.

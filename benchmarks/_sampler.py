@@ -524,12 +524,11 @@ def collect(impl_keys, cases, ops, threads, quick, rounds=1, timeout=None, log=p
     try:
         for case in cases:
             if not workers:
-                break
+                break  # none can run (the notes say why)
             log(f"[bench] {case.label}: {', '.join(workers)} in turn, {rounds} round(s), threads={threads}")
             for op in ops:
                 for number, round_rows in enumerate(rounds_rows):
-                    order = list(workers)
-                    for key in order[number % len(order):] + order[:number % len(order)]:
+                    for key in _harness.rotated(workers, number):
                         try:
                             row = workers[key].request({"spec": case.spec, "op": op})
                         except _harness.WorkerError as error:

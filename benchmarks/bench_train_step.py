@@ -186,7 +186,7 @@ def turns(impls, worker_args, env, args):
     alike; the budget and the fewest steps are shared among the turns. Returns the
     :func:`~benchmarks._harness.summarize` figures (plus ``loss``) by implementation; one whose worker
     fails is reported on stderr and left out."""
-    from ._harness import Worker, WorkerError, summarize
+    from ._harness import Worker, WorkerError, rotated, summarize
 
     workers, times, losses = {}, {}, {}
     try:
@@ -200,10 +200,7 @@ def turns(impls, worker_args, env, args):
                 print(f"{impl}: not measured ({error})", file=sys.stderr)
         request = {"budget_s": args.budget / args.turns, "min_steps": max(1, -(-args.repeats // args.turns))}
         for turn in range(args.turns):
-            order = list(workers)
-            if not order:
-                break
-            for impl in order[turn % len(order):] + order[:turn % len(order)]:
+            for impl in rotated(workers, turn):
                 try:
                     answer = workers[impl].request(request)
                 except WorkerError as error:
