@@ -538,13 +538,12 @@ def _apply_mask(output, mask, origin, in_size):
     Along a line of the last output axis a source coordinate is ``base +
     slope * o`` (float64, that order): monotone, so the points inside form one
     run per line, found from the two crossings and checked at its ends with
-    that same formula; only the mask is written per point.
+    that same formula; only the columns outside each run are written.
     """
     shape = output.shape[2:]
     width = shape[-1]
     lines = np.meshgrid(*[np.arange(o, o + s, dtype=np.float64) for o, s in zip(origin[:-1], shape[:-1])],
                         indexing="ij")
-    columns = np.arange(width, dtype=np.int64)
     first = np.zeros(shape[:-1], np.int64)
     stop = np.full(shape[:-1], width, np.int64)
     for i, size in enumerate(in_size):
@@ -572,8 +571,10 @@ def _apply_mask(output, mask, origin, in_size):
             high = np.where(~inside(high) & (high >= 0), high - 1, high)
         first = np.maximum(first, low)
         stop = np.minimum(stop, high + 1)
-    outside = (columns < first[..., None]) | (columns >= stop[..., None])
-    np.copyto(output, output.dtype.type(mask.cval), where=outside)
+    count = math.prod(shape[:-1])
+    # (a view: the task's output is C-contiguous, made by the sampler or np.empty)
+    _region_kernels().fill_outside_runs(output.reshape(-1, count, width), first.reshape(count),
+                                        stop.reshape(count), output.dtype.type(mask.cval))
 
 
 def _apply_mask_per_point(output, mask, origin, in_size):

@@ -1588,6 +1588,21 @@ def tap_extent(points, output_shape, window, fused, mode, padding_mode,
     return np.stack([low, high], axis=1)[::-1]
 
 
+@njit(cache=True)
+def fill_outside_runs(values, first, stop, value):
+    """Set ``values[i, j, k]`` (lead i, line j, column k) to ``value`` outside
+    ``first[j] <= k < stop[j]``: the columns of each line that are not its one
+    run of inside points (`stn_numba.dask`'s mode "constant")."""
+    width = values.shape[2]
+    for i in range(values.shape[0]):
+        for j in range(values.shape[1]):
+            low, high = min(max(first[j], 0), width), min(max(stop[j], 0), width)
+            for k in range(low):
+                values[i, j, k] = value
+            for k in range(max(high, low), width):
+                values[i, j, k] = value
+
+
 def sample_region_backward(grad_output, input, points, grad_input,
                            grad_points, window, fused, mode, padding_mode,
                            align_corners, input_requires_grad):
