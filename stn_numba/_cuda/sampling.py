@@ -126,29 +126,6 @@ def _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, pad
     return axes, 2
 
 
-@cuda.jit(device=True, inline=True)
-def _sample_bilinear_2d(source, output, n, p, gx, gy, height, width, padding_mode, align_corners):
-    """`_sample` of a 2-D bilinear point, its four taps in registers rather than the general tables:
-    the same terms in the same order (row y0, then y1; in each, x0 then x1), each weight wy * wx as
-    the general loop's (1 * wy) * wx."""
-    x0, x1, wx0, wx1, _, _ = linear_taps(gx, width, padding_mode, align_corners)
-    y0, y1, wy0, wy1, _, _ = linear_taps(gy, height, padding_mode, align_corners)
-    w00, w01, w10, w11 = wy0 * wx0, wy0 * wx1, wy1 * wx0, wy1 * wx1
-    row0, row1 = y0 * width, y1 * width
-    zero = type(gx)(0)
-    for c in range(output.shape[1]):
-        total = zero
-        if w00 != zero:
-            total += w00 * source[n, c, row0 + x0]
-        if w01 != zero:
-            total += w01 * source[n, c, row0 + x1]
-        if w10 != zero:
-            total += w10 * source[n, c, row1 + x0]
-        if w11 != zero:
-            total += w11 * source[n, c, row1 + x1]
-        output[n, c, p] = total
-
-
 @cuda.jit
 def _sample(source, points, affine, out_shape, output, depth, height, width, mode, padding_mode,
             align_corners):
@@ -161,11 +138,6 @@ def _sample(source, points, affine, out_shape, output, depth, height, width, mod
     n = item // count
     p = item % count
     point = cuda.local.array(3, points.dtype)
-    if mode != NEAREST and mode != BICUBIC:
-        if _source_point(points, affine, n, p, out_shape, align_corners, point) == 2:
-            _sample_bilinear_2d(source, output, n, p, point[0], point[1], height, width, padding_mode,
-                                align_corners)
-            return
     axis_index = cuda.local.array((3, 4), np.int64)
     axis_weight = cuda.local.array((3, 4), points.dtype)
     axis_slope = cuda.local.array((3, 4), points.dtype)
