@@ -86,18 +86,13 @@ def collect(impls, threads, quick=False, timeout=None, log=print):
     """The rows of the installed implementations: their serving workers, alive together, time
     loops of each op in turn (the order rotating from loop to loop)."""
     loop, repeats = (50, 2) if quick else (LOOP, REPEATS)
-    workers, per_call = {}, {}
+    workers, failed = _harness.start_workers(
+        "benchmarks._fixed", [impl for impl in impls if impl in IMPLEMENTATIONS],
+        lambda impl: ["--impl", impl, "--threads", threads, "--loop", loop], threads=threads, timeout=timeout)
+    for impl, reason in failed.items():
+        log(f"[bench] fixed cost, {impl}: skipped ({reason.splitlines()[0]})")
+    per_call = {}
     try:
-        for impl in impls:
-            if impl not in IMPLEMENTATIONS:
-                continue
-            worker = _harness.Worker("benchmarks._fixed", ["--impl", impl, "--threads", threads, "--loop", loop],
-                                     threads=threads, timeout=timeout)
-            try:
-                worker.answer()
-                workers[impl] = worker
-            except _harness.WorkerError as error:
-                log(f"[bench] fixed cost, {impl}: skipped ({str(error).splitlines()[0]})")
         for repeat in range(repeats):
             for op in OPS:
                 for impl in _harness.rotated(workers, repeat):

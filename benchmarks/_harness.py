@@ -253,6 +253,29 @@ class Worker:
         self._stderr.close()
 
 
+def start_workers(module, impls, worker_args, *, threads, env=None, timeout=None):
+    """A serving :class:`Worker` of ``module`` per implementation, and why the others did not start.
+
+    ``worker_args(impl)`` and ``env(impl)`` give a worker's arguments and
+    extra environment. A worker whose first answer is ``{"unavailable": why}``,
+    or that fails before answering, is closed. Returns ``(workers, reasons)``,
+    both dicts by implementation.
+    """
+    workers, reasons = {}, {}
+    for impl in impls:
+        worker = Worker(module, worker_args(impl), threads=threads, env=env(impl) if env else None, timeout=timeout)
+        try:
+            reason = worker.answer().get("unavailable")
+        except WorkerError as error:
+            reason = f"worker failed: {error}"
+        if reason is None:
+            workers[impl] = worker
+        else:
+            worker.close()
+            reasons[impl] = reason
+    return workers, reasons
+
+
 def run_each(module, requested, known, worker_args, *, threads, env=None):
     """:func:`run_worker` of ``module`` once per implementation in turn.
 

@@ -487,25 +487,16 @@ def main(argv=None):
 
 
 def _start_workers(impl_keys, threads, quick, rounds, timeout, log):
-    """The serving workers of the implementations that can run, and why the others cannot."""
-    workers, notes = {}, {}
-    for key in impl_keys:
-        impl = IMPLEMENTATIONS[key]
-        reason = unavailable_reason(impl)
-        if reason is None:
-            worker = _harness.Worker("benchmarks._sampler", ["--impl", key, "--threads", threads, "--rounds", rounds]
-                                     + ["--quick"] * quick, threads=threads, timeout=timeout)
-            try:
-                reason = worker.answer().get("unavailable")
-            except _harness.WorkerError as error:
-                reason = f"worker failed: {error}"
-            if reason is None:
-                workers[key] = worker
-            else:
-                worker.close()
-        if reason is not None:
-            notes[impl.label] = reason
-            log(f"[bench] {impl.label}: skipped ({reason.splitlines()[0]})")
+    """The serving workers of the implementations that can run, and why the others cannot (by label)."""
+    reasons = {key: unavailable_reason(IMPLEMENTATIONS[key]) for key in impl_keys}
+    workers, failed = _harness.start_workers(
+        "benchmarks._sampler", [key for key, reason in reasons.items() if reason is None],
+        lambda key: ["--impl", key, "--threads", threads, "--rounds", rounds] + ["--quick"] * quick,
+        threads=threads, timeout=timeout)
+    reasons.update(failed)
+    notes = {IMPLEMENTATIONS[key].label: reason for key, reason in reasons.items() if reason is not None}
+    for label, reason in notes.items():
+        log(f"[bench] {label}: skipped ({reason.splitlines()[0]})")
     return workers, notes
 
 

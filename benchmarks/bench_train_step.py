@@ -186,18 +186,14 @@ def turns(impls, worker_args, env, args):
     alike; the budget and the fewest steps are shared among the turns. Returns the
     :func:`~benchmarks._harness.summarize` figures (plus ``loss``) by implementation; one whose worker
     fails is reported on stderr and left out."""
-    from ._harness import Worker, WorkerError, rotated, summarize
+    from ._harness import WorkerError, rotated, start_workers, summarize
 
-    workers, times, losses = {}, {}, {}
+    workers, failed = start_workers("benchmarks.bench_train_step", impls, worker_args, threads=args.threads,
+                                    env=env, timeout=600)
+    for impl, reason in failed.items():
+        print(f"{impl}: not measured ({reason})", file=sys.stderr)
+    times, losses = {impl: [] for impl in workers}, {}
     try:
-        for impl in impls:
-            worker = Worker("benchmarks.bench_train_step", worker_args(impl), threads=args.threads, env=env(impl),
-                            timeout=600)
-            try:
-                worker.answer()
-                workers[impl], times[impl] = worker, []
-            except WorkerError as error:
-                print(f"{impl}: not measured ({error})", file=sys.stderr)
         request = {"budget_s": args.budget / args.turns, "min_steps": max(1, -(-args.repeats // args.turns))}
         for turn in range(args.turns):
             for impl in rotated(workers, turn):
