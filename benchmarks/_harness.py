@@ -366,11 +366,18 @@ def copy_bandwidth(megabytes=256, repeats=5):
 
 
 def cpu_model():
-    """The CPU's model name, from /proc/cpuinfo or lscpu, else ``platform.processor()``."""
+    """The CPU's model name, from /proc/cpuinfo (with its family and model numbers, which tell
+    apart the generations a VM's bare "AMD EPYC" hides) or lscpu, else ``platform.processor()``."""
     try:
+        fields = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if not key.strip():
+                break  # the first processor's
+            fields.setdefault(key.strip().lower(), value.strip())
+        if "model name" in fields:
+            numbers = ", ".join(f"{key} {fields[key]}" for key in ("cpu family", "model") if key in fields)
+            return fields["model name"] + (f" ({numbers})" if numbers else "")
     except OSError:
         pass
     try:
@@ -381,6 +388,22 @@ def cpu_model():
     except (OSError, subprocess.SubprocessError):
         pass
     return platform.processor() or "unknown CPU"
+
+
+def blas_kernels():
+    """Which kernels each loaded BLAS runs (threadpoolctl's "architecture"), after loading the one
+    Numba calls (SciPy's) and NumPy's, with the ``OPENBLAS_CORETYPE`` this process was given: some
+    machines set it to an older core than the CPU's, which slows OpenBLAS's products."""
+    try:
+        import numpy  # noqa: F401
+        import scipy.linalg.cython_blas  # noqa: F401
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown (scipy or threadpoolctl missing)"
+    kernels = sorted({f"{info.get('internal_api')} {info.get('version')} {info.get('architecture')}"
+                      for info in threadpool_info() if info.get("user_api") == "blas"})
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    return ", ".join(kernels) + (f" (OPENBLAS_CORETYPE={coretype})" if coretype else " (OPENBLAS_CORETYPE unset)")
 
 
 def library_versions(names=LIBRARIES):
@@ -407,5 +430,6 @@ def machine_info(threads):
         "threads": threads,
         "platform": platform.platform(),
         "versions": library_versions(),
+        "blas": blas_kernels(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

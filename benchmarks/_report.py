@@ -79,6 +79,7 @@ def markdown(payload):
         f"({machine['usable_cpus']} usable), {machine['platform']}",
         f"- Threads per implementation: {settings['threads']} (each implementation in its own process)",
         f"- Versions: {versions}",
+        f"- BLAS kernels: {machine.get('blas', 'not recorded')}",
         f"- Date: {machine['date']}" + (" — quick run (tiny repeat counts, not for conclusions)"
                                         if settings["quick"] else ""),
         f"- Memory-copy floor: `np.copyto` of {bandwidth['megabytes']} MiB, one thread: "

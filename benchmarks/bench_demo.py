@@ -118,7 +118,7 @@ def main(argv=None):
     machine = machine_info(args.threads)
     config = _config(args)
     print(f"The demo's CNN recipe (RTS, batch {config.batch_size}, {config.epochs} epochs), {args.threads} threads, "
-          f"{machine.get('cpu', 'unknown CPU')}")
+          f"{machine.get('cpu', 'unknown CPU')}; BLAS: {machine['blas']}")
     def worker_args(impl):
         return (["--worker", "--impl", impl, "--threads", args.threads] + (["--epochs", args.epochs] if args.epochs else [])
                 + (["--quick"] if args.quick else []))

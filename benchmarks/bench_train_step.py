@@ -250,7 +250,7 @@ def main(argv=None):
     blas = "" if args.blas_threads is None else f" (stn_numba BLAS: {args.blas_threads})"
     title = {"tutorial": "Tutorial STN", "cnn": "Table-1 CNN"}[args.model]
     print(f"{title} training step, batch {args.batch}, {args.size}×{args.size}, float32, "
-          f"{args.threads} threads{blas}, {machine.get('cpu', 'unknown CPU')}")
+          f"{args.threads} threads{blas}, {machine.get('cpu', 'unknown CPU')}; BLAS: {machine['blas']}")
     def worker_args(impl):
         return ["--worker", "--impl", impl, "--model", args.model, "--batch", args.batch, "--size", args.size,
                 "--threads", args.threads, "--warmup", args.warmup]
