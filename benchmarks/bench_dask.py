@@ -98,17 +98,33 @@ class _Memory:
                 {f"worker{i}": round((self.peaks[a] - self.before[a]) / mib, 1) for i, a in enumerate(sorted(self.peaks))})
 
 
-def _timed(run, repeats):
-    """Median seconds of ``run()`` (which returns a persisted collection) over ``repeats``."""
-    from distributed import wait
+def _known_keys(keys, dask_scheduler=None):
+    return [key for key in keys if key in dask_scheduler.tasks]
 
+
+def _timed(run, repeats, timeout=60.0):
+    """Median seconds of ``run()`` (which returns a persisted collection) over ``repeats``.
+
+    Each run builds the same graph, so the same keys: before the next one, wait
+    until the scheduler has forgotten the last result's keys (it releases them
+    some time after the client drops them), else the next run may find some of
+    them still in memory and not compute them."""
+    from distributed import futures_of, get_client, wait
+
+    client = get_client()
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
         result = run()
         wait(result)
         seconds.append(time.perf_counter() - start)
+        keys = [future.key for future in futures_of(result)]
         del result
+        deadline = time.monotonic() + timeout
+        while client.run_on_scheduler(_known_keys, keys):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the scheduler still holds a result's keys {timeout} s after its release")
+            time.sleep(0.01)
     return statistics.median(seconds), seconds
 
 
@@ -274,9 +290,11 @@ def main(argv=None):
     import dask
     import numba
 
+    from ._harness import cpu_model
+
     payload = {
         "date": time.strftime("%Y-%m-%d"),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "machine": {"cpu": cpu_model(), "cores": os.cpu_count(),
                     "python": platform.python_version(),
                     "versions": {"dask": dask.__version__, "dask_image": version("dask-image"),
                                  "numba": numba.__version__, "numpy": np.__version__}},
@@ -284,13 +302,6 @@ def main(argv=None):
                      "repeats": repeats, "numba_threads_per_task": numba_threads},
         "rows": rows,
     }
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
-        if names:
-            payload["machine"]["cpu"] = names[0]
-    except OSError:
-        pass
     (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     (out / "results.md").write_text(_markdown(payload), encoding="utf-8")
     print(_markdown(payload))
