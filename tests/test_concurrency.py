@@ -195,6 +195,7 @@ def test_fallback_layers():
 
 
 def test_single_threaded_blas_limits_nested_uses_and_restores_the_limits():
+    import scipy.linalg.cython_blas  # noqa: F401  (the BLAS the context limits, loaded before `before`)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=2, user_api="blas"):
