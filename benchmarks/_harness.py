@@ -201,10 +201,11 @@ class Worker:
     """
 
     def __init__(self, module, args=(), *, threads, env=None, timeout=None):
-        self.command = " ".join([sys.executable, "-m", module, *map(str, args)])
+        argv = [sys.executable, "-m", module, *map(str, args)]
+        self.command = " ".join(argv)
         self.timeout = timeout
         self._stderr = tempfile.TemporaryFile(mode="w+")
-        self._process = subprocess.Popen([sys.executable, "-m", module, *map(str, args)],
+        self._process = subprocess.Popen(argv,
                                          env=thread_env(threads, env), cwd=REPO_ROOT, text=True, bufsize=1,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr)
         self._results = queue.Queue()
