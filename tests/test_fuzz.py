@@ -600,6 +600,7 @@ def serial_bounds_checked_kernels():
                 options = {k: v for k, v in value.targetoptions.items() if k not in ("parallel", "cache", "boundscheck")}
                 patch.setattr(module, name, numba.njit(**options, boundscheck=True)(value.py_func))
     patch.setattr(cpu_sampling, "_SERIAL_WORK", float("inf"))
+    patch.setattr(cpu_sampling, "_SERIAL_POINTWISE", float("inf"))
     for choice in (cpu_sampling._remembered_forward_kernel, cpu_sampling._remembered_backward_kernel):
         choice.cache_clear()  # kernels chosen before the serial bound changed
     yield

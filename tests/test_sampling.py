@@ -382,6 +382,28 @@ def test_backward_is_bitwise_deterministic(rng, results_for_every_thread_count, 
         np.testing.assert_array_equal(grad_grid, results[0][1])
 
 
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_small_forwards_vectorise_and_tiny_ones_stay_on_the_calling_thread(rng, mode):
+    """A serial pointwise forward does not vectorise (4-10x slower): from `_SERIAL_POINTWISE`
+    output values a whole input's forward takes the parallel kernel, below it the serial one, which
+    wakes no thread pool; both give the serial kernel's bits."""
+    from stn_numba._codes import MODES, ZEROS
+    from stn_numba._cpu import sampling
+
+    for shape, parallel in (((1, 1, 4, 4), False), ((2, 3, 11, 13), True)):
+        size = int(np.prod(shape))
+        assert size < sampling._SERIAL_POINTWISE or parallel
+        kernel = sampling._forward_kernel(False, shape, size, MODES[mode], ZEROS)
+        assert kernel.targetoptions.get("parallel", False) == parallel
+        input = rng.standard_normal(shape).astype(np.float32)
+        grid = rng.uniform(-1.2, 1.2, (shape[0], *shape[2:], 2)).astype(np.float32)
+        serial = np.empty_like(input)
+        sampling.pointwise(2, MODES[mode], None, False, False, sampling.narrow(shape[2:]), 1)(
+            input, grid, serial, None, ZEROS, False)
+        result = stn_numba.grid_sample(input, grid, mode=mode, align_corners=False)
+        np.testing.assert_array_equal(result.view(np.uint32), serial.view(np.uint32))
+
+
 @pytest.mark.parametrize("narrow", [False, True], ids=["int64", "int32"])
 @pytest.mark.parametrize("dim, mode, padding_mode, fused, channels, plane, dtype, align_corners", [
     (2, "bilinear", "zeros", False, 1, (11, 13), np.float32, False),

@@ -15,8 +15,11 @@ end of this module (the kernel contract's names, those of the CUDA twins) run
 small work serially on the calling thread, so it does not wake the thread
 pool, and the serial versions take the padding as an argument, so one of
 them serves every padding (a third of the compilations, where speed hardly
-matters). The region kernels (`sample_region`, `tap_extent`) do the same on
-a part of a larger input and output, for chunked work.
+matters). The pointwise forward is the exception: it vectorises only in a
+parallel loop, so it runs on the pool from a few hundred output values
+(`_SERIAL_POINTWISE`). The region kernels (`sample_region`, `tap_extent`),
+for chunked work on a part of a larger input and output, come in both
+versions too.
 
 Points. The sample points come from a grid or, for the fused affine warp,
 from ``theta @ (x, y[, z], 1)`` over the output's base coordinates, computed
@@ -49,7 +52,7 @@ writes each point's one tap (flat offset and weight) to a small table, then
 gathers every channel from it (`_gather_table`). Bilinear with other channel
 counts keeps the tabled kernel. Fused outputs with short lines sample each
 task's points from a small grid of them (`_task_grid`, `_SHORT_LINE`).
-Serial work runs this way for any channel count, a channel at a time. Where an
+Small work runs this way for any channel count, a channel at a time. Where an
 input plane is small enough (`loads.narrow`: under 2**29 pixels, 2 to 2**24
 along each axis) the taps are int32 and the gathers take 32-bit offsets
 (twice the lanes of Numba's int64 ones), and bilinear reads each input row's
@@ -106,16 +109,18 @@ _BLOCK = 256  # most points in a tile (its tables stay in L1)
 _TILE_WIDTH = 32  # widest tile (see "Work split")
 _MAX_GROUPS = 64  # parallel tasks; each allocates one workspace (any value
 # gives the same results: it groups work items, it does not split them)
-# Below this many tap reads a call runs serially, on the calling thread.
-# Measured: a serial pointwise forward does not vectorise (only a parallel
-# loop gets Numba's no-alias promise to LLVM; about 20 ns a point against 2
-# vectorised) and waking the pool costs about a microsecond, so the forward
-# would gain from going parallel from a 16x16 bilinear output; the serial
-# tabled kernels (backward, regions) keep up with the parallel ones up to
-# about 48x48. One bound for both, at the second: every parallel kernel is
-# specialised on the padding, and a lower bound multiplied the kernels the
-# test suite compiles (its run time doubled).
+# Below this many tap reads a call runs serially, on the calling thread: the
+# serial tabled kernels (backward, regions) keep up with the parallel ones up
+# to about 48x48, and one serial kernel serves every padding.
 _SERIAL_WORK = 1 << 13
+# The pointwise forward of a whole input runs on the pool from this many
+# output values: a serial one does not vectorise (only a parallel loop gets
+# Numba's no-alias promise to LLVM), and waking the pool costs about a
+# microsecond. Measured at 2 threads, whole calls: nearest 2x1x28² 13.5 ->
+# 4.5 µs, 8x1x28² 46 -> 5.9 µs, 1x1x64² 31 -> 7.2 µs; bilinear 2x1x28² 17.3
+# -> 5.1 µs. Small inputs take one plane at a time, so that they add no
+# kernel per channel count.
+_SERIAL_POINTWISE = 256
 _POINTWISE_TASK = 4096  # output points per task of the pointwise kernels
 PARALLEL_CHUNKS = 4  # backward: cut images so that N * chunks reaches this (the dask layer reads it)
 _MIN_CHUNK_POINTS = 16384  # backward: fewest points worth a private buffer
@@ -1462,7 +1467,8 @@ def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
     # a part (no pairs read) of any width; its taps are the whole input's, which must fit too
     reads_narrow = (narrow(shape[2:], pairs=False) and narrow(tuple(window[:spatial].tolist())[::-1], False)
                     if windowed else narrow(shape[2:]))
-    return pointwise(spatial, mode, padding_mode if parallel else None, fused, parallel, reads_narrow, planes,
+    on_pool = parallel or (out_size >= _SERIAL_POINTWISE and not windowed)
+    return pointwise(spatial, mode, padding_mode if on_pool else None, fused, on_pool, reads_narrow, planes,
                      windowed)
 
 
