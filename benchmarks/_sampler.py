@@ -86,6 +86,15 @@ SHAPE_SETS = {
         _case(16, 64, 56, 56),
         _case(1, 1, 2048, 2048),
     ),
+    # Small inputs, as a pipeline that warps one image or a few at a time meets them: microseconds
+    # of work, where a call's fixed cost and a kernel's start count.
+    "small": (
+        _case(1, 1, 32, 32),
+        _case(2, 1, 28, 28),
+        _case(8, 1, 28, 28),
+        _case(1, 1, 64, 64),
+        _case(4, 3, 32, 32),
+    ),
     # For smoke tests: every code path, milliseconds of work.
     "tiny": (
         _case(2, 1, 8, 8),
