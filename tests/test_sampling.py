@@ -383,18 +383,21 @@ def test_backward_is_bitwise_deterministic(rng, results_for_every_thread_count, 
 
 
 @pytest.mark.parametrize("mode", ["nearest", "bilinear"])
-def test_small_forwards_vectorise_and_tiny_ones_stay_on_the_calling_thread(rng, mode):
-    """A serial pointwise forward does not vectorise (4-10x slower): from `_SERIAL_POINTWISE`
-    output values a whole input's forward takes the parallel kernel, below it the serial one, which
-    wakes no thread pool; both give the serial kernel's bits."""
+def test_small_work_vectorises_and_tiny_work_stays_on_the_calling_thread(rng, mode):
+    """A serial pointwise kernel does not vectorise (4-10x slower): from `_SERIAL_POINTWISE`
+    output values a whole input's forward takes the parallel kernel, and so does the backward of a
+    single channel; below it the serial ones, which wake no thread pool. The forward gives the
+    serial kernel's bits."""
     from stn_numba._codes import MODES, ZEROS
     from stn_numba._cpu import sampling
 
-    for shape, parallel in (((1, 1, 4, 4), False), ((2, 3, 11, 13), True)):
+    for shape, parallel in (((1, 1, 4, 4), False), ((2, 3, 11, 13), True), ((2, 1, 11, 13), True)):
         size = int(np.prod(shape))
         assert size < sampling._SERIAL_POINTWISE or parallel
         kernel = sampling._forward_kernel(False, shape, size, MODES[mode], ZEROS)
         assert kernel.targetoptions.get("parallel", False) == parallel
+        tap_slots = sampling._backward_kernel(False, shape, size, MODES[mode], ZEROS, False)[1]
+        assert (tap_slots > 0) == (parallel and shape[1] == 1)  # the pointwise backward's tables
         input = rng.standard_normal(shape).astype(np.float32)
         grid = rng.uniform(-1.2, 1.2, (shape[0], *shape[2:], 2)).astype(np.float32)
         serial = np.empty_like(input)

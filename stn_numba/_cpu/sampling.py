@@ -113,13 +113,13 @@ _MAX_GROUPS = 64  # parallel tasks; each allocates one workspace (any value
 # serial tabled kernels (backward, regions) keep up with the parallel ones up
 # to about 48x48, and one serial kernel serves every padding.
 _SERIAL_WORK = 1 << 13
-# The pointwise forward of a whole input runs on the pool from this many
-# output values: a serial one does not vectorise (only a parallel loop gets
-# Numba's no-alias promise to LLVM), and waking the pool costs about a
-# microsecond. Measured at 2 threads, whole calls: nearest 2x1x28² 13.5 ->
-# 4.5 µs, 8x1x28² 46 -> 5.9 µs, 1x1x64² 31 -> 7.2 µs; bilinear 2x1x28² 17.3
-# -> 5.1 µs. Small inputs take one plane at a time, so that they add no
-# kernel per channel count.
+# The pointwise forward of a whole input (and the pointwise backward of one
+# channel) runs on the pool from this many output values: a serial one does
+# not vectorise (only a parallel loop gets Numba's no-alias promise to
+# LLVM), and waking the pool costs about a microsecond. Measured at 2
+# threads, whole calls: nearest 2x1x28² 13.5 -> 4.5 µs, 8x1x28² 46 -> 5.9
+# µs, 1x1x64² 31 -> 7.2 µs; bilinear 2x1x28² 17.3 -> 5.1 µs. Small inputs
+# take one plane at a time, so that they add no kernel per channel count.
 _SERIAL_POINTWISE = 256
 _POINTWISE_TASK = 4096  # output points per task of the pointwise kernels
 PARALLEL_CHUNKS = 4  # backward: cut images so that N * chunks reaches this (the dask layer reads it)
@@ -1502,7 +1502,10 @@ def _backward_kernel(fused, shape, out_size, mode, padding_mode, windowed):
     ``out_size`` elements, and the tap slots of its per-group tables (the
     pointwise kernel's; 0: the tabled kernel, which allocates its own)."""
     spatial = len(shape) - 2
-    if (_parallel(spatial, mode, out_size) and not windowed and not fused and mode != BICUBIC
+    # small single-channel work too: the pointwise kernel vectorises (see _SERIAL_POINTWISE;
+    # 2x1x28² bilinear forward + backward, 2 threads: 26.3 -> 16.1-23.1 µs)
+    on_pool = _parallel(spatial, mode, out_size) or (shape[1] == 1 and out_size >= _SERIAL_POINTWISE)
+    if (on_pool and not windowed and not fused and mode != BICUBIC
             and shape[1] in _POINTWISE_BACKWARD_PLANES and narrow(shape[2:])):
         return (pointwise_backward(spatial, mode, padding_mode, shape[1]),
                 _TAPS_PER_AXIS[mode] ** spatial * _BLOCK)
