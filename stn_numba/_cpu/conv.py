@@ -17,7 +17,9 @@ The backward pass gathers the patches again instead of keeping them. Each
 task owns a range of images: it writes their input gradients (adding the
 patches' gradients back onto the image, the adjoint of the gather) and sums
 their weight gradients into its own buffer; the buffers are added in order
-at the end. Zero padding is handled by index ranges, without a padded copy.
+at the end. Zero padding is handled by index ranges, without a padded copy;
+convolutions with no padding and unit steps (the CNNs') gather and scatter
+with plain row copies instead (:func:`_patches`).
 
 Max pooling is a Numba kernel that records which tap of each window won;
 average pooling gathers its windows with NumPy strides.
@@ -34,8 +36,8 @@ deterministic for any thread count.
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
-from numba.extending import register_jitable
+from numba import njit, prange, types
+from numba.extending import overload, register_jitable
 
 from .. import _memory
 from .._threading import guard, single_threaded_blas
@@ -159,6 +161,71 @@ def _gather_patches(image, patches, row0, g, kw, sh, sw, ph, pw, dh, dw, wo):
 
 
 @register_jitable(inline="always")
+def _copy_patches(image, patches, row0, g, kw, wo):
+    """:func:`_gather_patches` without padding and with unit strides and dilations (the CNNs'
+    convolutions): each row of a patch row is a plain copy of part of an input row."""
+    for c in range(image.shape[0]):
+        plane = image[c]
+        for b in range(g):
+            for j in range(kw):
+                target = patches[(c * g + b) * kw + j]
+                for r in range(patches.shape[1] // wo):
+                    source_row = plane[row0 + r + b, j:j + wo]
+                    target_row = target[r * wo:(r + 1) * wo]
+                    for o in range(wo):
+                        target_row[o] = source_row[o]
+
+
+def _patches(image, patches, row0, g, kw, wo, steps):
+    """The patches of :func:`_gather_patches`; ``steps`` is (sh, sw, ph, pw, dh, dw), or None for
+    no padding and unit steps, which takes :func:`_copy_patches` (1.3-1.5x faster on the CNNs'
+    layers). A type, not a flag: a kernel compiles one of the two bodies, not both."""
+
+
+@overload(_patches, inline="always")
+def _patches_case(image, patches, row0, g, kw, wo, steps):
+    if isinstance(steps, types.NoneType):
+        return lambda image, patches, row0, g, kw, wo, steps: _copy_patches(image, patches, row0, g, kw, wo)
+
+    def gather(image, patches, row0, g, kw, wo, steps):
+        sh, sw, ph, pw, dh, dw = steps
+        _gather_patches(image, patches, row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
+
+    return gather
+
+
+@register_jitable(inline="always")
+def _add_patches(patches, image, row0, g, kw, wo):
+    """:func:`_scatter_patches` without padding and with unit steps, as :func:`_copy_patches`."""
+    for c in range(image.shape[0]):
+        plane = image[c]
+        for b in range(g):
+            for j in range(kw):
+                source = patches[(c * g + b) * kw + j]
+                for r in range(patches.shape[1] // wo):
+                    source_row = source[r * wo:(r + 1) * wo]
+                    target_row = plane[row0 + r + b, j:j + wo]
+                    for o in range(wo):
+                        target_row[o] += source_row[o]
+
+
+def _unpatch(patches, image, row0, g, kw, wo, steps):
+    """:func:`_scatter_patches`, or :func:`_add_patches` where ``steps`` is None (see :func:`_patches`)."""
+
+
+@overload(_unpatch, inline="always")
+def _unpatch_case(patches, image, row0, g, kw, wo, steps):
+    if isinstance(steps, types.NoneType):
+        return lambda patches, image, row0, g, kw, wo, steps: _add_patches(patches, image, row0, g, kw, wo)
+
+    def scatter(patches, image, row0, g, kw, wo, steps):
+        sh, sw, ph, pw, dh, dw = steps
+        _scatter_patches(patches, image, row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
+
+    return scatter
+
+
+@register_jitable(inline="always")
 def _scatter_patches(patches, image, row0, g, kw, sh, sw, ph, pw, dh, dw, wo):
     """Adjoint of :func:`_gather_patches`: add every entry onto the input pixel it was read from.
 
@@ -183,7 +250,7 @@ def _scatter_patches(patches, image, row0, g, kw, sh, sw, ph, pw, dh, dw, wo):
 
 
 @njit(parallel=True, cache=True)
-def _conv_forward_kernel(x, weight_g, bias, out, block_rows, group_offsets, g, kw, sh, sw, ph, pw, dh, dw, ho, wo):
+def _conv_forward_kernel(x, weight_g, bias, out, block_rows, group_offsets, g, kw, ho, wo, steps):
     n_images = x.shape[0]
     span = group_offsets[-1]
     n_blocks = (ho + block_rows - 1) // block_rows
@@ -192,7 +259,7 @@ def _conv_forward_kernel(x, weight_g, bias, out, block_rows, group_offsets, g, k
         row0 = (task - n * n_blocks) * block_rows
         rows = min(block_rows, ho - row0)
         patches = np.empty((weight_g.shape[2], (rows + span) * wo), x.dtype)
-        _gather_patches(x[n], patches, row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
+        _patches(x[n], patches, row0, g, kw, wo, steps)
         block = out[n, :, row0 * wo:(row0 + rows) * wo]
         for o in range(block.shape[0]):
             block[o] = bias[o]
@@ -203,7 +270,7 @@ def _conv_forward_kernel(x, weight_g, bias, out, block_rows, group_offsets, g, k
 
 @njit(parallel=True, cache=True)
 def _conv_backward_kernel(x, weight_g, grad, dx, partial_dw, need_dx, need_dw, block_rows, group_offsets,
-                          g, kw, sh, sw, ph, pw, dh, dw, ho, wo):
+                          g, kw, ho, wo, steps):
     n_images = grad.shape[0]
     n_chunks = partial_dw.shape[0]
     taps = weight_g.shape[2]
@@ -218,7 +285,7 @@ def _conv_backward_kernel(x, weight_g, grad, dx, partial_dw, need_dx, need_dw, b
                 grad_block = grad[n, :, row0 * wo:(row0 + rows) * wo]
                 if need_dw:
                     patches = np.empty((taps, (rows + span) * wo), x.dtype)
-                    _gather_patches(x[n], patches, row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
+                    _patches(x[n], patches, row0, g, kw, wo, steps)
                     for a in range(len(group_offsets)):
                         q = group_offsets[a] * wo
                         gemm(patches[:, q:q + rows * wo], grad_block.T, partial_dw[chunk, a], True)
@@ -227,7 +294,7 @@ def _conv_backward_kernel(x, weight_g, grad, dx, partial_dw, need_dx, need_dw, b
                     for a in range(len(group_offsets)):
                         q = group_offsets[a] * wo
                         gemm(weight_g[a].T, grad_block, d_patches[:, q:q + rows * wo], True)
-                    _scatter_patches(d_patches, dx[n], row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
+                    _unpatch(d_patches, dx[n], row0, g, kw, wo, steps)
 
 
 @register_jitable(forceinline=True)
@@ -375,7 +442,8 @@ class _TapRowGroups:
 
     def kernel_args(self, geometry):
         g = geometry
-        return (self.offsets, self.g, g.kw, g.sh, g.sw, g.ph, g.pw, g.dh, g.dw, g.ho, g.wo)
+        steps = (g.sh, g.sw, g.ph, g.pw, g.dh, g.dw)
+        return (self.offsets, self.g, g.kw, g.ho, g.wo, None if steps == (1, 1, 0, 0, 1, 1) else steps)
 
 
 def _check_blas_sizes(geometry, out_channels):
