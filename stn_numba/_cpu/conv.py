@@ -19,7 +19,7 @@ patches' gradients back onto the image, the adjoint of the gather) and sums
 their weight gradients into its own buffer; the buffers are added in order
 at the end. Zero padding is handled by index ranges, without a padded copy;
 convolutions with no padding and unit steps (the CNNs') gather and scatter
-with plain row copies instead (:func:`_patches`).
+with plain row copies instead (:func:`_plain_patches`).
 
 Max pooling is a Numba kernel that records which tap of each window won;
 average pooling gathers its windows with NumPy strides.
@@ -160,69 +160,60 @@ def _gather_patches(image, patches, row0, g, kw, sh, sw, ph, pw, dh, dw, wo):
                     _gather_row(source, start, sw, lo_row, hi_row, target, r * wo, wo)
 
 
-@register_jitable(inline="always")
-def _copy_patches(image, patches, row0, g, kw, wo):
-    """:func:`_gather_patches` without padding and with unit strides and dilations (the CNNs'
-    convolutions): each row of a patch row is a plain copy of part of an input row."""
-    for c in range(image.shape[0]):
-        plane = image[c]
-        for b in range(g):
-            for j in range(kw):
-                target = patches[(c * g + b) * kw + j]
-                for r in range(patches.shape[1] // wo):
-                    source_row = plane[row0 + r + b, j:j + wo]
-                    target_row = target[r * wo:(r + 1) * wo]
-                    for o in range(wo):
-                        target_row[o] = source_row[o]
+def _plain_patches(image, patches, row0, g, kw, wo, adding):
+    """:func:`_gather_patches` (``adding`` False) or :func:`_scatter_patches` (True) without
+    padding and with unit strides and dilations (the CNNs' convolutions): each row of a patch row
+    is part of an input row, copied or added whole. ``adding`` must be a literal."""
 
 
-def _patches(image, patches, row0, g, kw, wo, steps):
-    """The patches of :func:`_gather_patches`; ``steps`` is (sh, sw, ph, pw, dh, dw), or None for
-    no padding and unit steps, which takes :func:`_copy_patches` (1.3-1.5x faster on the CNNs'
-    layers). A type, not a flag: a kernel compiles one of the two bodies, not both."""
+@overload(_plain_patches, prefer_literal=True, inline="always")
+def _plain_patches_case(image, patches, row0, g, kw, wo, adding):
+    if not isinstance(adding, types.BooleanLiteral):
+        return None
+    add = adding.literal_value  # a constant: Numba prunes the other branch
+
+    def plain_patches(image, patches, row0, g, kw, wo, adding):
+        for c in range(image.shape[0]):
+            plane = image[c]
+            for b in range(g):
+                for j in range(kw):
+                    patch_row = patches[(c * g + b) * kw + j]
+                    for r in range(patches.shape[1] // wo):
+                        image_part = plane[row0 + r + b, j:j + wo]
+                        patch_part = patch_row[r * wo:(r + 1) * wo]
+                        for o in range(wo):
+                            if add:
+                                image_part[o] += patch_part[o]
+                            else:
+                                patch_part[o] = image_part[o]
+
+    return plain_patches
 
 
-@overload(_patches, inline="always")
-def _patches_case(image, patches, row0, g, kw, wo, steps):
+def _move_patches(image, patches, row0, g, kw, wo, steps, adding):
+    """:func:`_gather_patches` (``adding`` False) or :func:`_scatter_patches` (True, a literal);
+    ``steps`` is (sh, sw, ph, pw, dh, dw), or None for no padding and unit steps, which takes
+    :func:`_plain_patches` (1.3-1.5x faster on the CNNs' layers). Types, not flags: a kernel
+    compiles one body, not all."""
+
+
+@overload(_move_patches, prefer_literal=True, inline="always")
+def _move_patches_case(image, patches, row0, g, kw, wo, steps, adding):
+    if not isinstance(adding, types.BooleanLiteral):
+        return None
     if isinstance(steps, types.NoneType):
-        return lambda image, patches, row0, g, kw, wo, steps: _copy_patches(image, patches, row0, g, kw, wo)
+        return lambda image, patches, row0, g, kw, wo, steps, adding: _plain_patches(
+            image, patches, row0, g, kw, wo, adding)
+    if adding.literal_value:
+        def scatter(image, patches, row0, g, kw, wo, steps, adding):
+            sh, sw, ph, pw, dh, dw = steps
+            _scatter_patches(patches, image, row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
+        return scatter
 
-    def gather(image, patches, row0, g, kw, wo, steps):
+    def gather(image, patches, row0, g, kw, wo, steps, adding):
         sh, sw, ph, pw, dh, dw = steps
         _gather_patches(image, patches, row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
-
     return gather
-
-
-@register_jitable(inline="always")
-def _add_patches(patches, image, row0, g, kw, wo):
-    """:func:`_scatter_patches` without padding and with unit steps, as :func:`_copy_patches`."""
-    for c in range(image.shape[0]):
-        plane = image[c]
-        for b in range(g):
-            for j in range(kw):
-                source = patches[(c * g + b) * kw + j]
-                for r in range(patches.shape[1] // wo):
-                    source_row = source[r * wo:(r + 1) * wo]
-                    target_row = plane[row0 + r + b, j:j + wo]
-                    for o in range(wo):
-                        target_row[o] += source_row[o]
-
-
-def _unpatch(patches, image, row0, g, kw, wo, steps):
-    """:func:`_scatter_patches`, or :func:`_add_patches` where ``steps`` is None (see :func:`_patches`)."""
-
-
-@overload(_unpatch, inline="always")
-def _unpatch_case(patches, image, row0, g, kw, wo, steps):
-    if isinstance(steps, types.NoneType):
-        return lambda patches, image, row0, g, kw, wo, steps: _add_patches(patches, image, row0, g, kw, wo)
-
-    def scatter(patches, image, row0, g, kw, wo, steps):
-        sh, sw, ph, pw, dh, dw = steps
-        _scatter_patches(patches, image, row0, g, kw, sh, sw, ph, pw, dh, dw, wo)
-
-    return scatter
 
 
 @register_jitable(inline="always")
@@ -259,7 +250,7 @@ def _conv_forward_kernel(x, weight_g, bias, out, block_rows, group_offsets, g, k
         row0 = (task - n * n_blocks) * block_rows
         rows = min(block_rows, ho - row0)
         patches = np.empty((weight_g.shape[2], (rows + span) * wo), x.dtype)
-        _patches(x[n], patches, row0, g, kw, wo, steps)
+        _move_patches(x[n], patches, row0, g, kw, wo, steps, False)
         block = out[n, :, row0 * wo:(row0 + rows) * wo]
         for o in range(block.shape[0]):
             block[o] = bias[o]
@@ -285,7 +276,7 @@ def _conv_backward_kernel(x, weight_g, grad, dx, partial_dw, need_dx, need_dw, b
                 grad_block = grad[n, :, row0 * wo:(row0 + rows) * wo]
                 if need_dw:
                     patches = np.empty((taps, (rows + span) * wo), x.dtype)
-                    _patches(x[n], patches, row0, g, kw, wo, steps)
+                    _move_patches(x[n], patches, row0, g, kw, wo, steps, False)
                     for a in range(len(group_offsets)):
                         q = group_offsets[a] * wo
                         gemm(patches[:, q:q + rows * wo], grad_block.T, partial_dw[chunk, a], True)
@@ -294,7 +285,7 @@ def _conv_backward_kernel(x, weight_g, grad, dx, partial_dw, need_dx, need_dw, b
                     for a in range(len(group_offsets)):
                         q = group_offsets[a] * wo
                         gemm(weight_g[a].T, grad_block, d_patches[:, q:q + rows * wo], True)
-                    _unpatch(d_patches, dx[n], row0, g, kw, wo, steps)
+                    _move_patches(dx[n], d_patches, row0, g, kw, wo, steps, True)
 
 
 @register_jitable(forceinline=True)
