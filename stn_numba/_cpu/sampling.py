@@ -15,9 +15,9 @@ end of this module (the kernel contract's names, those of the CUDA twins) run
 small work serially on the calling thread, so it does not wake the thread
 pool, and the serial versions take the padding as an argument, so one of
 them serves every padding (a third of the compilations, where speed hardly
-matters). The pointwise forward is the exception: it vectorises only in a
-parallel loop, so it runs on the pool from a few hundred output values
-(`_SERIAL_POINTWISE`). The region kernels (`sample_region`, `tap_extent`),
+matters). The pointwise kernels are the exception: they vectorise only in
+a parallel loop, so the forward, and the backward of one channel, run on
+the pool from a few hundred output values (`_SERIAL_POINTWISE`). The region kernels (`sample_region`, `tap_extent`),
 for chunked work on a part of a larger input and output, come in both
 versions too.
 
