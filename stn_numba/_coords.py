@@ -35,6 +35,7 @@ infinite input pixel cannot leak into points that do not use it.
 import math
 
 import numpy as np
+from numba import types
 from numba.extending import overload, register_jitable
 
 from ._codes import BORDER, REFLECTION, ZEROS
@@ -411,6 +412,71 @@ def linear_pair_taps(g, size, padding_mode, align_corners):
     return type(size)(start), low, high, low_slope, high_slope
 
 
+def rounded_index(x, size):
+    """``rint(x)`` (ties to even) as an index of ``size``'s type where it lies
+    in ``[0, size)``, else 0, and whether it does.
+
+    Tested in floating point, where a NaN, ±Inf or huge ``x`` fails, so it
+    needs no safe coordinate or NaN mask and only a value inside is
+    converted. Exact while ``size`` converts exactly (below 2**24 pixels in
+    float32); beyond, ``float(size)`` may round down, dropping a last pixel,
+    but never up past one, so no index leaves the image. Overloaded per
+    target, as the rounding functions: CPU kernels with int32 sizes read the
+    index from the bits of a shifted ``x`` (`_rounded_index_cpu`); the CUDA
+    target maps this to the body below (`stn_numba._cuda.rounding`).
+    """
+    return _rounded_index(x, size)
+
+
+@register_jitable(forceinline=True)
+def _rounded_index(x, size):
+    zero = type(x)(0)
+    rounded = round_half_even(x)
+    inside = (rounded >= zero) & (rounded < type(x)(size))
+    return type(size)(rounded if inside else zero), inside
+
+
+# float type -> (its NumPy type, the signed and unsigned integer types of its
+# bits, 1.5 * 2**mantissa bits, the bits of that)
+_ROUNDING_SHIFTS = {types.float32: (np.float32, np.int32, np.uint32, np.float32(1.5 * 2**23), 0x4B400000),
+                    types.float64: (np.float64, np.int64, np.uint64, 1.5 * 2**52, 0x4338000000000000)}
+
+
+@overload(rounded_index, target="cpu", inline="always")
+def _rounded_index_cpu(x, size):
+    """`rounded_index` in two vector instructions and one comparison for an
+    int32 ``size``, which the CPU kernels give only for axes of at most
+    2**22 pixels (`stn_numba._cpu.loads.narrow`). Adding the shift s = 1.5 *
+    2**m (m mantissa bits) rounds ``x`` to an integer, ties to even, and the
+    bits of ``x + s`` minus those of ``s`` are that integer for |x| < 2**(m-1)
+    (2**22 in float32); a larger ``x`` gives at least 2**(m-1), a more
+    negative one, a negative ``x + s``, ±Inf or a NaN a value outside
+    ``[0, 2**(m-1))`` as well (as unsigned: a negative one is huge), and no
+    step overflows. So one unsigned comparison with ``size`` tells inside,
+    with the same indices as the rounding."""
+    if size != types.int32 or x not in _ROUNDING_SHIFTS:
+        return lambda x, size: _rounded_index(x, size)
+    float_type, bits, unsigned, shift, shift_bits = _ROUNDING_SHIFTS[x]
+
+    def rounded_index_from_bits(x, size):
+        index = float_type(x + shift).view(bits) - bits(shift_bits)
+        inside = unsigned(index) < unsigned(size)
+        return np.int32(index) * np.int32(inside), inside
+
+    return rounded_index_from_bits
+
+
+@register_jitable(inline="always")
+def nearest_zeros_tap(g, size, align_corners):
+    """`nearest_tap` with zeros padding: no safe coordinate or NaN mask (see
+    `rounded_index`); a tap outside gets index 0 (planning kernels take
+    border's taps, at the edge). Inlined by Numba, not LLVM: the CPU
+    kernels' loops then keep their constants in registers (256x1x28²,
+    1 thread: 9% faster)."""
+    index, inside = rounded_index(_scaled(g, size, align_corners)[0], size)
+    return index, type(g)(inside)  # (no conditional expression: see `rounded_index`)
+
+
 @register_jitable(forceinline=True)
 def nearest_tap(g, size, padding_mode, align_corners):
     """The nearest-neighbour tap of grid value ``g`` along one axis.
@@ -426,16 +492,7 @@ def nearest_tap(g, size, padding_mode, align_corners):
     """
     zero = type(g)(0)
     if padding_mode == ZEROS:
-        # Tested in floating point, where a NaN, ±Inf or huge ``x`` fails, so
-        # the tap needs no safe coordinate or NaN mask and only a value inside
-        # the image is converted (a shorter vectorised loop); a tap outside
-        # gets index 0 (planning kernels take border's taps, at the edge).
-        # Exact while ``size`` converts exactly (below 2**24 pixels in
-        # float32); beyond, ``float(size)`` may round down, dropping a last
-        # pixel, but never up past one, so no index leaves the image.
-        rounded = round_half_even(_scaled(g, size, align_corners)[0])
-        inside = (rounded >= zero) & (rounded < type(g)(size))
-        return type(size)(rounded if inside else zero), type(g)(1) if inside else zero
+        return nearest_zeros_tap(g, size, align_corners)
     x, _, is_nan = _unnormalize_or_mask(g, size, align_corners)
     x, _ = pad_coordinate(x, size, padding_mode, align_corners)
     index, inside = pad_index(nearest_index(x, size), size, ZEROS, align_corners)

@@ -461,6 +461,41 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [1, 2, 7, 2**21 + 3, 2**22])
+def test_rounded_index_from_a_float_s_bits_is_rint_inside_the_axis(dtype, size):
+    """The CPU kernels' nearest tap with zeros padding reads ``rint(x)`` from the bits of ``x`` plus a
+    shift where the axis size is an int32 (at most 2**22 pixels: `loads.narrow`). It must give
+    `rint`'s index (ties to even) and the same inside/outside verdict as rounding and comparing in
+    floating point, for ties, both edges, either side of 2**22 and 2**23, huge values, ±0, ±Inf, NaN."""
+    from numba import njit
+
+    from stn_numba._coords import rounded_index
+
+    from_bits = njit(lambda x, size: rounded_index(x, np.int32(size)))
+    halves = np.arange(-6, 13) / 2
+    edges = np.array([size - 1, size, 2**22, 2**23, 2**24, 2**31, 1e7, 3e38])[:, None] + np.array([-0.5, 0, 0.5])
+    values = np.concatenate([halves, -halves, edges.ravel(), -edges.ravel(), [0.0, -0.0, np.inf, -np.inf, np.nan]])
+    values = values.astype(dtype)
+    values = np.concatenate([values, np.nextafter(values, dtype(np.inf)), np.nextafter(values, dtype(-np.inf))])
+    for x in values:
+        index, inside = from_bits(x, size)
+        rounded = np.rint(x)
+        expected_inside = bool(0 <= rounded < size)  # NaN: False
+        assert (inside, index) == (expected_inside, int(rounded) if expected_inside else 0), x
+
+
+def test_narrow_planes_have_at_most_2_22_pixels_along_an_axis():
+    """The int32 kernels round from a float's bits, exact to 2**22 (`rounded_index`), and read
+    pairs of pixels, which need 2 along every axis."""
+    from stn_numba._cpu.loads import narrow
+
+    assert narrow((2, 2**22)) and narrow((2**22, 2))
+    assert not narrow((2, 2**22 + 1)) and not narrow((1, 2**22 + 1), pairs=False)
+    assert narrow((1, 2**22), pairs=False) and not narrow((1, 9))
+    assert not narrow((2**15, 2**15))  # 2**30 pixels: no int32 flat index
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("align_corners", ALIGN)
 @pytest.mark.parametrize("width, height", [(1, 1), (7, 1), (1, 5), (6, 4), (2**25 + 4, 2)])
 def test_prefetch_offsets_stay_in_the_plane(width, height, align_corners, dtype):

@@ -25,17 +25,19 @@ _INT64 = ir.IntType(64)
 # bound, see `stn_numba._coords`), every tap index and every flat offset fit
 # in int32.
 _NARROW_PLANE = 2**29
-# Pair taps (`stn_numba._coords.linear_pair_taps`) do their index arithmetic
-# in floating point: exact for axes up to this many pixels.
-_PAIR_AXIS = 2**24
+# Most pixels along an axis of such a plane: the nearest tap's rounding from
+# a float32's bits (`stn_numba._coords.rounded_index`) is exact to 2**22, and
+# pair taps (`stn_numba._coords.linear_pair_taps`), whose index arithmetic is
+# in floating point, to 2**24.
+_NARROW_AXIS = 2**22
 
 
 def narrow(plane_shape, pairs=True):
     """Whether planes of ``plane_shape`` ((D,) H, W) are read with int32
     offsets and, in the bilinear kernels, pairs of adjacent pixels, rows
-    (and slices) (which need 2 to 2**24 pixels along every axis;
+    (and slices) (which need at least 2 pixels along every axis;
     ``pairs=False``: a kernel that reads none)."""
-    return ((not pairs or all(2 <= size <= _PAIR_AXIS for size in plane_shape))
+    return (all((2 if pairs else 1) <= size <= _NARROW_AXIS for size in plane_shape)
             and math.prod(plane_shape) < _NARROW_PLANE)
 
 

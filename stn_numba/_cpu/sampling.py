@@ -53,7 +53,7 @@ gathers every channel from it (`_gather_table`). Bilinear with other channel
 counts keeps the tabled kernel. Fused outputs with short lines sample each
 task's points from a small grid of them (`_task_grid`, `_SHORT_LINE`).
 Small work runs this way for any channel count, a channel at a time. Where an
-input plane is small enough (`loads.narrow`: under 2**29 pixels, 2 to 2**24
+input plane is small enough (`loads.narrow`: under 2**29 pixels, 2 to 2**22
 along each axis) the taps are int32 and the gathers take 32-bit offsets
 (twice the lanes of Numba's int64 ones), and bilinear reads each input row's
 two x taps as one 64-bit pair (`linear_pair_taps`, whose index arithmetic is
@@ -101,7 +101,7 @@ from numba.core.errors import TypingError
 from numba.extending import overload, register_jitable
 
 from .._codes import BICUBIC, BILINEAR, BORDER, NEAREST, ZEROS
-from .._coords import cubic_taps, linear_pair_taps, linear_taps, nearest_tap, unnormalize
+from .._coords import cubic_taps, linear_pair_taps, linear_taps, nearest_tap, nearest_zeros_tap, unnormalize
 from .grids import _base_coordinates, _sum_chunks
 from .loads import load_at, load_pair, narrow, prefetch
 
@@ -771,7 +771,10 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
 # slopes); the forward drops the slopes, which LLVM then never computes.
 @njit(inline="always")
 def _nearest_axis_taps(g, size, padding, align_corners):
-    i, w = nearest_tap(g, size, padding, align_corners)
+    if padding == ZEROS:  # (a constant in the parallel kernels)
+        i, w = nearest_zeros_tap(g, size, align_corners)
+    else:
+        i, w = nearest_tap(g, size, padding, align_corners)
     return (i,), (w,), (type(w)(0),)
 
 
@@ -832,7 +835,7 @@ def _pair_row_terms(total, source, base, row, ix, wx, w_row):
 
 
 # by mode, for (wide, narrow) offsets: the taps along y (and z), along x,
-# and the function adding a row's x taps; narrow planes have 2 to 2**24
+# and the function adding a row's x taps; narrow planes have 2 to 2**22
 # pixels along every axis (`loads.narrow`), so bilinear takes pairs there
 _AXIS_TAPS = {NEAREST: (_nearest_axis_taps, _nearest_axis_taps),
               BILINEAR: (_linear_axis_taps, _linear_paired_axis_taps),
