@@ -460,6 +460,42 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
 
 
 
+def test_repeated_calls_run_the_remembered_kernel_and_other_calls_are_still_validated(rng, monkeypatch):
+    """A grid_sample call that repeats the shapes, dtypes and options of a valid one on NumPy arrays
+    that need no copy runs the kernel chosen then (`_device.remember`): same values, no validation.
+    Anything else takes the general path: new shapes or options, options equal to valid ones but of
+    another type (align_corners=1), unhashable ones, copied arrays (read-only, strided, big-endian),
+    and GPU requests."""
+    from stn_numba import _device
+
+    monkeypatch.setattr(_device, "_remembered", {})
+    input = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    grid = rng.uniform(-1.2, 1.2, (2, 4, 7, 2)).astype(np.float32)
+    first = stn_numba.grid_sample(input, grid, mode="nearest", align_corners=True)
+    assert len(_device._remembered) == 1
+    calls = []
+    monkeypatch.setattr(stn_numba.sampling._checks, "grid_sample_args",
+                        lambda *args, checked=stn_numba.sampling._checks.grid_sample_args: calls.append(1) or checked(*args))
+    np.testing.assert_array_equal(stn_numba.grid_sample(input, grid, mode="nearest", align_corners=True), first)
+    input[0, 0, 0, 0] += 1  # values are not part of the key
+    np.testing.assert_array_equal(stn_numba.grid_sample(input, grid, mode="nearest", align_corners=True),
+                                  reference.grid_sample(input, grid, "nearest", "zeros", True))
+    assert not calls
+    with pytest.raises(TypeError, match="align_corners"):
+        stn_numba.grid_sample(input, grid, mode="nearest", align_corners=1)
+    with pytest.raises(ValueError, match="mode"):
+        stn_numba.grid_sample(input, grid, mode=["nearest"], align_corners=True)
+    with pytest.raises(ValueError, match="grid"):
+        stn_numba.grid_sample(input, grid[:, :, :, :1].copy(), mode="nearest", align_corners=True)
+    expected = reference.grid_sample(input, grid, "nearest", "zeros", True)
+    read_only = input.copy()
+    read_only.flags.writeable = False
+    for other in (read_only, np.asfortranarray(input), input.astype(">f4")):
+        np.testing.assert_array_equal(stn_numba.grid_sample(other, grid, mode="nearest", align_corners=True), expected)
+    assert len(calls) == 6 and len(_device._remembered) == 1
+    assert _device.remembered_key("grid_sample", "cuda", None, input, grid, "nearest", "zeros", True) is None
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [1, 2, 7, 2**21 + 3, 2**22])
 def test_rounded_index_from_a_float_s_bits_is_rint_inside_the_axis(dtype, size):
