@@ -601,6 +601,7 @@ def serial_bounds_checked_kernels():
                 patch.setattr(module, name, numba.njit(**options, boundscheck=True)(value.py_func))
     patch.setattr(cpu_sampling, "_SERIAL_WORK", float("inf"))
     patch.setattr(cpu_sampling, "_SERIAL_POINTWISE", float("inf"))
+    patch.setattr(cpu_sampling, "_POOL_FORWARD", dict.fromkeys(cpu_sampling._POOL_FORWARD, float("inf")))
     for choice in (cpu_sampling._remembered_forward_kernel, cpu_sampling._remembered_backward_kernel):
         choice.cache_clear()  # kernels chosen before the serial bound changed
     yield

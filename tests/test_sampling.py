@@ -383,21 +383,23 @@ def test_backward_is_bitwise_deterministic(rng, results_for_every_thread_count, 
 
 
 @pytest.mark.parametrize("mode", ["nearest", "bilinear"])
-def test_small_work_vectorises_and_tiny_work_stays_on_the_calling_thread(rng, mode):
-    """A serial pointwise kernel does not vectorise (4-10x slower): from `_SERIAL_POINTWISE`
-    output values a whole input's forward takes the parallel kernel, and so does the backward of a
-    single channel; below it the serial ones, which wake no thread pool. The forward gives the
-    serial kernel's bits."""
+def test_small_forwards_stay_on_the_calling_thread_and_larger_ones_take_the_pool(rng, mode):
+    """The pointwise forward of a whole input runs serially below `_POOL_FORWARD` output values (its
+    serial loop vectorises: its reads and writes are tagged as never aliasing) and on the pool from
+    there; the backward of one channel takes the pool from `_SERIAL_POINTWISE`, as its serial loop
+    does not vectorise. Either way the forward gives the serial kernel's bits."""
     from stn_numba._codes import MODES, ZEROS
     from stn_numba._cpu import sampling
 
-    for shape, parallel in (((1, 1, 4, 4), False), ((2, 3, 11, 13), True), ((2, 1, 11, 13), True)):
+    limit = sampling._POOL_FORWARD[MODES[mode]]
+    shapes = ((1, 1, 4, 4), (2, 3, 11, 13), (2, 1, 11, 13), (2, 1, 28, 28), (1, 1, 40, 80))
+    assert any(np.prod(shape) < limit for shape in shapes) and any(np.prod(shape) >= limit for shape in shapes)
+    for shape in shapes:
         size = int(np.prod(shape))
-        assert size < sampling._SERIAL_POINTWISE or parallel
         kernel = sampling._forward_kernel(False, shape, size, MODES[mode], ZEROS)
-        assert kernel.targetoptions.get("parallel", False) == parallel
+        assert kernel.targetoptions.get("parallel", False) == (size >= limit), shape
         tap_slots = sampling._backward_kernel(False, shape, size, MODES[mode], ZEROS, False)[1]
-        assert (tap_slots > 0) == (parallel and shape[1] == 1)  # the pointwise backward's tables
+        assert (tap_slots > 0) == (shape[1] == 1 and size >= sampling._SERIAL_POINTWISE)  # pointwise tables
         input = rng.standard_normal(shape).astype(np.float32)
         grid = rng.uniform(-1.2, 1.2, (shape[0], *shape[2:], 2)).astype(np.float32)
         serial = np.empty_like(input)

@@ -9,6 +9,12 @@ int32 (`narrow`); ``base`` (an image's start) stays int64.
 
 `prefetch` asks the cache for a line ahead of the gathers that will read it
 (a gather starts no hardware prefetcher).
+
+The reads of `load_at` and `load_pair` and the writes of `store_at` carry
+LLVM alias scopes that say they never alias each other: Numba makes that
+promise only inside parallel loops, and without it a serial loop that
+gathers and stores does not vectorise. The kernels read inputs with the
+former and write a fresh output with the latter, never the same array.
 """
 
 import math
@@ -68,8 +74,10 @@ def load_at(typingctx, array, base, offset):
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.load(_address(context, builder, signature.args[0], args[0], args[1],
+        load = builder.load(_address(context, builder, signature.args[0], args[0], args[1],
                                      signature.args[1], args[2]))
+        _tag(builder, load, "read")
+        return load
 
     return array.dtype(array, base, offset), codegen
 
@@ -89,6 +97,7 @@ def load_pair(typingctx, array, base, offset):
         value_type = address.type.pointee
         if value_type == ir.FloatType():
             word = builder.load(builder.bitcast(address, _INT64.as_pointer()), align=4)
+            _tag(builder, word, "read")
             low = builder.bitcast(builder.trunc(word, _INT32), value_type)
             high = builder.bitcast(builder.trunc(builder.lshr(word, ir.Constant(_INT64, 32)), _INT32),
                                    value_type)
@@ -120,3 +129,32 @@ def prefetch(typingctx, array, index):
         return context.get_dummy_value()
 
     return types.none(array, index), codegen
+
+
+def _tag(builder, instruction, kind):
+    """Put ``instruction`` (a ``kind`` "read" or "write") in its alias scope,
+    with no alias in the other (see the module docstring)."""
+    module = builder.module
+    domain = module.add_metadata([ir.MetaDataString(module, "stn_numba.kernel")])
+    read = module.add_metadata([ir.MetaDataString(module, "stn_numba.read"), domain])
+    write = module.add_metadata([ir.MetaDataString(module, "stn_numba.write"), domain])
+    own, other = (read, write) if kind == "read" else (write, read)
+    instruction.set_metadata("alias.scope", module.add_metadata([own]))
+    instruction.set_metadata("noalias", module.add_metadata([other]))
+
+
+@intrinsic
+def store_at(typingctx, array, index, value):
+    """``array.flat[index] = value``, a write no `load_at`/`load_pair` read aliases."""
+    if not (isinstance(array, types.Array) and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        address = _address(context, builder, signature.args[0], args[0], args[1], signature.args[1],
+                           ir.Constant(_INT32, 0))
+        value = context.cast(builder, args[2], signature.args[2], signature.args[0].dtype)
+        store = builder.store(value, address)
+        _tag(builder, store, "write")
+        return context.get_dummy_value()
+
+    return types.none(array, index, value), codegen

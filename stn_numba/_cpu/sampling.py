@@ -15,9 +15,11 @@ end of this module (the kernel contract's names, those of the CUDA twins) run
 small work serially on the calling thread, so it does not wake the thread
 pool, and the serial versions take the padding as an argument, so one of
 them serves every padding (a third of the compilations, where speed hardly
-matters). The pointwise kernels are the exception: they vectorise only in
-a parallel loop, so the forward, and the backward of one channel, run on
-the pool from a few hundred output values (`_SERIAL_POINTWISE`). The region kernels (`sample_region`, `tap_extent`),
+matters). The pointwise kernels take the pool sooner: the backward of one
+channel from a few hundred output values (`_SERIAL_POINTWISE`), as its
+serial loop does not vectorise, and the forward, whose serial loop does,
+from a few hundred to a few thousand by mode (`_POOL_FORWARD`). The region
+kernels (`sample_region`, `tap_extent`),
 for chunked work on a part of a larger input and output, come in both
 versions too.
 
@@ -103,7 +105,7 @@ from numba.extending import overload, register_jitable
 from .._codes import BICUBIC, BILINEAR, BORDER, NEAREST, ZEROS
 from .._coords import cubic_taps, linear_pair_taps, linear_taps, nearest_tap, nearest_zeros_tap, unnormalize
 from .grids import _base_coordinates, _sum_chunks
-from .loads import load_at, load_pair, narrow, prefetch
+from .loads import load_at, load_pair, narrow, prefetch, store_at
 
 _BLOCK = 256  # most points in a tile (its tables stay in L1)
 _TILE_WIDTH = 32  # widest tile (see "Work split")
@@ -113,14 +115,21 @@ _MAX_GROUPS = 64  # parallel tasks; each allocates one workspace (any value
 # serial tabled kernels (backward, regions) keep up with the parallel ones up
 # to about 48x48, and one serial kernel serves every padding.
 _SERIAL_WORK = 1 << 13
-# The pointwise forward of a whole input (and the pointwise backward of one
-# channel) runs on the pool from this many output values: a serial one does
-# not vectorise (only a parallel loop gets Numba's no-alias promise to
-# LLVM), and waking the pool costs about a microsecond. Measured at 2
-# threads, whole calls: nearest 2x1x28² 13.5 -> 4.5 µs, 8x1x28² 46 -> 5.9
-# µs, 1x1x64² 31 -> 7.2 µs; bilinear 2x1x28² 17.3 -> 5.1 µs. Small inputs
-# take one plane at a time, so that they add no kernel per channel count.
+# The pointwise backward of one channel runs on the pool from this many
+# output values: its serial loop does not vectorise (only a parallel loop
+# gets Numba's no-alias promise to LLVM), and waking the pool costs about a
+# microsecond. Measured at 2 threads, whole calls, forward then: nearest
+# 2x1x28² 13.5 -> 4.5 µs, 8x1x28² 46 -> 5.9 µs, 1x1x64² 31 -> 7.2 µs;
+# bilinear 2x1x28² 17.3 -> 5.1 µs. Small inputs take one plane at a time,
+# so that they add no kernel per channel count.
 _SERIAL_POINTWISE = 256
+# The pointwise forward of a whole input runs on the pool from this many
+# output values, by mode. Its serial loop vectorises, as its reads and its
+# writes tell LLVM they never alias (`loads.store_at`), bicubic's excepted.
+# Kernels alone, 2 threads, serial / parallel µs: nearest 1x1x32² 1.7 /
+# 2.8, 2x1x28² 2.4 / 3.0, 1x1x64² 5.8 / 5.1; bilinear 1x1x32² 3.4 / 4.0,
+# 2x1x28² 5.0 / 4.6 (reflection 5.0 / 5.7); bicubic 1x1x32² 16.8 / 6.4.
+_POOL_FORWARD = {NEAREST: 3072, BILINEAR: 1280, BICUBIC: _SERIAL_POINTWISE}
 _POINTWISE_TASK = 4096  # output points per task of the pointwise kernels
 # Fewest tasks of a parallel pointwise forward: small inputs have their lines
 # split among them, as a launch wakes the pool anyway (2 threads, whole
@@ -991,7 +1000,7 @@ def _sample_run_case(source, points, points_at, output, theta, bases, n, channel
                             else:
                                 total = row_terms(total, source, image_at + plane * volume,
                                                   iy[ky] * width, ix, wx, wy[ky])
-                    output[_unsigned(at + plane * count + column)] = total
+                    store_at(output, _unsigned(at + plane * count + column), total)
 
     return sample_run
 
@@ -1478,7 +1487,7 @@ def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
     # a part (no pairs read) of any width; its taps are the whole input's, which must fit too
     reads_narrow = (narrow(shape[2:], pairs=False) and narrow(tuple(window[:spatial].tolist())[::-1], False)
                     if windowed else narrow(shape[2:]))
-    on_pool = parallel or (out_size >= _SERIAL_POINTWISE and not windowed)
+    on_pool = parallel or (out_size >= _POOL_FORWARD[mode] and not windowed)
     return pointwise(spatial, mode, padding_mode if on_pool else None, fused, on_pool, reads_narrow, planes,
                      windowed)
 
