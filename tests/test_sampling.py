@@ -384,10 +384,11 @@ def test_backward_is_bitwise_deterministic(rng, results_for_every_thread_count, 
 
 @pytest.mark.parametrize("mode", ["nearest", "bilinear"])
 def test_small_forwards_stay_on_the_calling_thread_and_larger_ones_take_the_pool(rng, mode):
-    """The pointwise forward of a whole input runs serially below `_POOL_FORWARD` output values (its
-    serial loop vectorises: its reads and writes are tagged as never aliasing) and on the pool from
-    there; the backward of one channel takes the pool from `_SERIAL_POINTWISE`, as its serial loop
-    does not vectorise. Either way the forward gives the serial kernel's bits."""
+    """The pointwise forward of a whole input on a grid runs serially below `_POOL_FORWARD` output
+    values (its serial loop vectorises: its reads and writes are tagged as never aliasing) and on the
+    pool from there; the fused forward and the backward of one channel take the pool from
+    `_SERIAL_POINTWISE`, as their serial loops do not vectorise. Either way the forward gives the
+    serial kernel's bits."""
     from stn_numba._codes import MODES, ZEROS
     from stn_numba._cpu import sampling
 
@@ -398,6 +399,8 @@ def test_small_forwards_stay_on_the_calling_thread_and_larger_ones_take_the_pool
         size = int(np.prod(shape))
         kernel = sampling._forward_kernel(False, shape, size, MODES[mode], ZEROS)
         assert kernel.targetoptions.get("parallel", False) == (size >= limit), shape
+        fused = sampling._forward_kernel(True, shape, size, MODES[mode], ZEROS)  # its serial loop does not vectorise
+        assert fused.targetoptions.get("parallel", False) == (size >= sampling._SERIAL_POINTWISE), shape
         tap_slots = sampling._backward_kernel(False, shape, size, MODES[mode], ZEROS, False)[1]
         assert (tap_slots > 0) == (shape[1] == 1 and size >= sampling._SERIAL_POINTWISE)  # pointwise tables
         input = rng.standard_normal(shape).astype(np.float32)

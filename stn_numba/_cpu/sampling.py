@@ -123,9 +123,12 @@ _SERIAL_WORK = 1 << 13
 # bilinear 2x1x28² 17.3 -> 5.1 µs. Small inputs take one plane at a time,
 # so that they add no kernel per channel count.
 _SERIAL_POINTWISE = 256
-# The pointwise forward of a whole input runs on the pool from this many
-# output values, by mode. Its serial loop vectorises, as its reads and its
-# writes tell LLVM they never alias (`loads.store_at`), bicubic's excepted.
+# The pointwise forward of a whole input on a grid runs on the pool from this
+# many output values, by mode. Its serial loop vectorises, as its reads and
+# its writes tell LLVM they never alias (`loads.store_at`), bicubic's
+# excepted; the fused loop, which also reads the base coordinates, does not
+# (1x1x32², 1,024 values, serial: 11.9 µs against 6.1 on the pool), so
+# fused outputs take the pool from `_SERIAL_POINTWISE`.
 # Kernels alone, 2 threads, serial / parallel µs: nearest 1x1x32² 1.7 /
 # 2.8, 2x1x28² 2.4 / 3.0, 1x1x64² 5.8 / 5.1; bilinear 1x1x32² 3.4 / 4.0,
 # 2x1x28² 5.0 / 4.6 (reflection 5.0 / 5.7); bicubic 1x1x32² 16.8 / 6.4.
@@ -1494,7 +1497,7 @@ def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
     # a part (no pairs read) of any width; its taps are the whole input's, which must fit too
     reads_narrow = (narrow(shape[2:], pairs=False) and narrow(tuple(window[:spatial].tolist())[::-1], False)
                     if windowed else narrow(shape[2:]))
-    on_pool = parallel or (out_size >= _POOL_FORWARD[mode] and not windowed)
+    on_pool = parallel or (out_size >= (_SERIAL_POINTWISE if fused else _POOL_FORWARD[mode]) and not windowed)
     return pointwise(spatial, mode, padding_mode if on_pool else None, fused, on_pool, reads_narrow, planes,
                      windowed)
 
