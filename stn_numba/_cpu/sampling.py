@@ -789,6 +789,8 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
 # slopes); the forward drops the slopes, which LLVM then never computes.
 @njit(inline="always")
 def _nearest_axis_taps(g, size, padding, align_corners):
+    # nearest_tap dispatches zeros padding the same way, but LLVM inlines it,
+    # and the vector loop then reloads its constants (see nearest_zeros_tap)
     if padding == ZEROS:  # (a constant in the parallel kernels)
         i, w = nearest_zeros_tap(g, size, align_corners)
     else:
