@@ -382,6 +382,24 @@ def test_backward_is_bitwise_deterministic(rng, results_for_every_thread_count, 
         np.testing.assert_array_equal(grad_grid, results[0][1])
 
 
+def test_cpu_kernels_release_the_gil():
+    """Other Python threads (a thread pool's tasks, a Dask worker's transfers) run while a kernel computes."""
+    import numba
+
+    from stn_numba._codes import BICUBIC, BILINEAR, NEAREST, ZEROS
+    from stn_numba._cpu import conv, grids, sampling
+
+    kernels = [value for module in (conv, grids, sampling) for value in vars(module).values()
+               if isinstance(value, numba.core.registry.CPUDispatcher)
+               and value.targetoptions.get("inline", "never") == "never"]
+    shape, size = (2, 3, 8, 8), 384
+    for mode in (NEAREST, BILINEAR, BICUBIC):
+        kernels += [sampling._forward_kernel(fused, shape, size, mode, ZEROS) for fused in (False, True)]
+        kernels += [sampling._backward_kernel(False, shape[:1] + (1,) + shape[2:], size, mode, ZEROS, False)[0]]
+    assert len(kernels) > 20
+    assert [kernel.py_func.__name__ for kernel in kernels if not kernel.targetoptions.get("nogil")] == []
+
+
 @pytest.mark.parametrize("mode", ["nearest", "bilinear"])
 def test_small_forwards_stay_on_the_calling_thread_and_larger_ones_take_the_pool(rng, mode):
     """The pointwise forward of a whole input on a grid runs serially below `_POOL_FORWARD` output

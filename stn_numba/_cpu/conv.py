@@ -240,7 +240,7 @@ def _scatter_patches(patches, image, row0, g, kw, sh, sw, ph, pw, dh, dw, wo):
                         _scatter_row(source, r * wo, lo, hi, target, start, sw)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _conv_forward_kernel(x, weight_g, bias, out, block_rows, group_offsets, g, kw, ho, wo, steps):
     n_images = x.shape[0]
     span = group_offsets[-1]
@@ -259,7 +259,7 @@ def _conv_forward_kernel(x, weight_g, bias, out, block_rows, group_offsets, g, k
             gemm(weight_g[a], patches[:, q:q + rows * wo], block, True)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _conv_backward_kernel(x, weight_g, grad, dx, partial_dw, need_dx, need_dw, block_rows, group_offsets,
                           g, kw, ho, wo, steps):
     n_images = grad.shape[0]
@@ -295,7 +295,7 @@ def _take(value, best, tap, best_tap):
     return (value if take else best), (tap if take else best_tap)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _max_pool_kernel(x, out, taps, row_taps, col_taps, sh, sw, ph, pw, dh, dw, kw):
     n_images, channels, height, width = x.shape
     ho, wo = out.shape[2], out.shape[3]
@@ -327,7 +327,7 @@ def _max_pool_kernel(x, out, taps, row_taps, col_taps, sh, sw, ph, pw, dh, dw, k
                         window_best[k], window_tap[k] = _take(source[k], window_best[k], tap, window_tap[k])
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _max_pool_2x2_kernel(x, out, taps):
     """`_max_pool_kernel` for 2×2 windows with stride 2 inside the input (the CNNs' pools): the four
     taps unrolled and the stride a constant, so the loop over a row of windows vectorises (7x faster
@@ -350,7 +350,7 @@ def _max_pool_2x2_kernel(x, out, taps):
                 taps[np.uint64(at + ow)] = tap
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _max_pool_2x2_backward_kernel(grad, taps, dx):
     """`_max_pool_backward_kernel` for the windows of `_max_pool_2x2_kernel`, which tile the input:
     each pixel is written once (its window's gradient or 0), with no scatter, in a loop over the
@@ -378,7 +378,7 @@ def _max_pool_2x2_backward_kernel(grad, taps, dx):
                 dx[np.uint64(top + width + column)] = zero
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _max_pool_backward_kernel(grad, taps, dx, tap_offsets, sh, sw, ph, pw):
     n_images, channels, height, width = dx.shape
     ho, wo = grad.shape[2], grad.shape[3]

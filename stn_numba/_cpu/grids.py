@@ -29,7 +29,7 @@ from .._coords import affine_base_coordinate, projective_denominator, projective
 _CHUNK_POINTS = 65536  # points per backward chunk
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _base_coordinates(size, align_corners, like):
     """The normalised base coordinates of one axis, in ``like``'s dtype."""
     out = np.empty(size, like.dtype)
@@ -38,7 +38,7 @@ def _base_coordinates(size, align_corners, like):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sum_chunks(partial, total):
     """``total[n] = sum over chunks of partial[n, chunk]``, in chunk order
     (there is at least one chunk), rounded to ``total``'s dtype at the end."""
@@ -78,7 +78,7 @@ def _make_affine_grid(parallel):
     the threads, or (small work) serially on the calling thread."""
     loop = prange if parallel else range
 
-    @njit(parallel=parallel, cache=True)
+    @njit(parallel=parallel, cache=True, nogil=True)
     def affine_grid(theta, grid, depth, height, align_corners):
         n_batch, rows, width, axes = grid.shape
         xs = _base_coordinates(width, align_corners, grid)
@@ -98,7 +98,7 @@ _affine_grid_serial = _make_affine_grid(False)
 _SERIAL_POINTS = 1 << 14  # grids smaller than this are made on the calling thread
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _affine_grid_backward(grad_grid, grad_theta, depth, height, align_corners):
     """``grad_theta[n, a, k] = sum over points of grad_grid[..., a] * base_k``
     with base = (x, y[, z], 1), summed in float64."""
@@ -148,7 +148,7 @@ def affine_grid_3d(theta, grid, align_corners):
     kernel(theta, grid.reshape(n_batch, depth * height, width, 3), depth, height, align_corners)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def affine_grid_2d_backward(grad_grid, grad_theta, align_corners):
     """Overwrite ``grad_theta`` (N, 2, 3) from ``grad_grid`` (N, H, W, 2)."""
     n_batch, height, width, _ = grad_grid.shape
@@ -156,7 +156,7 @@ def affine_grid_2d_backward(grad_grid, grad_theta, align_corners):
                           grad_theta, np.int64(1), height, align_corners)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def affine_grid_3d_backward(grad_grid, grad_theta, align_corners):
     """Overwrite ``grad_theta`` (N, 3, 4) from ``grad_grid`` (N, D, H, W, 3)."""
     n_batch, depth, height, width, _ = grad_grid.shape
@@ -166,7 +166,7 @@ def affine_grid_3d_backward(grad_grid, grad_theta, align_corners):
 
 
 # ------------------------------------------------------------- projective grid
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def projective_grid_2d(theta, grid, align_corners):
     """``theta`` (N, 3, 3) into ``grid`` (N, H, W, 2): ``(h_1 · p, h_2 · p) / (h_3 · p)``, p = (x, y, 1).
 
@@ -189,7 +189,7 @@ def projective_grid_2d(theta, grid, align_corners):
             grid[n, row, w, 1] = (theta[n, 1, 0] * x + offset_y) / denominator
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def projective_grid_2d_backward(grad_grid, theta, grad_theta, align_corners):
     """Overwrite ``grad_theta`` (N, 3, 3) from ``grad_grid`` (N, H, W, 2) by the quotient rule.
 
@@ -254,7 +254,7 @@ def tps_grid_2d_backward(matrix, grad_grid, grad_theta):
 
 
 # ------------------------------------------------- attention and similarity
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def attention_to_affine_2d(params, theta):
     """Rows (s, tx, ty) of ``params`` (N, 3) into ``theta`` (N, 2, 3) = [[s, 0, tx], [0, s, ty]]."""
     zero = theta.dtype.type(0)
@@ -267,7 +267,7 @@ def attention_to_affine_2d(params, theta):
         theta[n, 1, 2] = params[n, 2]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def attention_to_affine_2d_backward(grad_theta, grad_params):
     """Overwrite ``grad_params`` (N, 3) with (g00 + g11, g02, g12) of ``grad_theta`` (N, 2, 3)."""
     for n in prange(grad_theta.shape[0]):
@@ -276,7 +276,7 @@ def attention_to_affine_2d_backward(grad_theta, grad_params):
         grad_params[n, 2] = grad_theta[n, 1, 2]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def similarity_to_affine_2d(params, theta):
     """Rows (s, angle, tx, ty) of ``params`` (N, 4) into ``theta`` (N, 2, 3) = [s R(angle) | (tx, ty)]."""
     for n in prange(params.shape[0]):
@@ -291,7 +291,7 @@ def similarity_to_affine_2d(params, theta):
         theta[n, 1, 2] = params[n, 3]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def similarity_to_affine_2d_backward(grad_theta, params, grad_params):
     """Overwrite ``grad_params`` (N, 4) with the chain rule through `similarity_to_affine_2d`."""
     for n in prange(params.shape[0]):

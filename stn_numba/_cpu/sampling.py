@@ -146,8 +146,10 @@ _PARTIAL_BUDGET = 2**25  # backward: most elements of private buffers
 # NumPy's error model: a float division by zero gives Inf instead of raising,
 # so no division carries an exception branch, which would keep the loops
 # over points (reflection's floor division, for one) from vectorising. No
-# kernel divides by zero on valid input.
-_KERNEL_OPTIONS = {"cache": True, "error_model": "numpy"}
+# kernel divides by zero on valid input. The kernels release the GIL while
+# they run, so other Python threads (a thread pool's, a Dask worker's
+# transfers) go on meanwhile.
+_KERNEL_OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
 _TAPS_PER_AXIS = {BILINEAR: 2, NEAREST: 1, BICUBIC: 4}
@@ -191,7 +193,7 @@ def taps_per_axis(mode):
 
 
 # ------------------------------------------------------------ geometry
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _tiling(width, height, depth):
     """How an output (Wo, Ho, Do) is cut into tiles: (tile width, tile
     height, tiles across, tiles per depth slice, tiles per image). Tiles of
@@ -514,7 +516,7 @@ def _whole(sizes):
 
 
 # ------------------------------------------------------------ backward chunks
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _chunk_tiles(chunk, chunks, tiles):
     """First and one-past-last tile of a backward chunk of an image."""
     return chunk * tiles // chunks, (chunk + 1) * tiles // chunks
@@ -551,7 +553,7 @@ def _tap_rows(grid, theta, bases, n, points, first_tile, stop_tile, tiling,
     return low, high
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _add_private_rows(grad_source, rows, offsets, buffers, chunks):
     """Add the private buffers into grad_input (N, C, D, H, W), each input
     row in chunk order; rows are independent, so they run in parallel."""
@@ -1641,7 +1643,7 @@ def tap_extent(points, output_shape, window, fused, mode, padding_mode,
     return np.stack([low, high], axis=1)[::-1]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_outside_runs(values, first, stop, value):
     """Set ``values[i, j, k]`` (lead i, line j, column k) to ``value`` outside
     ``first[j] <= k < stop[j]``: the columns of each line that are not its one
