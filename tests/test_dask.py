@@ -9,6 +9,7 @@ stays well under a minute and a half on 2 cores. Skipped without dask.
 
 import importlib.util
 import json
+import math
 import os
 import signal
 import subprocess
@@ -155,6 +156,24 @@ def test_an_output_chunk_reads_only_the_input_chunks_under_it(rng):
     np.testing.assert_array_equal(out.compute(**SYNC), stn_numba.affine_grid_sample(images, theta, (1, 1, 40, 40)))
 
 
+def test_thin_pieces_of_input_chunks_are_cut_and_larger_ones_read_whole(rng):
+    images = rng.random((1, 1, 64, 64))
+    # a shift by 1.5 pixels: an output chunk reads 3-pixel strips of two neighbouring chunks (48 of their
+    # 256 pixels: whole chunks) and the 3x3 corner of a third (9 pixels: a cut)
+    theta = np.array([[[1.0, 0.0, 3.0 / 64], [0.0, 1.0, 3.0 / 64]]])
+    x = da.from_array(images, chunks=(1, 1, 16, 16))
+    out = sd.affine_grid_sample(x, theta, (1, 1, 64, 64), output_chunks=(16, 16))
+    from dask.core import get_dependencies
+
+    graph = dict(out.__dask_graph__())
+    pieces = {key: get_dependencies(graph, key) for key in graph if key[0] == out.name}
+    cut = {dep for deps in pieces.values() for dep in deps if dep[0] != x.name}
+    whole = {dep for deps in pieces.values() for dep in deps if dep[0] == x.name}
+    assert cut and whole
+    assert all(math.prod(np.shape(dask.get(graph, dep))) <= 16 * 16 * sd._CUT_SHARE for dep in cut)
+    np.testing.assert_array_equal(out.compute(**SYNC), stn_numba.affine_grid_sample(images, theta, (1, 1, 64, 64)))
+
+
 @pytest.mark.parametrize("spatial, mode, padding, align", [SPATIAL_CASES[1], SPATIAL_CASES[5]])
 def test_spatially_chunked_backward(rng, spatial, mode, padding, align):
     images, theta, size, in_chunks, out_chunks = _volume_case(rng, spatial)
@@ -248,7 +267,8 @@ def test_affine_transform_matrix_forms_cval_and_float32(rng):
     np.testing.assert_allclose(got, ndi.affine_transform(single.astype(np.float64), matrix, offset, order=1), atol=2e-5)
 
 
-def test_constant_mode_mask_by_runs_equals_the_mask_point_by_point(rng):
+def test_constant_mode_mask_by_runs_equals_the_mask_point_by_point(rng, monkeypatch):
+    monkeypatch.setattr(sd, "_MASK_LINES", 5)  # lines are taken in slabs: cross their edges
     for trial in range(400):
         ndim = 2 + trial % 2
         matrix = rng.normal(size=(ndim, ndim)) if trial % 3 else np.round(rng.normal(size=(ndim, ndim)) * 2) / 2
