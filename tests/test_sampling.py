@@ -556,18 +556,29 @@ def test_narrow_planes_have_at_most_2_22_pixels_along_an_axis():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("align_corners", ALIGN)
-@pytest.mark.parametrize("width, height", [(1, 1), (7, 1), (1, 5), (6, 4), (2**25 + 4, 2)])
-def test_prefetch_offsets_stay_in_the_plane(width, height, align_corners, dtype):
-    """The pixel a prefetch reads, and the one below it, lie in the plane for any grid value: NaN,
-    ±Inf, huge, far outside, on the edges (a float32 bound above 2**24 rounds)."""
+@pytest.mark.parametrize("sizes, region", [
+    ((1, 1, 1), None), ((7, 1, 1), None), ((1, 5, 1), None), ((6, 4, 1), None), ((2**25 + 4, 2, 1), None),
+    ((6, 4, 3), None), ((3, 1, 2), None), ((1, 2, 2**24 + 3), None),
+    ((5, 4, 3), (40, 30, 20, 7, 11, 3)),  # a part of a larger input, at an origin
+    ((5, 4, 1), (2**25, 9, 1, 2**25 - 5, 5, 0))])
+def test_prefetch_offsets_stay_in_the_input(sizes, region, align_corners, dtype):
+    """The pixel a prefetch reads, the one below it and (3-D) the two behind them lie in the input (or
+    in the part of it a windowed kernel reads) for any grid value: NaN, ±Inf, huge, far outside, on the
+    edges (a float32 bound above 2**24 rounds)."""
     from stn_numba._cpu import sampling
 
+    width, height, depth = sizes
+    dims = 3 if depth > 1 or region is not None and region[2] > 1 else 2
+    region = np.array(region or sizes + (0, 0, 0), np.int64)
     values = [np.nan, np.inf, -np.inf, 3e38, -3e38, -1.5, -1.0, -0.2, 0.0, 0.7, 1.0, 1.3, 1e7]
     next_row = width if height > 1 else 0
+    next_plane = width * height if depth > 1 else 0
     for gx in values:
         for gy in values:
-            offset = sampling._prefetch_offset(dtype(gx), dtype(gy), width, height, align_corners)
-            assert 0 <= offset and offset + next_row < width * height, (gx, gy, offset)
+            for gz in values if dims == 3 else [gx]:
+                offset = sampling._prefetch_offset(dtype(gx), dtype(gy), dtype(gz), sizes, region, align_corners,
+                                                   dims)
+                assert 0 <= offset and offset + next_row + next_plane < width * height * depth, (gx, gy, gz, offset)
 
 @pytest.mark.parametrize("dim, mode, padding_mode, fused, channels, narrow", [
     (2, "bilinear", "zeros", False, 1, True), (2, "bilinear", "zeros", False, 1, False),

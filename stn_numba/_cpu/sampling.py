@@ -68,7 +68,9 @@ a task will read, from every few of its points (`_prefetch_lines`; nearest
 with several channels, from its table of taps), and the 2-D pointwise
 backward those of each tile: without it, 224² batches ran up to twice as
 long, and small rotations of large images 2-3 times as long as larger ones
-(the measurements are in the README's performance section).
+(the measurements are in the README's performance section). The 3-D
+forward does the same, lines of two slices, on inputs larger than the caches
+(`_PREFETCH_VOLUME`), parts of an input included.
 
 Pointwise backward. The bilinear and nearest backward of inputs with up to
 four channels runs pointwise too (`_make_pointwise_backward`), with the
@@ -173,6 +175,11 @@ _VECTOR_LANES = 16
 # lines prefetched before it samples them (see the module docstring); the
 # 784 pixels of 256x1x28² gained nothing.
 _PREFETCH_PLANE = 2**11
+# 3-D forwards prefetch from inputs of this many voxels (4 MiB of float32):
+# a 141x177x177 input rotated in its planes, 1 thread, grid path 22-23 ->
+# 10.3 ms, fused 8.0-8.8 -> 7.1 ms, nearest 5.4-6.5 -> 2.9 ms; within the
+# caches (4x1x64³) the fused and nearest forwards lost 0-30% with them.
+_PREFETCH_VOLUME = 2**20
 _PREFETCH_STRIDE = 8  # output points a prefetched point stands for
 
 
@@ -1020,52 +1027,81 @@ def _sample_run_case(source, points, points_at, output, theta, bases, n, channel
 
 
 @njit(inline="always")
-def _prefetch_offset(gx, gy, width, height, align_corners):
-    """The flat offset in a ``height`` x ``width`` plane of the pixel left of
-    grid point (gx, gy) in the upper of its two rows, clamped into the plane
-    so that this row and the next are in it (NaN to 0): what
-    `_prefetch_lines` asks the cache for."""
-    zero = type(gx)(0)
-    x = unnormalize(gx, width, align_corners)[0]
-    y = unnormalize(gy, height, align_corners)[0]
-    high_x, high_y = width - 1, max(height - 2, 0)
-    # clamped as floats (no conversion overflows), then as integers (a
-    # float32 bound of over 2**24 may have rounded up)
-    column = min(np.int64(min(x if x > zero else zero, type(gx)(high_x))), high_x)
-    row = min(np.int64(min(y if y > zero else zero, type(gx)(high_y))), high_y)
-    return row * width + column
+def _prefetch_index(g, whole, origin, high, align_corners):
+    """Along one axis, the index in an input part at ``origin`` of a whole of
+    ``whole`` pixels of the pixel at or left of grid value ``g``, clamped
+    into [0, ``high``] (NaN to 0). Clamped as a float (no conversion
+    overflows), then as an integer (a float32 bound over 2**24 may have
+    rounded up)."""
+    zero = type(g)(0)
+    x = unnormalize(g, whole, align_corners)[0] - type(g)(origin)
+    return min(np.int64(min(x if x > zero else zero, type(g)(high))), high)
 
 
 @njit(inline="always")
-def _prefetch_point(source, image_at, gx, gy, sizes, align_corners):
-    """Ask the cache for the input lines of grid point (gx, gy) in the plane
-    at ``image_at``: `_prefetch_offset`'s pixel and the one below it."""
-    width, height = sizes[0], sizes[1]
-    at = image_at + _prefetch_offset(gx, gy, width, height, align_corners)
+def _prefetch_offset(gx, gy, gz, sizes, region, align_corners, dims):
+    """The flat offset in a ``sizes`` input (the part of the whole input
+    that ``region`` names) of the pixel of grid point (gx, gy[, gz]) in the
+    upper of its two rows (and the front of its two slices), clamped so that
+    the rows (slices) after it are in the input too: what `_prefetch_point`
+    asks the cache for."""
+    column = _prefetch_index(gx, region[0], region[3], sizes[0] - 1, align_corners)
+    row = _prefetch_index(gy, region[1], region[4], max(sizes[1] - 2, 0), align_corners)
+    offset = row * sizes[0] + column
+    if dims == 3:
+        plane = _prefetch_index(gz, region[2], region[5], max(sizes[2] - 2, 0), align_corners)
+        offset += plane * (sizes[0] * sizes[1])
+    return offset
+
+
+@njit(inline="always")
+def _prefetch_point(source, image_at, gx, gy, gz, sizes, region, align_corners, dims):
+    """Ask the cache for the input lines of grid point (gx, gy[, gz]) in the
+    image at ``image_at``: `_prefetch_offset`'s pixel, the one below it and,
+    in 3-D, the two behind them."""
+    at = image_at + _prefetch_offset(gx, gy, gz, sizes, region, align_corners, dims)
+    below = sizes[0]
+    if sizes[1] == 1:
+        below = 0
     prefetch(source, at)
-    prefetch(source, at + width if height > 1 else at)
+    prefetch(source, at + below)
+    if dims == 3:
+        behind = sizes[0] * sizes[1]
+        if sizes[2] == 1:
+            behind = 0
+        prefetch(source, at + behind)
+        prefetch(source, at + behind + below)
 
 
 @njit(**{**_KERNEL_OPTIONS, "forceinline": True})
-def _prefetch_lines(source, theta, bases, n, image_at, first, stop, sizes, out_sizes, align_corners):
+def _prefetch_lines(source, theta, bases, n, image_at, first, stop, sizes, out_sizes, region, align_corners,
+                    dims):
     """Prefetch the input lines that fused output lines ``first..stop-1`` of
-    2-D image ``n`` read from the plane at ``image_at``, from every
+    image ``n`` read from the image at ``image_at``, from every
     `_PREFETCH_STRIDE`-th point (`_PREFETCH_PLANE`); `_prefetch_points` on
     the grid path. A hint: no value depends on it."""
     xs = bases[0]
     for line in range(first, stop):
-        offset_x, offset_y, _ = _line_offsets(theta, bases, n, line, out_sizes[1], 2)
+        offset_x, offset_y, offset_z = _line_offsets(theta, bases, n, line, out_sizes[1], dims)
         for column in range(0, out_sizes[0], _PREFETCH_STRIDE):
-            _prefetch_point(source, image_at, theta[n, 0, 0] * xs[column] + offset_x,
-                            theta[n, 1, 0] * xs[column] + offset_y, sizes, align_corners)
+            gx = theta[n, 0, 0] * xs[column] + offset_x
+            gy = theta[n, 1, 0] * xs[column] + offset_y
+            gz = gx
+            if dims == 3:
+                gz = theta[n, 2, 0] * xs[column] + offset_z
+            _prefetch_point(source, image_at, gx, gy, gz, sizes, region, align_corners, dims)
 
 
 @njit(**{**_KERNEL_OPTIONS, "forceinline": True})
-def _prefetch_points(source, points, image_at, first, stop, sizes, align_corners):
-    """`_prefetch_lines` of the 2-D grid's points ``first..stop-1`` (flat)."""
+def _prefetch_points(source, points, image_at, first, stop, sizes, region, align_corners, dims):
+    """`_prefetch_lines` of the grid's points ``first..stop-1`` (flat)."""
     for point in range(first, stop, _PREFETCH_STRIDE):
-        _prefetch_point(source, image_at, points[_unsigned(2 * point)], points[_unsigned(2 * point + 1)],
-                        sizes, align_corners)
+        gx = points[_unsigned(dims * point)]
+        gy = points[_unsigned(dims * point + 1)]
+        gz = gx
+        if dims == 3:
+            gz = points[_unsigned(dims * point + 2)]
+        _prefetch_point(source, image_at, gx, gy, gz, sizes, region, align_corners, dims)
 
 
 def _read(source, base, offset):
@@ -1107,8 +1143,9 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
     (``ALL_CHANNELS``)."""
     loop = prange if parallel else range
     # (a constant, so that Numba prunes the branch: the serial kernels, for
-    # small work, compile faster without the prefetches)
-    prefetches = parallel and spatial == 2 and not windowed
+    # small work, compile faster without the prefetches; 2-D parts of an
+    # input, which stn_numba.dask's tasks sample, ran 3-6% longer with them)
+    prefetches = parallel and (spatial == 3 or not windowed)
 
     @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def forward(source, points, output, window, padding_mode, align_corners):
@@ -1138,7 +1175,7 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
         # in one long vectorised run (see `_SHORT_LINE`)
         task_grids = (fused and out_width < _SHORT_LINE and out_width % _VECTOR_LANES != 0
                       and planes != ALL_CHANNELS)
-        prefetching = volume >= _PREFETCH_PLANE
+        prefetching = volume >= (_PREFETCH_PLANE if spatial == 2 else _PREFETCH_VOLUME)
         for task in loop(n_batch * tasks):
             n = task // tasks
             first = (task % tasks) * per_task
@@ -1176,10 +1213,11 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
                                 image_at = (n * channels + plane) * volume
                                 if fused:
                                     _prefetch_lines(source, theta, bases, n, image_at, first, stop, sizes,
-                                                    out_sizes, align_corners)
+                                                    out_sizes, region, align_corners, spatial)
                                 else:
                                     _prefetch_points(source, points, image_at, n * count + first * out_width,
-                                                     n * count + stop * out_width, sizes, align_corners)
+                                                     n * count + stop * out_width, sizes, region,
+                                                     align_corners, spatial)
                     if fused:
                         for line in range(first, stop):
                             _sample_run(source, points, 0, output, theta, bases, n,
@@ -1414,7 +1452,7 @@ def _make_pointwise_backward(spatial, mode, padding, planes):
                                     _prefetch_points(source, points, (n * planes + c) * volume,
                                                      n * count + first_point + r * out_width,
                                                      n * count + first_point + r * out_width + length,
-                                                     sizes, align_corners)
+                                                     sizes, _whole(sizes), align_corners, spatial)
                     for r in range(runs):
                         _backward_run(grad_output, source, points, grad_points,
                                       index, weight, group, n,
