@@ -25,7 +25,8 @@ Inputs are generated on the workers and kept there (``persist``); a timed run
 is building the graph plus computing every output chunk into the workers'
 memory (``persist`` + ``wait``), so nothing crosses to the client. Each figure
 is the median of ``--repeats`` runs after one warm-up on a small array (which
-compiles or loads the kernels in every worker). The peak memory per worker is
+compiles or loads the kernels in every worker) and one first full-size run,
+whose time is reported apart (see `_timed`). The peak memory per worker is
 the highest resident set size sampled every 10 ms during the timed runs,
 and its growth over the worker's size before them. ``max_abs_difference``
 compares the two results of a case (the batch case: the first chunk against
@@ -103,8 +104,13 @@ def _known_keys(keys, dask_scheduler=None):
 
 
 def _timed(run, repeats, timeout=60.0):
-    """Median seconds of ``run()`` (which returns a persisted collection) over ``repeats``.
+    """Median seconds of ``run()`` (which returns a persisted collection) over
+    ``repeats`` runs after a first one, and the seconds of each run and of
+    the first.
 
+    The first run is left out of the median: on a fresh cluster it also
+    pays for the workers' first connections to each other and for growing
+    their memory (stn_numba's 8192² image: 0.58-0.84 s, then 0.33-0.37 s).
     Each run builds the same graph, so the same keys: before the next one, wait
     until the scheduler has forgotten the last result's keys (it releases them
     some time after the client drops them), else the next run may find some of
@@ -113,7 +119,7 @@ def _timed(run, repeats, timeout=60.0):
 
     client = get_client()
     seconds = []
-    for _ in range(repeats):
+    for _ in range(repeats + 1):
         start = time.perf_counter()
         result = run()
         wait(result)
@@ -125,7 +131,7 @@ def _timed(run, repeats, timeout=60.0):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the scheduler still holds a result's keys {timeout} s after its release")
             time.sleep(0.01)
-    return statistics.median(seconds), seconds
+    return statistics.median(seconds[1:]), seconds[1:], seconds[0]
 
 
 def _warm_up(ndim, chunk):
@@ -165,11 +171,11 @@ def _warp_case(client, name, ndim, size, chunk, repeats):
     row = {"case": name, "shape": list(shape), "chunks": [chunk] * ndim, "dtype": "float32", "order": 1,
            "mode": "constant"}
     with _Memory(client) as memory:
-        row["stn_numba_s"], row["stn_numba_runs"] = _timed(
+        row["stn_numba_s"], row["stn_numba_runs"], row["stn_numba_first_s"] = _timed(
             lambda: sd.affine_transform(image, matrix, offset, output_chunks=chunk).persist(), repeats)
     row["peak_rss_mib"], row["peak_rss_growth_mib"] = memory.report()
     with _Memory(client) as memory:
-        row["dask_image_s"], row["dask_image_runs"] = _timed(
+        row["dask_image_s"], row["dask_image_runs"], row["dask_image_first_s"] = _timed(
             lambda: dask_image_affine(image, matrix, offset, output_chunks=(chunk,) * ndim, order=1).persist(),
             repeats)
     row["dask_image_peak_rss_mib"], row["dask_image_peak_rss_growth_mib"] = memory.report()
@@ -217,7 +223,7 @@ def _batch_case(client, count, side, per_chunk, repeats, threads):
     images = da.random.default_rng(5).random(size, dtype=np.float32, chunks=(per_chunk, 3, side, side)).persist()
     client.run(_warm_up_batch, per_chunk, side, theta[:per_chunk])
     with _Memory(client) as memory:
-        row["stn_numba_s"], row["stn_numba_runs"] = _timed(
+        row["stn_numba_s"], row["stn_numba_runs"], row["stn_numba_first_s"] = _timed(
             lambda: sd.affine_grid_sample(images, theta, size).persist(), repeats)
     row["peak_rss_mib"], row["peak_rss_growth_mib"] = memory.report()
     first = images[:per_chunk].compute()
@@ -248,7 +254,11 @@ def _markdown(payload):
             lines.append(f"| {row['case']} | {shape} | {chunks} | {row['stn_numba_s']:.3f} | dask-image | "
                          f"{row['dask_image_s']:.3f} | {row['speedup']:.2f}× faster | {peaks} |")
     lines += ["", "Largest difference between the two results of each case: "
-              + ", ".join(f"{row['case']} {row['max_abs_difference']:.3g}" for row in payload["rows"]), ""]
+              + ", ".join(f"{row['case']} {row['max_abs_difference']:.3g}" for row in payload["rows"]), "",
+              "First runs, left out of the medians (s): "
+              + ", ".join(f"{row['case']} {row['stn_numba_first_s']:.3f}"
+                          + (f" (dask-image {row['dask_image_first_s']:.3f})" if "dask_image_first_s" in row else "")
+                          for row in payload["rows"]), ""]
     return "\n".join(lines)
 
 
