@@ -231,6 +231,22 @@ class _Window:
         return part.reshape(tuple(s.stop - s.start for s in absolute))
 
 
+class _Image:
+    """A 2-D image or 3-D volume as a dask array, seen as (1, 1, *S): its tasks
+    read the chunks under their own keys and add the two axes themselves (a
+    view), with no task per chunk for that."""
+
+    def __init__(self, array):
+        self.array, self.name, self.dtype = array, array.name, array.dtype
+        self.shape = (1, 1) + tuple(array.shape)
+        self.chunks = ((1,), (1,)) + tuple(array.chunks)
+        self.chunksize = (1, 1) + tuple(array.chunksize)
+        self.ndim = len(self.shape)
+
+    def __dask_tokenize__(self):
+        return ("stn_numba.dask._Image", self.name)
+
+
 # ------------------------------------------------------------ threads
 @dataclass(frozen=True)
 class _Threads:
@@ -508,6 +524,7 @@ def _scratch_region(shape, dtype):
 def _assemble(blocks, part, dtype):
     """The input region of ``part`` (N, C, *shape), C-contiguous ``dtype``, from its input chunks
     (in this thread's scratch buffer when it is made of pieces: valid until the thread's next task)."""
+    blocks = [block[None, None] if block.ndim == len(part.shape) else block for block in blocks]  # (`_Image`)
     if len(blocks) == 1 and part.origins[0] == part.low and tuple(blocks[0].shape[2:]) == part.shape:
         block = blocks[0]
         return np.require(block[(slice(None),) * block.ndim] if isinstance(block, _Window) else block, dtype,
@@ -772,7 +789,7 @@ def _forward(op, x, out_chunks, grid=None, theta=None, masks=None, squeeze=False
             inputs, piece_part = _pieces(x, (ib, ic), part, blocks, layer, f"{out_name}-cut", (ib, ic) + jo)
             task = (_forward_task, op, piece_part, inputs, plan.points(ib, jo), shape, mask)
             layer[out_key] = (_squeezed, task) if squeeze else task
-    dependencies = [a for a in (x, grid) if isinstance(a, da.Array)]
+    dependencies = [a for a in (x.array if isinstance(x, _Image) else x, grid) if isinstance(a, da.Array)]
     graph = HighLevelGraph.from_collections(out_name, layer, dependencies=dependencies)
     chunks = tuple(out_chunks) if squeeze else (x.chunks[0], x.chunks[1]) + tuple(out_chunks)
     return da.Array(graph, out_name, chunks, meta=np.empty((0,) * len(chunks), op.dtype))
@@ -796,8 +813,9 @@ def _pieces(x, lead, part, blocks, layer, cut_name, where):
     if isinstance(x, _Source):
         return [x.block(lead + index) for index in blocks], part
     inputs, origins = [], []
+    lead_key = () if isinstance(x, _Image) else lead
     for index, origin in zip(blocks, part.origins):
-        key = (x.name,) + lead + tuple(index)
+        key = (x.name,) + lead_key + tuple(index)
         extents = [x.chunks[len(lead) + axis][k] for axis, k in enumerate(index)]
         cut = [(max(low - first, 0), min(low + size - first, extent))
                for first, low, size, extent in zip(origin, part.low, part.shape, extents)]
@@ -806,7 +824,7 @@ def _pieces(x, lead, part, blocks, layer, cut_name, where):
             origins.append(tuple(origin))
         else:
             cut_key = (cut_name,) + where + tuple(index)
-            layer[cut_key] = (operator.getitem, key, (slice(None),) * len(lead) + tuple(slice(a, b) for a, b in cut))
+            layer[cut_key] = (operator.getitem, key, (slice(None),) * len(lead_key) + tuple(slice(a, b) for a, b in cut))
             inputs.append(cut_key)
             origins.append(tuple(first + a for first, (a, _) in zip(origin, cut)))
     return inputs, replace(part, origins=tuple(origins))
@@ -1259,7 +1277,7 @@ def affine_transform(image, matrix, offset=0.0, output_shape=None, order=1, outp
                         "convert it first, e.g. image.astype(np.float32)")
     dtype = dtype.newbyteorder("=")
     ndim = len(image.shape)
-    x = _Source.of(image, lead=True) if source else image[(None, None)]
+    x = _Source.of(image, lead=True) if source else _Image(image)
     linear, shift = _scipy_matrix(matrix, offset, ndim)
     if output_shape is None:
         output_shape = tuple(image.shape)

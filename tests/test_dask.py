@@ -172,6 +172,15 @@ def test_thin_pieces_of_input_chunks_are_cut_and_larger_ones_read_whole(rng):
     assert cut and whole
     assert all(math.prod(np.shape(dask.get(graph, dep))) <= 16 * 16 * sd._CUT_SHARE for dep in cut)
     np.testing.assert_array_equal(out.compute(**SYNC), stn_numba.affine_grid_sample(images, theta, (1, 1, 64, 64)))
+    # the same pieces of a 2-D image, whose tasks add the batch and channel axes themselves
+    from scipy import ndimage
+
+    image = da.from_array(images[0, 0], chunks=16)
+    shifted = sd.affine_transform(image, np.eye(2), (1.5, 1.5), mode="grid-constant")
+    graph = dict(shifted.__dask_graph__())
+    assert any(key[0] not in (shifted.name, image.name) for key in graph)  # a cut
+    np.testing.assert_allclose(shifted.compute(**SYNC), ndimage.affine_transform(
+        images[0, 0], np.eye(2), (1.5, 1.5), order=1, mode="grid-constant"), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("spatial, mode, padding, align", [SPATIAL_CASES[1], SPATIAL_CASES[5]])
