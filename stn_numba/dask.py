@@ -567,64 +567,20 @@ def _forward_task(op, part, blocks, points, out_shape, mask):
     return output
 
 
-# lines per slab of `_apply_mask`: its temporaries (32 KiB) stay on glibc's
-# heap instead of being mapped anew each time (see `_scratch_region`)
-_MASK_LINES = 4096
-
-
 def _apply_mask(output, mask, origin, in_size):
-    """scipy's "constant": ``cval`` where an output pixel's source pixel is outside [0, size-1].
-
-    Along a line of the last output axis a source coordinate is ``base +
-    slope * o`` (float64, that order): monotone, so the points inside form one
-    run per line, found from the two crossings and checked at its ends with
-    that same formula; only the columns outside each run are written.
-    """
+    """scipy's "constant": ``cval`` where an output pixel's source pixel is
+    outside [0, size-1]: the columns outside each output line's run of inside
+    points (the kernels' ``inside_runs``) are written."""
     shape = output.shape[2:]
-    width, count = shape[-1], math.prod(shape[:-1])
+    count = math.prod(shape[:-1])
     first = np.empty(count, np.int64)
     stop = np.empty(count, np.int64)
-    for begin in range(0, count, _MASK_LINES):
-        end = min(begin + _MASK_LINES, count)
-        index = np.unravel_index(np.arange(begin, end), shape[:-1])
-        lines = [(o + i).astype(np.float64) for o, i in zip(origin[:-1], index)]
-        first[begin:end], stop[begin:end] = _inside_runs(mask, lines, origin[-1], width, in_size)
+    kernels = _region_kernels()
+    kernels.inside_runs(np.asarray(mask.matrix, np.float64), np.asarray(mask.offset, np.float64),
+                        np.asarray(origin, np.int64), np.asarray(shape, np.int64), np.asarray(in_size, np.int64),
+                        first, stop)
     # (a view: the task's output is C-contiguous, made by the sampler or np.empty)
-    _region_kernels().fill_outside_runs(output.reshape(-1, count, width), first, stop,
-                                        output.dtype.type(mask.cval))
-
-
-def _inside_runs(mask, lines, column_origin, width, in_size):
-    """(first, stop) columns of the inside run of each line whose leading
-    output coordinates are ``lines`` (one float64 array per leading axis)."""
-    first = np.zeros(len(lines[0]), np.int64)
-    stop = np.full(len(lines[0]), width, np.int64)
-    for i, size in enumerate(in_size):
-        base = np.full(len(lines[0]), mask.offset[i], np.float64)
-        for j, along in enumerate(lines):
-            base = base + mask.matrix[i, j] * along
-        slope = float(mask.matrix[i, -1])
-
-        def inside(column):
-            coordinate = base + slope * (column_origin + column).astype(np.float64)
-            return (coordinate >= 0) & (coordinate <= size - 1)
-
-        if slope == 0.0:
-            low = np.where(inside(np.zeros_like(first)), 0, width)
-            high = np.full_like(first, width - 1)
-        else:
-            a = (0.0 - base) / slope - column_origin
-            b = (size - 1.0 - base) / slope - column_origin
-            low = np.ceil(np.clip(np.minimum(a, b), -2, width + 1)).astype(np.int64)
-            high = np.floor(np.clip(np.maximum(a, b), -2, width + 1)).astype(np.int64)
-            # the division rounds: move each end by one where the formula itself disagrees
-            low = np.where(inside(low - 1) & (low - 1 >= 0), low - 1, low)
-            low = np.where(~inside(low) & (low < width), low + 1, low)
-            high = np.where(inside(high + 1) & (high + 1 < width), high + 1, high)
-            high = np.where(~inside(high) & (high >= 0), high - 1, high)
-        first = np.maximum(first, low)
-        stop = np.minimum(stop, high + 1)
-    return first, stop
+    kernels.fill_outside_runs(output.reshape(-1, count, shape[-1]), first, stop, output.dtype.type(mask.cval))
 
 
 def _apply_mask_per_point(output, mask, origin, in_size):

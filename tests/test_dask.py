@@ -276,8 +276,7 @@ def test_affine_transform_matrix_forms_cval_and_float32(rng):
     np.testing.assert_allclose(got, ndi.affine_transform(single.astype(np.float64), matrix, offset, order=1), atol=2e-5)
 
 
-def test_constant_mode_mask_by_runs_equals_the_mask_point_by_point(rng, monkeypatch):
-    monkeypatch.setattr(sd, "_MASK_LINES", 5)  # lines are taken in slabs: cross their edges
+def test_constant_mode_mask_by_runs_equals_the_mask_point_by_point(rng):
     for trial in range(400):
         ndim = 2 + trial % 2
         matrix = rng.normal(size=(ndim, ndim)) if trial % 3 else np.round(rng.normal(size=(ndim, ndim)) * 2) / 2

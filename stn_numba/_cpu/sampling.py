@@ -1681,6 +1681,62 @@ def tap_extent(points, output_shape, window, fused, mode, padding_mode,
     return np.stack([low, high], axis=1)[::-1]
 
 
+@njit(inline="always")
+def _inside(base, slope, column, size):
+    """Whether source coordinate ``base + slope * column`` is in [0, size - 1]."""
+    coordinate = base + slope * np.float64(column)
+    return coordinate >= 0 and coordinate <= size - 1
+
+
+@njit(cache=True, nogil=True)
+def inside_runs(matrix, offset, origin, out_shape, in_size, first, stop):
+    """For each line of the last axis of an output box (``out_shape`` at
+    ``origin``, flat line order), the columns ``first[j] <= k < stop[j]``
+    whose source pixel ``matrix @ o + offset`` lies in [0, size - 1] on every
+    axis (`stn_numba.dask`'s mode "constant"). Along a line a coordinate is
+    ``base + slope * o`` (float64, that order): monotone, so the inside points
+    form one run, found from the two crossings and checked at its ends with
+    that same formula (the division rounds)."""
+    dims = len(in_size)
+    width = out_shape[dims - 1]
+    column_origin = origin[dims - 1]
+    for line in range(len(first)):
+        low_all, stop_all = np.int64(0), width
+        for i in range(dims):
+            base = offset[i]
+            rest = line
+            for j in range(dims - 1):
+                after = 1
+                for k in range(j + 1, dims - 1):
+                    after *= out_shape[k]
+                base = base + matrix[i, j] * np.float64(origin[j] + rest // after)
+                rest = rest % after
+            slope = matrix[i, dims - 1]
+            size = in_size[i]
+            if slope == 0.0:
+                low = np.int64(0)
+                if not _inside(base, slope, column_origin, size):
+                    low = width
+                high = width - 1
+            else:
+                a = (0.0 - base) / slope - column_origin
+                b = (size - 1.0 - base) / slope - column_origin
+                low = np.int64(np.ceil(min(max(min(a, b), -2.0), width + 1.0)))
+                high = np.int64(np.floor(min(max(max(a, b), -2.0), width + 1.0)))
+                if low - 1 >= 0 and _inside(base, slope, column_origin + low - 1, size):
+                    low -= 1
+                if low < width and not _inside(base, slope, column_origin + low, size):
+                    low += 1
+                if high + 1 < width and _inside(base, slope, column_origin + high + 1, size):
+                    high += 1
+                if high >= 0 and not _inside(base, slope, column_origin + high, size):
+                    high -= 1
+            low_all = max(low_all, low)
+            stop_all = min(stop_all, high + 1)
+        first[line] = low_all
+        stop[line] = stop_all
+
+
 @njit(cache=True, nogil=True)
 def fill_outside_runs(values, first, stop, value):
     """Set ``values[i, j, k]`` (lead i, line j, column k) to ``value`` outside
