@@ -24,6 +24,9 @@ reflection padding taken at the true image edges. For
 :func:`affine_grid_sample` the box comes analytically from θ and the chunk's
 corners; for :func:`grid_sample` from the minimum and maximum of each grid
 chunk (computed first, eagerly: persist an expensive grid before calling).
+A task takes the input chunks under its region whole, except a piece of at
+most 1/16 of a chunk, which a task of its own cuts where the chunk lives
+(`_CUT_SHARE`); it assembles the region in a buffer its thread reuses.
 Forward values and ``grad_grid`` are bitwise equal to the in-memory call;
 ``grad_input`` is the sum, for each input chunk, of the contributions of the
 output chunks that read it, added in a fixed order (output chunk order), and
