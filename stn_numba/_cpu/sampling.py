@@ -65,7 +65,8 @@ shifted into the part, read one by one (a pair might cross the part's edge).
 A gather starts no hardware prefetcher, so on all but tiny planes
 (`_PREFETCH_PLANE`) the 2-D forward first asks the cache for the input lines
 a task will read, from every few of its points (`_prefetch_lines`; nearest
-with several channels, from its table of taps), and the 2-D pointwise
+with several channels, from its table of taps; nearest of one channel, one
+tap a point, runs faster without), and the 2-D pointwise
 backward those of each tile: without it, 224² batches ran up to twice as
 long, and small rotations of large images 2-3 times as long as larger ones
 (the measurements are in the README's performance section). The 3-D
@@ -1142,10 +1143,13 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
     channel count) at once, or all of them from a table of its taps
     (``ALL_CHANNELS``)."""
     loop = prange if parallel else range
-    # (a constant, so that Numba prunes the branch: the serial kernels, for
-    # small work, compile faster without the prefetches; 2-D parts of an
-    # input, which stn_numba.dask's tasks sample, ran 3-6% longer with them)
-    prefetches = parallel and (spatial == 3 or not windowed)
+    # (a constant, so that Numba prunes the branch.) No prefetches in serial
+    # kernels (small work: they compile faster without), in 2-D parts of an
+    # input (stn_numba.dask's tasks ran 3-6% longer with them), nor in 2-D
+    # nearest of one channel, one tap a point (with them, 1 thread:
+    # 1x1x2048² 2.8 -> 4.1 ms, 8x1x224² 0.22 -> 0.28 ms; 2 threads 1.4-1.6 ->
+    # 2.1 ms and 0.11-0.15 -> 0.14 ms).
+    prefetches = parallel and (spatial == 3 or not (windowed or (mode == NEAREST and planes == 1)))
 
     @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def forward(source, points, output, window, padding_mode, align_corners):
