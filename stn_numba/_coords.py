@@ -385,25 +385,39 @@ def linear_pair_taps(g, size, padding_mode, align_corners):
     low_slope, high_slope : float
         Their derivatives ``d weight / d g``, as in `linear_taps`.
     """
+    x, slope = padded_pair_coordinate(g, size, padding_mode, align_corners)
+    return pair_taps_at(x, slope, size, g != g)
+
+
+@register_jitable(forceinline=True)
+def padded_pair_coordinate(g, size, padding_mode, align_corners):
+    """The pixel coordinate `linear_pair_taps` takes its taps from (``g``
+    unnormalised and padded) and its derivative ``d x / d g``."""
+    x, scale = _scaled(g, size, align_corners)
+    grad_pad = type(g)(1)
+    if padding_mode != ZEROS:
+        x, grad_pad = pad_coordinate(x, size, padding_mode, align_corners)
+    return x, scale * grad_pad
+
+
+@register_jitable(forceinline=True)
+def pair_taps_at(x, slope, size, is_nan):
+    """`linear_pair_taps` from its padded coordinate ``x`` (``slope``: d x / d g;
+    ``is_nan``: the grid value was NaN)."""
     # As `linear_taps`, with the index arithmetic done in floating point
     # (exact: integers below 2**24) and the NaN rule folded into the
     # coordinate, so the vectorised loops need no 64-bit integer lanes. With
     # two pixels or more ``scale`` is not 0, and only ``start``, inside the
     # image, becomes an integer: so zeros padding needs no safe coordinate
     # (±Inf and huge values match none of the cases below: no tap).
-    zero = type(g)(0)
-    x, scale = _scaled(g, size, align_corners)
-    grad_pad = type(g)(1)
-    if padding_mode != ZEROS:
-        x, grad_pad = pad_coordinate(x, size, padding_mode, align_corners)
-    first = type(g)(-2) if g != g else floor_value(x)  # NaN: no tap inside
+    zero = type(x)(0)
+    first = type(x)(-2) if is_nan else floor_value(x)  # NaN: no tap inside
     w1 = x - first
-    w0 = type(g)(1) - w1
-    slope = scale * grad_pad
-    start = min(max(first, zero), type(g)(size - 2))
+    w0 = type(x)(1) - w1
+    start = min(max(first, zero), type(x)(size - 2))
     both = first == start  # both taps inside
-    left = first == type(g)(-1)  # only pixel 0, in the pair's low slot
-    right = first == type(g)(size - 1)  # only pixel size - 1, in the high slot
+    left = first == type(x)(-1)  # only pixel 0, in the pair's low slot
+    right = first == type(x)(size - 1)  # only pixel size - 1, in the high slot
     # selects, not branches: the callers' loops vectorise
     low = w0 if both else (w1 if left else zero)
     high = w1 if both else (w0 if right else zero)

@@ -450,7 +450,9 @@ def test_small_forwards_stay_on_the_calling_thread_and_larger_ones_take_the_pool
     (2, "bilinear", "border", True, 1, (45, 70), np.float32, True),
     (2, "bicubic", "zeros", False, 3, (45, 70), np.float32, False),
     (2, "nearest", "reflection", False, 3, (45, 70), np.float32, True),
-    (2, "nearest", "zeros", True, 1, (45, 70), np.float64, False)])
+    (2, "nearest", "zeros", True, 1, (45, 70), np.float64, False),
+    (2, "bilinear", "reflection", False, 8, (11, 13), np.float32, False),
+    (2, "bilinear", "reflection", False, 6, (45, 70), np.float64, True)])
 def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding_mode, fused, channels, plane,
                                                         dtype, align_corners, narrow):
     """Most inputs take the pointwise forward kernel, the others (and the region kernels of
@@ -459,7 +461,8 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
     pixels, rows and slices, which move a tap just outside the image's edge to the pair's other
     slot), a channel at a time or several with the same taps (nearest: all of them, from a table of
     each piece's taps), and on planes of `_PREFETCH_PLANE` pixels or more with each task's input
-    lines prefetched first (grid, fused, nearest's table)."""
+    lines prefetched first (grid, fused, nearest's table); reflection on a grid with several runs
+    of channels pads each point once for all of them (`_pad_points`)."""
     from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 
