@@ -896,11 +896,12 @@ def _pair_row_terms(total, source, base, row, ix, wx, w_row):
     return _add_term(_add_term(total, w_row * wx[0], low), w_row * wx[1], high)
 
 
+# A mode of runs only: bilinear over points already padded (`_pad_points`),
+# narrow 2-D grids.
+_PADDED_BILINEAR = -1
 # by mode, for (wide, narrow) offsets: the taps along y (and z), along x,
 # and the function adding a row's x taps; narrow planes have 2 to 2**22
 # pixels along every axis (`loads.narrow`), so bilinear takes pairs there
-# Bilinear runs over points already padded (`_pad_points`): narrow 2-D only.
-_PADDED_BILINEAR = -1
 _AXIS_TAPS = {NEAREST: (_nearest_axis_taps, _nearest_axis_taps),
               BILINEAR: (_linear_axis_taps, _linear_paired_axis_taps),
               BICUBIC: (_cubic_axis_taps, _cubic_axis_taps),
