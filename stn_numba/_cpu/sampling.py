@@ -1253,9 +1253,10 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
                                 region, pad, align_corners, mode, False,
                                 spatial, narrow, planes, windowed, None)
             else:
+                several_runs = channels > planes
                 if pads_once:
-                    padded = np.empty(2 * (stop - first) * out_width if channels > planes else 0, output.dtype)
-                    if channels > planes:
+                    padded = np.empty(2 * (stop - first) * out_width if several_runs else 0, output.dtype)
+                    if several_runs:
                         _pad_points(padded, points, n * count + first * out_width, (stop - first) * out_width,
                                     sizes, pad, align_corners)
                 for channel in range(0, channels, planes):
@@ -1277,7 +1278,7 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
                                         sizes, out_sizes, region, pad,
                                         align_corners, mode, fused, spatial,
                                         narrow, planes, windowed, None)
-                    elif pads_once and channels > planes:
+                    elif pads_once and several_runs:
                         _sample_run(source, padded, 0, output, theta, bases, n,
                                     channel, channels, first, 0,
                                     (stop - first) * out_width, sizes, out_sizes,
