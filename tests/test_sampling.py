@@ -400,34 +400,48 @@ def test_cpu_kernels_release_the_gil():
     assert [kernel.py_func.__name__ for kernel in kernels if not kernel.targetoptions.get("nogil")] == []
 
 
-@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
-def test_small_forwards_stay_on_the_calling_thread_and_larger_ones_take_the_pool(rng, mode):
-    """The pointwise forward of a whole input on a grid runs serially below `_POOL_FORWARD` output
-    values (its serial loop vectorises: its reads and writes are tagged as never aliasing) and on the
-    pool from there; the fused forward and the backward of one channel take the pool from
-    `_SERIAL_POINTWISE`, as their serial loops do not vectorise. Either way the forward gives the
-    serial kernel's bits."""
-    from stn_numba._codes import MODES, ZEROS
+@pytest.mark.parametrize("dim, mode, padding_mode", [
+    (2, "nearest", "zeros"), (2, "bilinear", "reflection"), (2, "bicubic", "border"),
+    (3, "bilinear", "zeros"), (3, "nearest", "reflection")])
+def test_small_forwards_stay_on_the_calling_thread_and_larger_ones_take_the_pool(rng, dim, mode, padding_mode):
+    """The pointwise forward, grid and fused alike, runs serially below `_POOL_FORWARD` tap reads
+    (output values times taps a value) and on the pool from there; the backward of one channel
+    takes the pool from `_SERIAL_POINTWISE`. The serial forward kernels, specialised on the padding
+    as the parallel ones (their loops vectorise only then), give the tabled kernel's bits, non-finite
+    points included."""
+    from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 
-    limit = sampling._POOL_FORWARD[MODES[mode]]
-    shapes = ((1, 1, 4, 4), (2, 3, 11, 13), (2, 1, 11, 13), (2, 1, 28, 28), (1, 1, 40, 80))
-    assert any(np.prod(shape) < limit for shape in shapes) and any(np.prod(shape) >= limit for shape in shapes)
-    for shape in shapes:
-        size = int(np.prod(shape))
-        kernel = sampling._forward_kernel(False, shape, size, MODES[mode], ZEROS)
-        assert kernel.targetoptions.get("parallel", False) == (size >= limit), shape
-        fused = sampling._forward_kernel(True, shape, size, MODES[mode], ZEROS)  # its serial loop does not vectorise
-        assert fused.targetoptions.get("parallel", False) == (size >= sampling._SERIAL_POINTWISE), shape
-        tap_slots = sampling._backward_kernel(False, shape, size, MODES[mode], ZEROS, False)[1]
-        assert (tap_slots > 0) == (shape[1] == 1 and size >= sampling._SERIAL_POINTWISE)  # pointwise tables
+    mode_code, padding = MODES[mode], PADDING_MODES[padding_mode]
+    taps = sampling.taps_per_axis(mode_code) ** dim
+    limit = sampling._POOL_FORWARD[dim]
+    shapes = (((1, 1, 4, 4), (2, 3, 11, 13), (2, 1, 11, 13), (2, 1, 28, 28), (1, 2, 100, 100)) if dim == 2
+              else ((1, 1, 4, 4, 4), (2, 3, 5, 6, 7), (2, 1, 9, 11, 13), (1, 1, 16, 16, 20)))
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    assert min(sizes) * taps < limit <= max(sizes) * taps
+    for shape, size in zip(shapes, sizes):
+        for fused in (False, True):
+            kernel = sampling._forward_kernel(fused, shape, size, mode_code, padding)
+            assert kernel.targetoptions.get("parallel", False) == (size * taps >= limit), (shape, fused)
+        if mode != "bicubic" and shape[1] == 1:
+            tap_slots = sampling._backward_kernel(False, shape, size, mode_code, padding, False)[1]
+            assert (tap_slots > 0) == (size >= sampling._SERIAL_POINTWISE), shape  # pointwise tables
+        if size * taps >= limit:
+            continue
         input = rng.standard_normal(shape).astype(np.float32)
-        grid = rng.uniform(-1.2, 1.2, (shape[0], *shape[2:], 2)).astype(np.float32)
-        serial = np.empty_like(input)
-        sampling.pointwise(2, MODES[mode], None, False, False, sampling.narrow(shape[2:]), 1)(
-            input, grid, serial, None, ZEROS, False)
-        result = stn_numba.grid_sample(input, grid, mode=mode, align_corners=False)
-        np.testing.assert_array_equal(result.view(np.uint32), serial.view(np.uint32))
+        input.flat[3] = np.inf
+        grid = rng.uniform(-1.2, 1.2, (shape[0], *shape[2:], dim)).astype(np.float32)
+        grid.flat[1:30:5] = np.nan, np.inf, -np.inf, 3e38, -3e38, 1e7
+        theta = (np.eye(dim, dim + 1) + rng.uniform(-0.4, 0.4, (shape[0], dim, dim + 1))).astype(np.float32)
+        for fused, points in ((False, grid), (True, theta)):
+            tabled = np.empty_like(input)
+            sampling.kernels(dim, mode_code, None, fused, False)[0](input, points, tabled, None, padding, False)
+            if fused:
+                result = stn_numba.affine_grid_sample(input, theta, shape, mode=mode, padding_mode=padding_mode)
+            else:
+                result = stn_numba.grid_sample(input, grid, mode=mode, padding_mode=padding_mode)
+            assert np.isfinite(tabled).any()
+            np.testing.assert_array_equal(result.view(np.uint32), tabled.view(np.uint32), err_msg=str((shape, fused)))
 
 
 @pytest.mark.parametrize("narrow", [False, True], ids=["int64", "int32"])

@@ -13,12 +13,13 @@ the taps unroll, and a first call compiles one case, not every mode at once.
 Each kernel comes in a parallel and a serial version: the entry points at the
 end of this module (the kernel contract's names, those of the CUDA twins) run
 small work serially on the calling thread, so it does not wake the thread
-pool, and the serial versions take the padding as an argument, so one of
-them serves every padding (a third of the compilations, where speed hardly
-matters). The pointwise kernels take the pool sooner: the backward of one
-channel from a few hundred output values (`_SERIAL_POINTWISE`), as its
-serial loop does not vectorise, and the forward, whose serial loop does,
-from a few hundred to a few thousand by mode (`_POOL_FORWARD`). The region
+pool, and the serial tabled versions take the padding as an argument, so
+one of them serves every padding (a third of the compilations, where speed
+hardly matters). The serial pointwise forward is specialised on the padding,
+as its loops vectorise only then. The pointwise backward of one channel
+takes the pool from a few hundred output values (`_SERIAL_POINTWISE`), as
+its serial loop does not vectorise; the pointwise forward from a few
+thousand tap reads (`_POOL_FORWARD`). The region
 kernels (`sample_region`, `tap_extent`),
 for chunked work on a part of a larger input and output, come in both
 versions too.
@@ -127,16 +128,18 @@ _SERIAL_WORK = 1 << 13
 # bilinear 2x1x28² 17.3 -> 5.1 µs. Small inputs take one plane at a time,
 # so that they add no kernel per channel count.
 _SERIAL_POINTWISE = 256
-# The pointwise forward of a whole input on a grid runs on the pool from this
-# many output values, by mode. Its serial loop vectorises, as its reads and
-# its writes tell LLVM they never alias (`loads.store_at`), bicubic's
-# excepted; the fused loop, which also reads the base coordinates, does not
-# (1x1x32², 1,024 values, serial: 11.9 µs against 6.1 on the pool), so
-# fused outputs take the pool from `_SERIAL_POINTWISE`.
-# Kernels alone, 2 threads, serial / parallel µs: nearest 1x1x32² 1.7 /
-# 2.8, 2x1x28² 2.4 / 3.0, 1x1x64² 5.8 / 5.1; bilinear 1x1x32² 3.4 / 4.0,
-# 2x1x28² 5.0 / 4.6 (reflection 5.0 / 5.7); bicubic 1x1x32² 16.8 / 6.4.
-_POOL_FORWARD = {NEAREST: 3072, BILINEAR: 1280, BICUBIC: _SERIAL_POINTWISE}
+# The pointwise forward runs on the pool from this many tap reads (output
+# values times taps a value), by spatial dims; below it, serially. The serial
+# kernels are specialised on the padding, as the parallel ones, and their
+# loops vectorise: their reads and writes tell LLVM they never alias
+# (`loads.store_at`). Waking the pool costs 1-3 µs (more while the host is
+# busy), which a serial call never pays. Kernels alone, 2 threads, float32,
+# one channel, serial / parallel µs: nearest 1x1x64² 2.5 / 2.8, 1x1x96² 5.0
+# / 6.2, 1x1x128² 8.8 / 8.0; bilinear 1x1x64² 5.9 / 6.7, 8x1x28² 8.7 / 7.9;
+# bicubic 1x1x16² 1.9 / 5.1, 1x1x32² 6.3 / 6.1; fused bilinear 1x1x48² 3.9
+# / 6.2, 1x1x96² 13.4 / 12.3; 3-D trilinear 1x1x8³ 2.3 / 2.7, 1x1x12³ 6.9 /
+# 5.0, nearest 1x1x16³ 7.9 / 5.6.
+_POOL_FORWARD = {2: 1 << 14, 3: 1 << 12}
 _POINTWISE_TASK = 4096  # output points per task of the pointwise kernels
 # Fewest tasks of a parallel pointwise forward: small inputs have their lines
 # split among them, as a launch wakes the pool anyway (2 threads, whole
@@ -1018,19 +1021,22 @@ def _sample_run_case(source, points, points_at, output, theta, bases, n, channel
         at = (n * channels + channel) * count + line * out_width
         xs = bases[0]
         zero = output.dtype.type(0)
-        offset_x = offset_y = offset_z = zero
+        offset_x = offset_y = offset_z = along_x = along_y = along_z = zero
         if from_theta:
             offset_x, offset_y, offset_z = _line_offsets(theta, bases, n, line, out_height, dims)
+            along_x, along_y = theta[n, 0, 0], theta[n, 1, 0]
+            if dims == 3:
+                along_z = theta[n, 2, 0]
         for column in range(first, stop):
             if from_theta:
-                x = xs[column]
-                gx = theta[n, 0, 0] * x + offset_x
-                gy = theta[n, 1, 0] * x + offset_y
-                gz = theta[n, 2, 0] * x + offset_z if dims == 3 else zero
+                x = load_at(xs, column, np.int32(0))
+                gx = along_x * x + offset_x
+                gy = along_y * x + offset_y
+                gz = along_z * x + offset_z if dims == 3 else zero
             else:
                 point = (points_at + column) * dims
                 gx, gy = load_pair(points, _unsigned(point), np.int32(0))
-                gz = points[_unsigned(point + 2)] if dims == 3 else zero
+                gz = load_at(points, point + 2, np.int32(0)) if dims == 3 else zero
             ix, wx, _ = x_taps(gx, whole_width, pad, align_corners)
             iy, wy, _ = axis_taps(gy, whole_height, pad, align_corners)
             iz, wz, _ = axis_taps(gz, whole_depth, pad, align_corners)  # 2-D: unused
@@ -1592,15 +1598,16 @@ def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
     spatial = len(shape) - 2
     windowed = window is not None
     parallel = _parallel(spatial, mode, out_size)
-    planes = _pointwise_planes(mode, shape[1]) if parallel else 1
+    on_pool = parallel if windowed else out_size * _TAPS_PER_AXIS[mode] ** spatial >= _POOL_FORWARD[spatial]
+    planes = _pointwise_planes(mode, shape[1])
+    if not on_pool and planes != ALL_CHANNELS:
+        planes = 1  # (a serial run of several planes does not vectorise: 2-3x slower)
     if planes is None or (windowed and not parallel):  # the tabled kernel
         return _kernel(spatial, mode, padding_mode, fused, out_size, 0, windowed)
     # a part (no pairs read) of any width; its taps are the whole input's, which must fit too
     reads_narrow = (narrow(shape[2:], pairs=False) and narrow(tuple(window[:spatial].tolist())[::-1], False)
                     if windowed else narrow(shape[2:]))
-    on_pool = parallel or (out_size >= (_SERIAL_POINTWISE if fused else _POOL_FORWARD[mode]) and not windowed)
-    return pointwise(spatial, mode, padding_mode if on_pool else None, fused, on_pool, reads_narrow, planes,
-                     windowed)
+    return pointwise(spatial, mode, padding_mode, fused, on_pool, reads_narrow, planes, windowed)
 
 
 # what a call on a small input pays in Python counts (the fixed cost of a call)
