@@ -972,7 +972,7 @@ def _task_grid(grid, theta, bases, n, first, stop, out_width, out_height, dims):
 
 def _sample_run(source, points, points_at, output, theta, bases, n, channel,
                 channels, line, first, stop, sizes, out_sizes, region, pad,
-                align_corners, mode, fused, spatial, narrow, planes, windowed, table):
+                align_corners, mode, fused, spatial, narrow, planes, windowed, serial, table):
     """The pointwise forward of the output points in columns ``first..stop-1``
     of output line ``line`` (z * Ho + y) of channels ``channel`` to
     ``channel + planes - 1`` of image ``n`` (each point's taps computed
@@ -984,8 +984,13 @@ def _sample_run(source, points, points_at, output, theta, bases, n, channel,
     bilinear reads single taps, not pairs, which might cross the part's
     edge. ``planes`` ``ALL_CHANNELS`` (nearest): each point's flat tap
     offset and weight go to ``table`` (offsets, weights), from index 0, for
-    `_gather_table`; None otherwise. Compiled once per value of the literal
-    constants (mode, fused, dims, narrow, planes, windowed) and inlined by
+    `_gather_table`; None otherwise. ``serial``: the kernel runs on the
+    calling thread, where only reads tagged as never aliasing the writes
+    (`loads`) let the loop vectorise; a parallel loop has Numba's promise,
+    and there the plain read of a 3-D point's z keeps the grid's
+    interleaved loads (tagged, they became gathers: 4x1x64³ nearest lost
+    its vectorised loop). Compiled once per value of the literal
+    constants (mode, fused, dims, narrow, planes, windowed, serial) and inlined by
     LLVM, not Numba: the parallel loop's array analysis fails on the tuples
     of taps. (An overload, not a closure: a closure holding a dispatcher
     gets a new cache key in every process, so Numba would compile it every
@@ -995,9 +1000,9 @@ def _sample_run(source, points, points_at, output, theta, bases, n, channel,
 @overload(_sample_run, prefer_literal=True, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
 def _sample_run_case(source, points, points_at, output, theta, bases, n, channel,
                      channels, line, first, stop, sizes, out_sizes, region, pad,
-                     align_corners, mode, fused, spatial, narrow, planes, windowed, table):
+                     align_corners, mode, fused, spatial, narrow, planes, windowed, serial, table):
     from_theta, dims, narrowed = _literal(fused), _literal(spatial), _literal(narrow)
-    run_planes, part = _literal(planes), _literal(windowed)
+    run_planes, part, tagged_z = _literal(planes), _literal(windowed), _literal(serial)
     axis_taps = _AXIS_TAPS[_literal(mode)][narrowed and not part]
     x_taps = axis_taps if part else _X_TAPS[_literal(mode)][narrowed]
     row_terms = (_narrow_row_terms if narrowed else _row_terms) if part else _ROW_TERMS[_literal(mode)][narrowed]
@@ -1009,7 +1014,7 @@ def _sample_run_case(source, points, points_at, output, theta, bases, n, channel
 
     def sample_run(source, points, points_at, output, theta, bases, n, channel,
                    channels, line, first, stop, sizes, out_sizes, region, pad,
-                   align_corners, mode, fused, spatial, narrow, planes, windowed, table):
+                   align_corners, mode, fused, spatial, narrow, planes, windowed, serial, table):
         width, height, depth = index(sizes[0]), index(sizes[1]), index(sizes[2])
         # the taps are those of the whole input (``sizes`` unless windowed), shifted into the part
         whole_width, whole_height, whole_depth = index(region[0]), index(region[1]), index(region[2])
@@ -1036,7 +1041,9 @@ def _sample_run_case(source, points, points_at, output, theta, bases, n, channel
             else:
                 point = (points_at + column) * dims
                 gx, gy = load_pair(points, _unsigned(point), np.int32(0))
-                gz = load_at(points, point + 2, np.int32(0)) if dims == 3 else zero
+                gz = zero
+                if dims == 3:  # (see ``serial``)
+                    gz = load_at(points, point + 2, np.int32(0)) if tagged_z else points[_unsigned(point + 2)]
             ix, wx, _ = x_taps(gx, whole_width, pad, align_corners)
             iy, wy, _ = axis_taps(gy, whole_height, pad, align_corners)
             iz, wz, _ = axis_taps(gz, whole_depth, pad, align_corners)  # 2-D: unused
@@ -1187,6 +1194,7 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
     channel count) at once, or all of them from a table of its taps
     (``ALL_CHANNELS``)."""
     loop = prange if parallel else range
+    serial = not parallel
     # (a constant, so that Numba prunes the branch.) No prefetches in serial
     # kernels (small work: they compile faster without), in 2-D parts of an
     # input (stn_numba.dask's tasks ran 3-6% longer with them), nor in 2-D
@@ -1244,7 +1252,7 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
                                     0, channels, line, start, end, sizes,
                                     out_sizes, region, pad, align_corners,
                                     mode, fused, spatial, narrow, planes,
-                                    windowed, (offsets, weights))
+                                    windowed, serial, (offsets, weights))
                         _gather_table(source, output, offsets, weights, end - start,
                                       n * channels * volume,
                                       n * channels * count + line * out_width + start,
@@ -1257,7 +1265,7 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
                                 channel, channels, first, 0,
                                 (stop - first) * out_width, sizes, out_sizes,
                                 region, pad, align_corners, mode, False,
-                                spatial, narrow, planes, windowed, None)
+                                spatial, narrow, planes, windowed, serial, None)
             else:
                 several_runs = channels > planes
                 if pads_once:
@@ -1283,19 +1291,19 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
                                         channel, channels, line, 0, out_width,
                                         sizes, out_sizes, region, pad,
                                         align_corners, mode, fused, spatial,
-                                        narrow, planes, windowed, None)
+                                        narrow, planes, windowed, serial, None)
                     elif pads_once and several_runs:
                         _sample_run(source, padded, 0, output, theta, bases, n,
                                     channel, channels, first, 0,
                                     (stop - first) * out_width, sizes, out_sizes,
                                     region, pad, align_corners, _PADDED_BILINEAR, fused,
-                                    spatial, narrow, planes, windowed, None)
+                                    spatial, narrow, planes, windowed, serial, None)
                     else:
                         _sample_run(source, points, n * count + first * out_width, output, theta, bases, n,
                                     channel, channels, first, 0,
                                     (stop - first) * out_width, sizes, out_sizes,
                                     region, pad, align_corners, mode, fused,
-                                    spatial, narrow, planes, windowed, None)
+                                    spatial, narrow, planes, windowed, serial, None)
 
     return forward
 
