@@ -1213,8 +1213,9 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
         """As `_make_kernels`' forward. A task is a run
         of about ``_POINTWISE_TASK`` output points of an image: whole output
         lines fused (each line's part of theta @ (x, y[, z], 1) is computed
-        once), any run of the flat grid otherwise."""
-        pad = padding_mode if padding is None else padding
+        once), any run of the flat grid otherwise. The padding is the kernel's
+        constant (``padding_mode``: the kernel contract's argument)."""
+        pad = padding
         n_batch, channels = source.shape[0], source.shape[1]
         sizes, out_sizes = _sizes(source, spatial), _sizes(output, spatial)
         out_width = out_sizes[0]
