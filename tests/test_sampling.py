@@ -466,17 +466,20 @@ def test_small_forwards_stay_on_the_calling_thread_and_larger_ones_take_the_pool
     (2, "nearest", "reflection", False, 3, (45, 70), np.float32, True),
     (2, "nearest", "zeros", True, 1, (45, 70), np.float64, False),
     (2, "bilinear", "reflection", False, 8, (11, 13), np.float32, False),
-    (2, "bilinear", "reflection", False, 6, (45, 70), np.float64, True)])
+    (2, "bilinear", "reflection", False, 6, (45, 70), np.float64, True),
+    (2, "bilinear", "zeros", True, 6, (45, 70), np.float32, False),
+    (2, "bilinear", "border", True, 16, (11, 13), np.float64, True),
+    (2, "bilinear", "zeros", False, 3, (45, 70), np.float32, True),
+    (2, "bilinear", "border", False, 2, (2, 2), np.float32, False)])
 def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding_mode, fused, channels, plane,
                                                         dtype, align_corners, narrow):
     """Most inputs take the pointwise forward kernel, the others (and the region kernels of
     `stn_numba.dask`) the tabled one: both must compute the same bits, non-finite points included,
     whether the pointwise kernel reads with int64 or int32 offsets (bilinear: pairs of adjacent
     pixels, rows and slices, which move a tap just outside the image's edge to the pair's other
-    slot), a channel at a time or several with the same taps (nearest: all of them, from a table of
-    each piece's taps), and on planes of `_PREFETCH_PLANE` pixels or more with each task's input
-    lines prefetched first (grid, fused, nearest's table); reflection on a grid with several runs
-    of channels pads each point once for all of them (`_pad_points`)."""
+    slot), a channel at a time or several with the same taps (nearest, and 2-D bilinear read in
+    pairs: all of them, from a table of each piece's taps), and on planes of `_PREFETCH_PLANE`
+    pixels or more with each task's input lines prefetched first (grid, fused, the tables)."""
     from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 
@@ -491,7 +494,7 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
         points.flat[3:24:4] = np.nan, np.inf, -np.inf, 3e38, -3e38, 1e7
     case = (dim, MODES[mode], PADDING_MODES[padding_mode], fused, True)
     pointwise, tabled = (np.empty((3, channels, *out_spatial), dtype) for _ in range(2))
-    planes = sampling._pointwise_planes(case[1], channels)
+    planes = sampling._pointwise_planes(case[1], channels, fused, dim == 2 and narrow)
     sampling.pointwise(*case, narrow, planes)(input, points, pointwise, None, case[2], align_corners)
     sampling.kernels(*case)[0](input, points, tabled, None, case[2], align_corners)
     assert np.isfinite(tabled).any()
@@ -596,6 +599,34 @@ def test_prefetch_offsets_stay_in_the_input(sizes, region, align_corners, dtype)
                 offset = sampling._prefetch_offset(dtype(gx), dtype(gy), dtype(gz), sizes, region, align_corners,
                                                    dims)
                 assert 0 <= offset and offset + next_row + next_plane < width * height * depth, (gx, gy, gz, offset)
+
+@pytest.mark.parametrize("mode, padding_mode, fused", [
+    ("bilinear", "zeros", True), ("bilinear", "reflection", False), ("nearest", "border", True)])
+def test_tables_of_pieces_across_and_within_output_lines_give_the_tabled_bits(rng, mode, padding_mode, fused):
+    """The pointwise forward with a table (several channels: nearest, 2-D bilinear) fills it piece by
+    piece: fused, whole output lines together where they fit in a piece, else pieces of one line; on
+    the grid path, pieces of a task's flat run. Lines of 3 and of `_TABLE_PIECE` + 52 points must
+    give the tabled kernel's bits."""
+    from stn_numba._codes import MODES, PADDING_MODES
+    from stn_numba._cpu import sampling
+
+    mode_code, padding = MODES[mode], PADDING_MODES[padding_mode]
+    input = rng.standard_normal((2, 6, 9, 11)).astype(np.float32)
+    input.flat[7] = np.inf
+    for out_spatial in [(40, 3), (2, sampling._TABLE_PIECE + 52)]:
+        if fused:
+            points = (np.eye(2, 3) + rng.uniform(-0.6, 0.6, (2, 2, 3))).astype(np.float32)
+        else:
+            points = rng.uniform(-1.4, 1.4, (2, *out_spatial, 2)).astype(np.float32)
+            points.flat[3:24:4] = np.nan, np.inf, -np.inf, 3e38, -3e38, 1e7
+        tabled, pointwise = (np.empty((2, 6, *out_spatial), np.float32) for _ in range(2))
+        assert sampling._pointwise_planes(mode_code, 6, fused, True) == sampling.ALL_CHANNELS
+        sampling.pointwise(2, mode_code, padding, fused, True, True, sampling.ALL_CHANNELS)(
+            input, points, pointwise, None, padding, False)
+        sampling.kernels(2, mode_code, padding, fused, True)[0](input, points, tabled, None, padding, False)
+        assert np.isfinite(tabled).any()
+        np.testing.assert_array_equal(pointwise.view(np.uint32), tabled.view(np.uint32), err_msg=str(out_spatial))
+
 
 @pytest.mark.parametrize("dim, mode, padding_mode, fused, channels, narrow", [
     (2, "bilinear", "zeros", False, 1, True), (2, "bilinear", "zeros", False, 1, False),

@@ -49,11 +49,13 @@ point's taps and gathers them in one loop over a run of output points (a
 flat run of the grid, or one output line fused), whose values stay in
 registers (`_make_pointwise`), with the same arithmetic in the same order,
 so the same bits. A run samples up to four channels with the same taps
-(`_pointwise_planes`: bilinear with a channel count divisible by 2, 3 or 4,
-bicubic always, nearest with one channel). Nearest with several channels
-writes each point's one tap (flat offset and weight) to a small table, then
-gathers every channel from it (`_gather_table`). Bilinear with other channel
-counts keeps the tabled kernel. Fused outputs with short lines sample each
+(`_pointwise_planes`: bicubic always, bilinear with a channel count
+divisible by 2, 3 or 4 where no table is kept). Nearest with several
+channels writes each point's one tap (flat offset and weight) to a small
+table, then gathers every channel from it (`_gather_table`); so does 2-D
+bilinear read in pairs with several channels (fused: six or more), an
+offset and four weights a point. Bilinear with other channel counts keeps
+the tabled kernel. Fused outputs with short lines sample each
 task's points from a small grid of them (`_task_grid`, `_SHORT_LINE`).
 Small work runs this way for any channel count, a channel at a time. Where an
 input plane is small enough (`loads.narrow`: under 2**29 pixels, 2 to 2**22
@@ -106,9 +108,8 @@ from numba import njit, prange, types
 from numba.core.errors import TypingError
 from numba.extending import overload, register_jitable
 
-from .._codes import BICUBIC, BILINEAR, BORDER, NEAREST, REFLECTION, ZEROS
-from .._coords import (cubic_taps, linear_pair_taps, linear_taps, nearest_tap, nearest_zeros_tap, padded_pair_coordinate,
-                      pair_taps_at, unnormalize)
+from .._codes import BICUBIC, BILINEAR, BORDER, NEAREST, ZEROS
+from .._coords import cubic_taps, linear_pair_taps, linear_taps, nearest_tap, nearest_zeros_tap, unnormalize
 from .grids import _base_coordinates, _sum_chunks
 from .loads import load_at, load_pair, narrow, prefetch, store_at
 
@@ -169,6 +170,14 @@ _TAPS_PER_AXIS = {BILINEAR: 2, NEAREST: 1, BICUBIC: 4}
 _RUN_PLANES = (4, 3, 2)
 ALL_CHANNELS = 0
 _TABLE_PIECE = 2048  # points of a nearest piece (its table stays in L1)
+# Parallel 2-D bilinear with int32 reads (pairs of pixels) tabulates each
+# piece's taps once too (an offset and four weights a point) from this many
+# channels, (grid, fused): then one channel's loop only gathers. Against
+# runs, kernels alone, 2 threads (1 thread): 16x64x56² grid 1.62 -> 1.15 ms
+# (3.40 -> 2.25), fused 1.77 -> 1.16-1.20 (3.43 -> 2.34-2.40); 8x3x224² grid
+# 0.67-0.69 -> 0.52 (1.31-1.37 -> 1.04-1.06); fused runs win up to 4
+# channels (16x3x224²: 2.86-3.04 ms against 3.38-3.55 tabled).
+_PAIR_TABLE_CHANNELS = (2, 6)
 # A fused output line shorter than _SHORT_LINE, unless it fills whole vectors
 # (16 float32 lanes on AVX-512), leaves much of its vector loop to the scalar
 # remainder: a task's points are then written to a small grid and sampled as
@@ -188,12 +197,13 @@ _PREFETCH_VOLUME = 2**20
 _PREFETCH_STRIDE = 8  # output points a prefetched point stands for
 
 
-def _pointwise_planes(mode, channels):
+def _pointwise_planes(mode, channels, fused, pairs):
     """Channels per run of the parallel pointwise forward, ``ALL_CHANNELS``,
-    or None for the tabled kernel."""
+    or None for the tabled kernel; ``pairs``: bilinear would read pairs of
+    pixels (2-D, int32 offsets, the whole input)."""
     if channels == 1:
         return 1
-    if mode == NEAREST:
+    if mode == NEAREST or (mode == BILINEAR and pairs and channels >= _PAIR_TABLE_CHANNELS[fused]):
         return ALL_CHANNELS
     divisors = [planes for planes in _RUN_PLANES if channels % planes == 0]
     return divisors[0] if divisors else (1 if mode == BICUBIC else None)
@@ -833,37 +843,6 @@ def _linear_paired_axis_taps(g, size, padding, align_corners):
 
 
 @njit(inline="always")
-def _padded_pair_axis_taps(x, size, padding, align_corners):
-    """`_linear_pair_axis_taps` of a pixel coordinate already padded
-    (`_pad_points`; NaN for a NaN grid value): the same terms."""
-    start, low, high, low_slope, high_slope = pair_taps_at(x, x, size, x != x)  # (slopes unused)
-    return (start,), (low, high), (low_slope, high_slope)
-
-
-@njit(inline="always")
-def _padded_paired_axis_taps(x, size, padding, align_corners):
-    """`_linear_paired_axis_taps` of a padded pixel coordinate."""
-    start, low, high, low_slope, high_slope = pair_taps_at(x, x, size, x != x)
-    return (start, type(start)(start + 1)), (low, high), (low_slope, high_slope)
-
-
-@njit(**{**_KERNEL_OPTIONS, "forceinline": True})
-def _pad_points(padded, points, points_at, length, sizes, padding, align_corners):
-    """The 2-D grid's points ``points_at..points_at+length-1`` as the padded
-    pixel coordinates `linear_pair_taps` computes (NaN kept): what runs of
-    ``_PADDED_BILINEAR`` read, so that a point's padding is computed once
-    for all its runs of channels."""
-    width, height = np.int32(sizes[0]), np.int32(sizes[1])
-    for column in range(length):
-        point = (points_at + column) * 2
-        gx, gy = load_pair(points, _unsigned(point), np.int32(0))
-        x = padded_pair_coordinate(gx, width, padding, align_corners)[0]
-        y = padded_pair_coordinate(gy, height, padding, align_corners)[0]
-        padded[2 * column] = gx if gx != gx else x
-        padded[2 * column + 1] = gy if gy != gy else y
-
-
-@njit(inline="always")
 def _cubic_axis_taps(g, size, padding, align_corners):
     return cubic_taps(g, size, padding, align_corners)
 
@@ -899,24 +878,18 @@ def _pair_row_terms(total, source, base, row, ix, wx, w_row):
     return _add_term(_add_term(total, w_row * wx[0], low), w_row * wx[1], high)
 
 
-# A mode of runs only: bilinear over points already padded (`_pad_points`),
-# narrow 2-D grids.
-_PADDED_BILINEAR = -1
 # by mode, for (wide, narrow) offsets: the taps along y (and z), along x,
 # and the function adding a row's x taps; narrow planes have 2 to 2**22
 # pixels along every axis (`loads.narrow`), so bilinear takes pairs there
 _AXIS_TAPS = {NEAREST: (_nearest_axis_taps, _nearest_axis_taps),
               BILINEAR: (_linear_axis_taps, _linear_paired_axis_taps),
-              BICUBIC: (_cubic_axis_taps, _cubic_axis_taps),
-              _PADDED_BILINEAR: (None, _padded_paired_axis_taps)}
+              BICUBIC: (_cubic_axis_taps, _cubic_axis_taps)}
 _X_TAPS = {NEAREST: (_nearest_axis_taps, _nearest_axis_taps),
            BILINEAR: (_linear_axis_taps, _linear_pair_axis_taps),
-           BICUBIC: (_cubic_axis_taps, _cubic_axis_taps),
-           _PADDED_BILINEAR: (None, _padded_pair_axis_taps)}
+           BICUBIC: (_cubic_axis_taps, _cubic_axis_taps)}
 _ROW_TERMS = {NEAREST: (_row_terms, _narrow_row_terms),
               BILINEAR: (_row_terms, _pair_row_terms),
-              BICUBIC: (_row_terms, _narrow_row_terms),
-              _PADDED_BILINEAR: (None, _pair_row_terms)}
+              BICUBIC: (_row_terms, _narrow_row_terms)}
 
 
 def _local_taps(indices, shift, extent):
@@ -972,7 +945,7 @@ def _task_grid(grid, theta, bases, n, first, stop, out_width, out_height, dims):
 
 def _sample_run(source, points, points_at, output, theta, bases, n, channel,
                 channels, line, first, stop, sizes, out_sizes, region, pad,
-                align_corners, mode, fused, spatial, narrow, planes, windowed, serial, table):
+                align_corners, mode, fused, spatial, narrow, planes, windowed, serial, table, table_at):
     """The pointwise forward of the output points in columns ``first..stop-1``
     of output line ``line`` (z * Ho + y) of channels ``channel`` to
     ``channel + planes - 1`` of image ``n`` (each point's taps computed
@@ -982,9 +955,9 @@ def _sample_run(source, points, points_at, output, theta, bases, n, channel,
     planes are read with int32 offsets (`loads.narrow`). ``windowed``: the
     input is a part of a larger one (``region``, as in `_tabulate`), and
     bilinear reads single taps, not pairs, which might cross the part's
-    edge. ``planes`` ``ALL_CHANNELS`` (nearest): each point's flat tap
-    offset and weight go to ``table`` (offsets, weights), from index 0, for
-    `_gather_table`; None otherwise. ``serial``: the kernel runs on the
+    edge. ``planes`` ``ALL_CHANNELS``: each point's taps go to ``table``
+    (`_new_table`; None otherwise), column ``first`` at ``table_at``, for
+    `_gather_table`. ``serial``: the kernel runs on the
     calling thread, where only reads tagged as never aliasing the writes
     (`loads`) let the loop vectorise; a parallel loop has Numba's promise,
     and there the plain read of a 3-D point's z keeps the grid's
@@ -1000,7 +973,7 @@ def _sample_run(source, points, points_at, output, theta, bases, n, channel,
 @overload(_sample_run, prefer_literal=True, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
 def _sample_run_case(source, points, points_at, output, theta, bases, n, channel,
                      channels, line, first, stop, sizes, out_sizes, region, pad,
-                     align_corners, mode, fused, spatial, narrow, planes, windowed, serial, table):
+                     align_corners, mode, fused, spatial, narrow, planes, windowed, serial, table, table_at):
     from_theta, dims, narrowed = _literal(fused), _literal(spatial), _literal(narrow)
     run_planes, part, tagged_z = _literal(planes), _literal(windowed), _literal(serial)
     axis_taps = _AXIS_TAPS[_literal(mode)][narrowed and not part]
@@ -1011,10 +984,11 @@ def _sample_run_case(source, points, points_at, output, theta, bases, n, channel
     # which run one plane at a time, vectorise; runs of several planes keep
     # plain writes (bicubic's three planes ran 3x slower with it)
     one_plane = run_planes == 1
+    pair_table = run_planes == ALL_CHANNELS and _literal(mode) == BILINEAR
 
     def sample_run(source, points, points_at, output, theta, bases, n, channel,
                    channels, line, first, stop, sizes, out_sizes, region, pad,
-                   align_corners, mode, fused, spatial, narrow, planes, windowed, serial, table):
+                   align_corners, mode, fused, spatial, narrow, planes, windowed, serial, table, table_at):
         width, height, depth = index(sizes[0]), index(sizes[1]), index(sizes[2])
         # the taps are those of the whole input (``sizes`` unless windowed), shifted into the part
         whole_width, whole_height, whole_depth = index(region[0]), index(region[1]), index(region[2])
@@ -1051,13 +1025,20 @@ def _sample_run_case(source, points, points_at, output, theta, bases, n, channel
                 ix = _local_taps(ix, shift_x, width)
                 iy = _local_taps(iy, shift_y, height)
                 iz = _local_taps(iz, shift_z, depth)
-            if run_planes == ALL_CHANNELS:  # one tap: (z, y, x) as in `_row_terms`
-                if dims == 3:
-                    table[0][column - first] = iz[0] * (width * height) + iy[0] * width + ix[0]
-                    table[1][column - first] = (wz[0] * wy[0]) * wx[0]
+            if run_planes == ALL_CHANNELS:  # (z, y, x) as in `_row_terms`
+                k = table_at + (column - first)
+                if pair_table:  # the rows iy[0] and iy[0] + 1 (`_pair_row_terms`)
+                    table[0][k] = iy[0] * width + ix[0]
+                    table[1][k] = wy[0] * wx[0]
+                    table[2][k] = wy[0] * wx[1]
+                    table[3][k] = wy[1] * wx[0]
+                    table[4][k] = wy[1] * wx[1]
+                elif dims == 3:
+                    table[0][k] = iz[0] * (width * height) + iy[0] * width + ix[0]
+                    table[1][k] = (wz[0] * wy[0]) * wx[0]
                 else:
-                    table[0][column - first] = iy[0] * width + ix[0]
-                    table[1][column - first] = wy[0] * wx[0]
+                    table[0][k] = iy[0] * width + ix[0]
+                    table[1][k] = wy[0] * wx[0]
             else:
                 for plane in range(run_planes):
                     total = zero
@@ -1168,23 +1149,69 @@ def _read_case(source, base, offset):
     return lambda source, base, offset: source[_unsigned(base + offset)]
 
 
-@njit(**{**_KERNEL_OPTIONS, "forceinline": True})
-def _gather_table(source, output, offsets, weights, length, image_at, at,
-                  channels, volume, count, prefetching):
-    """The nearest forward of a piece of ``length`` points tabulated by
-    `_sample_run`, channel by channel: ``output[at + p]`` is ``0 + w *
-    source[image_at + offset]``, or 0 for a zero weight, as `_add_term`.
+def _new_table(mode, narrow, output):
+    """The table of a piece's taps that `_sample_run` fills for
+    `_gather_table`: nearest (flat offsets, weights); bilinear (offsets of
+    the upper pair, weights of its low and high pixel, of the lower pair's).
+    Offsets int32 where ``narrow``."""
+
+
+@overload(_new_table, prefer_literal=True, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
+def _new_table_case(mode, narrow, output):
+    index = np.int32 if _literal(narrow) else np.int64
+    if _literal(mode) == BILINEAR:
+        return lambda mode, narrow, output: (
+            np.empty(_TABLE_PIECE, index), np.empty(_TABLE_PIECE, output.dtype),
+            np.empty(_TABLE_PIECE, output.dtype), np.empty(_TABLE_PIECE, output.dtype),
+            np.empty(_TABLE_PIECE, output.dtype))
+    return lambda mode, narrow, output: (np.empty(_TABLE_PIECE, index), np.empty(_TABLE_PIECE, output.dtype))
+
+
+def _gather_table(source, output, table, length, image_at, at, channels, volume, count, width, prefetching):
+    """The forward of a piece of ``length`` points tabulated by `_sample_run`
+    (`_new_table`), channel by channel, into ``output[at + p]``: the terms
+    of `_add_term`, from 0, in the order of `_row_terms`, so the same bits.
+    ``width``: the input's, the lower pair's offset from the upper.
     ``prefetching``: each channel's input lines are asked for first (as in
-    `_prefetch_lines`)."""
-    zero = output.dtype.type(0)
-    for channel in range(channels):
-        if prefetching:
-            for p in range(0, length, _PREFETCH_STRIDE):
-                prefetch(source, image_at + channel * volume + offsets[p])
-        for p in range(length):
-            weight = weights[p]
-            term = weight * _read(source, image_at + channel * volume, offsets[p])
-            output[_unsigned(at + channel * count + p)] = zero + term if weight != zero else zero
+    `_prefetch_lines`). The stores alias no read (`loads.store_at`), so the
+    loop vectorises."""
+
+
+@overload(_gather_table, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
+def _gather_table_case(source, output, table, length, image_at, at, channels, volume, count, width, prefetching):
+    if len(table) == 2:
+        def gather_taps(source, output, table, length, image_at, at, channels, volume, count, width, prefetching):
+            offsets, weights = table
+            zero = output.dtype.type(0)
+            for channel in range(channels):
+                base = image_at + channel * volume
+                if prefetching:
+                    for p in range(0, length, _PREFETCH_STRIDE):
+                        prefetch(source, base + offsets[p])
+                for p in range(length):
+                    store_at(output, _unsigned(at + channel * count + p),
+                             _add_term(zero, weights[p], _read(source, base, offsets[p])))
+
+        return gather_taps
+
+    def gather_pairs(source, output, table, length, image_at, at, channels, volume, count, width, prefetching):
+        offsets, upper_low, upper_high, lower_low, lower_high = table
+        zero = output.dtype.type(0)
+        below = np.int32(width)
+        for channel in range(channels):
+            base = image_at + channel * volume
+            if prefetching:
+                for p in range(0, length, _PREFETCH_STRIDE):
+                    prefetch(source, base + offsets[p])
+                    prefetch(source, base + (offsets[p] + below))
+            for p in range(length):
+                low, high = load_pair(source, base, offsets[p])
+                total = _add_term(_add_term(zero, upper_low[p], low), upper_high[p], high)
+                low, high = load_pair(source, base, np.int32(offsets[p] + below))
+                total = _add_term(_add_term(total, lower_low[p], low), lower_high[p], high)
+                store_at(output, _unsigned(at + channel * count + p), total)
+
+    return gather_pairs
 
 
 def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, windowed):
@@ -1202,11 +1229,6 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
     # 1x1x2048² 2.8 -> 4.1 ms, 8x1x224² 0.22 -> 0.28 ms; 2 threads 1.4-1.6 ->
     # 2.1 ms and 0.11-0.15 -> 0.14 ms).
     prefetches = parallel and (spatial == 3 or not (windowed or (mode == NEAREST and planes == 1)))
-    # Reflection on a grid with several runs of channels computes each
-    # point's padded coordinates once for all of them (16x64x56², 2 threads,
-    # kernels alone: 2.19 -> 1.55 ms, as zeros padding; 1 thread 4.30 -> 3.13 ms).
-    pads_once = (spatial == 2 and mode == BILINEAR and padding == REFLECTION and narrow and not fused
-                 and not windowed and planes not in (ALL_CHANNELS, 1))
 
     @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def forward(source, points, output, window, padding_mode, align_corners):
@@ -1242,22 +1264,33 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
             n = task // tasks
             first = (task % tasks) * per_task
             stop = min(first + per_task, lines)
-            if planes == ALL_CHANNELS:  # pieces of the task's lines (fused) or of its flat run
-                offsets = np.empty(_TABLE_PIECE, np.int32 if narrow else np.int64)
-                weights = np.empty(_TABLE_PIECE, output.dtype)
-                for line in range(first, stop if fused else first + 1):
-                    length = out_width if fused else (stop - first) * out_width
+            if planes == ALL_CHANNELS:
+                table = _new_table(mode, narrow, output)
+                if fused:  # pieces of whole lines, or of one line longer than a piece
+                    per_piece = max(1, _TABLE_PIECE // out_width)
+                    for piece_first in range(first, stop, per_piece):
+                        piece_stop = min(piece_first + per_piece, stop)
+                        for start in range(0, out_width, _TABLE_PIECE):
+                            end = min(start + _TABLE_PIECE, out_width)
+                            for line in range(piece_first, piece_stop):
+                                _sample_run(source, points, 0, output, theta, bases, n, 0, channels, line, start,
+                                            end, sizes, out_sizes, region, pad, align_corners, mode, fused,
+                                            spatial, narrow, planes, windowed, serial, table,
+                                            (line - piece_first) * (end - start))
+                            _gather_table(source, output, table, (piece_stop - piece_first) * (end - start),
+                                          n * channels * volume,
+                                          n * channels * count + piece_first * out_width + start,
+                                          channels, volume, count, sizes[0], prefetches and prefetching)
+                else:  # pieces of the task's flat run
+                    length = (stop - first) * out_width
                     for start in range(0, length, _TABLE_PIECE):
                         end = min(start + _TABLE_PIECE, length)
-                        _sample_run(source, points, n * count + line * out_width, output, theta, bases, n,
-                                    0, channels, line, start, end, sizes,
-                                    out_sizes, region, pad, align_corners,
-                                    mode, fused, spatial, narrow, planes,
-                                    windowed, serial, (offsets, weights))
-                        _gather_table(source, output, offsets, weights, end - start,
-                                      n * channels * volume,
-                                      n * channels * count + line * out_width + start,
-                                      channels, volume, count, prefetches and prefetching)
+                        _sample_run(source, points, n * count + first * out_width, output, theta, bases, n, 0,
+                                    channels, first, start, end, sizes, out_sizes, region, pad, align_corners,
+                                    mode, fused, spatial, narrow, planes, windowed, serial, table, 0)
+                        _gather_table(source, output, table, end - start, n * channels * volume,
+                                      n * channels * count + first * out_width + start,
+                                      channels, volume, count, sizes[0], prefetches and prefetching)
             elif task_grids:
                 task_grid = np.empty((stop - first) * out_width * spatial, output.dtype)
                 _task_grid(task_grid, theta, bases, n, first, stop, out_width, out_sizes[1], spatial)
@@ -1266,14 +1299,8 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
                                 channel, channels, first, 0,
                                 (stop - first) * out_width, sizes, out_sizes,
                                 region, pad, align_corners, mode, False,
-                                spatial, narrow, planes, windowed, serial, None)
+                                spatial, narrow, planes, windowed, serial, None, 0)
             else:
-                several_runs = channels > planes
-                if pads_once:
-                    padded = np.empty(2 * (stop - first) * out_width if several_runs else 0, output.dtype)
-                    if several_runs:
-                        _pad_points(padded, points, n * count + first * out_width, (stop - first) * out_width,
-                                    sizes, pad, align_corners)
                 for channel in range(0, channels, planes):
                     if prefetches:
                         if prefetching:
@@ -1292,19 +1319,13 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
                                         channel, channels, line, 0, out_width,
                                         sizes, out_sizes, region, pad,
                                         align_corners, mode, fused, spatial,
-                                        narrow, planes, windowed, serial, None)
-                    elif pads_once and several_runs:
-                        _sample_run(source, padded, 0, output, theta, bases, n,
-                                    channel, channels, first, 0,
-                                    (stop - first) * out_width, sizes, out_sizes,
-                                    region, pad, align_corners, _PADDED_BILINEAR, fused,
-                                    spatial, narrow, planes, windowed, serial, None)
+                                        narrow, planes, windowed, serial, None, 0)
                     else:
                         _sample_run(source, points, n * count + first * out_width, output, theta, bases, n,
                                     channel, channels, first, 0,
                                     (stop - first) * out_width, sizes, out_sizes,
                                     region, pad, align_corners, mode, fused,
-                                    spatial, narrow, planes, windowed, serial, None)
+                                    spatial, narrow, planes, windowed, serial, None, 0)
 
     return forward
 
@@ -1608,14 +1629,14 @@ def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
     windowed = window is not None
     parallel = _parallel(spatial, mode, out_size)
     on_pool = parallel if windowed else out_size * _TAPS_PER_AXIS[mode] ** spatial >= _POOL_FORWARD[spatial]
-    planes = _pointwise_planes(mode, shape[1])
-    if not on_pool and planes != ALL_CHANNELS:
-        planes = 1  # (a serial run of several planes does not vectorise: 2-3x slower)
-    if planes is None or (windowed and not parallel):  # the tabled kernel
-        return _kernel(spatial, mode, padding_mode, fused, out_size, 0, windowed)
     # a part (no pairs read) of any width; its taps are the whole input's, which must fit too
     reads_narrow = (narrow(shape[2:], pairs=False) and narrow(tuple(window[:spatial].tolist())[::-1], False)
                     if windowed else narrow(shape[2:]))
+    planes = _pointwise_planes(mode, shape[1], fused, spatial == 2 and reads_narrow and not windowed)
+    if not on_pool and (planes != ALL_CHANNELS or mode == BILINEAR):
+        planes = 1  # (a serial run of several planes does not vectorise: 2-3x slower)
+    if planes is None or (windowed and not parallel):  # the tabled kernel
+        return _kernel(spatial, mode, padding_mode, fused, out_size, 0, windowed)
     return pointwise(spatial, mode, padding_mode, fused, on_pool, reads_narrow, planes, windowed)
 
 
