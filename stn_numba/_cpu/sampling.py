@@ -173,10 +173,10 @@ _TABLE_PIECE = 2048  # points of a nearest piece (its table stays in L1)
 # Parallel 2-D bilinear with int32 reads (pairs of pixels) tabulates each
 # piece's taps once too (an offset and four weights a point) from this many
 # channels, (grid, fused): then one channel's loop only gathers. Against
-# runs, kernels alone, 2 threads (1 thread): 16x64x56² grid 1.62 -> 1.15 ms
-# (3.40 -> 2.25), fused 1.77 -> 1.16-1.20 (3.43 -> 2.34-2.40); 8x3x224² grid
-# 0.67-0.69 -> 0.52 (1.31-1.37 -> 1.04-1.06); fused runs win up to 4
-# channels (16x3x224²: 2.86-3.04 ms against 3.38-3.55 tabled).
+# runs, kernels alone, 2 threads (1 thread): 16x64x56² grid 1.62-1.64 ->
+# 1.10 ms (3.28-3.36 -> 2.21-2.23), fused 1.75-1.78 -> 1.09-1.14 (3.54-3.64
+# -> 2.27-2.28); 8x3x224² grid 0.67-0.69 -> 0.52 (1.31-1.37 -> 1.04-1.06);
+# fused runs win up to 4 channels (32x3x224²: 2.86-3.04 ms, tabled 3.38-3.55).
 _PAIR_TABLE_CHANNELS = (2, 6)
 # A fused output line shorter than _SHORT_LINE, unless it fills whole vectors
 # (16 float32 lanes on AVX-512), leaves much of its vector loop to the scalar
