@@ -544,6 +544,54 @@ def test_grid_hypothesis(layout_variants, case):
     check_grid(case, layout_variants)
 
 
+@pytest.mark.parametrize("spatial, padding_mode, fused", [
+    (2, "zeros", False), (2, "border", True), (2, "reflection", False), (3, "zeros", True), (3, "reflection", False)])
+def test_bilinear_on_a_part_reads_only_the_part(spatial, padding_mode, fused):
+    """`stn_numba.dask`'s chunks: bilinear on a part of the input (the region `tap_extent` names)
+    reads pairs of pixels, which must stay inside the part, for hostile points too (NaN, ±Inf,
+    huge, on and just past the edges), and give the whole input's bits. The serial kernel here;
+    in the bounds-checked run (NUMBA_BOUNDSCHECK=1) a read outside the part's array raises."""
+    from stn_numba._codes import BILINEAR, PADDING_MODES
+
+    padding = PADDING_MODES[padding_mode]
+    rng = np.random.default_rng(spatial * 10 + padding)
+    whole_spatial, out_spatial = (9, 11, 13)[-spatial:], (6, 7, 10)[-spatial:]
+    for dtype in strategies.DTYPES:
+        input = rng.standard_normal((2, 2) + whole_spatial).astype(dtype)
+        for trial in range(12):
+            if fused:
+                points = (np.eye(spatial, spatial + 1) * rng.uniform(0.2, 1.5)
+                          + rng.uniform(-0.8, 0.8, (2, spatial, spatial + 1))).astype(dtype)
+                if trial % 4 == 3:
+                    points[0, 0, spatial] = (np.nan, np.inf, 1e30)[trial % 3]
+            else:
+                points = rng.choice([-1.0, 1.0, -1.0 - 1e-7, 1.0 + 1e-7, 0.0], (2,) + out_spatial + (spatial,))
+                points = (points + rng.uniform(-0.6, 0.6, points.shape) * (trial % 3 > 0)).astype(dtype)
+                points.flat[trial::7] = rng.choice([np.nan, np.inf, -np.inf, 3e38, -3e38, 1e7, -1.0, 1.0],
+                                                   points.flat[trial::7].size)
+            whole = np.empty((2, 2) + out_spatial, dtype)
+            cpu_sampling.pointwise(spatial, BILINEAR, padding, fused, False, True)(
+                input, points, whole, None, padding, False)
+            start = out_spatial[0] // 2  # the second half of the output along its first axis
+            chunk_points = points if fused else np.ascontiguousarray(points[:, start:])
+            out_origin = (start,) + (0,) * (spatial - 1)
+            extent = cpu_sampling.tap_extent(chunk_points, (2, 2, out_spatial[0] - start) + out_spatial[1:],
+                                             cpu_sampling.region_window(whole_spatial, (0,) * spatial, out_spatial,
+                                                                        out_origin),
+                                             fused, BILINEAR, padding, False)
+            if np.any(extent[:, 1] - extent[:, 0] < 1):
+                continue  # a part one pixel wide along an axis reads no pairs
+            part = np.ascontiguousarray(input[(slice(None), slice(None))
+                                              + tuple(slice(low, high + 1) for low, high in extent)])
+            chunk = np.empty((2, 2, out_spatial[0] - start) + out_spatial[1:], dtype)
+            cpu_sampling.pointwise(spatial, BILINEAR, padding, fused, False, True, 1, True)(
+                part, chunk_points, chunk,
+                cpu_sampling.region_window(whole_spatial, extent[:, 0], out_spatial, out_origin), padding, False)
+            bits = np.uint32 if dtype == np.float32 else np.uint64
+            np.testing.assert_array_equal(chunk.view(bits), whole[:, :, start:].view(bits),
+                                          err_msg=f"trial {trial}, {np.dtype(dtype).name}")
+
+
 def test_affine_grid_backward_gives_no_nan_when_a_row_sum_overflows():
     """Found by test_grid_hypothesis. One row of 4 points, grad_grid all 1e38 (float32): the y
     coefficients of grad_theta are exactly 0 (every base y is 0), the constant ones overflow.

@@ -64,7 +64,8 @@ along each axis) the taps are int32 and the gathers take 32-bit offsets
 two x taps as one 64-bit pair (`linear_pair_taps`, whose index arithmetic is
 in floating point), and the rows (and slices) in pairs. The parallel region
 forward (`sample_region`) runs pointwise too: the taps of the whole input,
-shifted into the part, read one by one (a pair might cross the part's edge).
+shifted into the part, bilinear read in pairs as well (inside the part
+wherever a weight is not 0).
 A gather starts no hardware prefetcher, so on all but tiny planes
 (`_PREFETCH_PLANE`) the 2-D forward first asks the cache for the input lines
 a task will read, from every few of its points (`_prefetch_lines`; nearest
@@ -952,10 +953,10 @@ def _sample_run(source, points, points_at, output, theta, bases, n, channel,
     once for them); on the grid path a run may go on over the next lines
     (columns past the width), and column 0 of ``line`` is point
     ``points_at`` of ``points`` (a flat grid). ``narrow``: the input's
-    planes are read with int32 offsets (`loads.narrow`). ``windowed``: the
-    input is a part of a larger one (``region``, as in `_tabulate`), and
-    bilinear reads single taps, not pairs, which might cross the part's
-    edge. ``planes`` ``ALL_CHANNELS``: each point's taps go to ``table``
+    planes are read with int32 offsets (`loads.narrow`), bilinear in
+    pairs. ``windowed``: the input is a part of a larger one (``region``,
+    as in `_tabulate`); taps are clamped into it (a pair of pixels stays
+    inside: where a pixel's weight is not 0, it is one of `tap_extent`'s). ``planes`` ``ALL_CHANNELS``: each point's taps go to ``table``
     (`_new_table`; None otherwise), column ``first`` at ``table_at``, for
     `_gather_table`. ``serial``: the kernel runs on the
     calling thread, where only reads tagged as never aliasing the writes
@@ -976,9 +977,10 @@ def _sample_run_case(source, points, points_at, output, theta, bases, n, channel
                      align_corners, mode, fused, spatial, narrow, planes, windowed, serial, table, table_at):
     from_theta, dims, narrowed = _literal(fused), _literal(spatial), _literal(narrow)
     run_planes, part, tagged_z = _literal(planes), _literal(windowed), _literal(serial)
-    axis_taps = _AXIS_TAPS[_literal(mode)][narrowed and not part]
-    x_taps = axis_taps if part else _X_TAPS[_literal(mode)][narrowed]
-    row_terms = (_narrow_row_terms if narrowed else _row_terms) if part else _ROW_TERMS[_literal(mode)][narrowed]
+    axis_taps, x_taps = _AXIS_TAPS[_literal(mode)][narrowed], _X_TAPS[_literal(mode)][narrowed]
+    row_terms = _ROW_TERMS[_literal(mode)][narrowed]
+    # in a part, a pair's first pixel stays one short of the part's last
+    x_last = 1 if narrowed and _literal(mode) == BILINEAR else 0
     index = np.int32 if narrowed else np.int64  # tap indices follow the sizes' type
     # a write no read aliases (`loads.store_at`): what lets the serial kernels,
     # which run one plane at a time, vectorise; runs of several planes keep
@@ -1022,7 +1024,7 @@ def _sample_run_case(source, points, points_at, output, theta, bases, n, channel
             iy, wy, _ = axis_taps(gy, whole_height, pad, align_corners)
             iz, wz, _ = axis_taps(gz, whole_depth, pad, align_corners)  # 2-D: unused
             if part:
-                ix = _local_taps(ix, shift_x, width)
+                ix = _local_taps(ix, shift_x, width - x_last)
                 iy = _local_taps(iy, shift_y, height)
                 iz = _local_taps(iz, shift_z, depth)
             if run_planes == ALL_CHANNELS:  # (z, y, x) as in `_row_terms`
@@ -1629,9 +1631,9 @@ def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
     windowed = window is not None
     parallel = _parallel(spatial, mode, out_size)
     on_pool = parallel if windowed else out_size * _TAPS_PER_AXIS[mode] ** spatial >= _POOL_FORWARD[spatial]
-    # a part (no pairs read) of any width; its taps are the whole input's, which must fit too
-    reads_narrow = (narrow(shape[2:], pairs=False) and narrow(tuple(window[:spatial].tolist())[::-1], False)
-                    if windowed else narrow(shape[2:]))
+    # a part (bilinear reads pairs there too); its taps are the whole input's, which must fit too
+    pairs = mode == BILINEAR or not windowed
+    reads_narrow = narrow(shape[2:], pairs) and (not windowed or narrow(tuple(window[:spatial].tolist())[::-1], pairs))
     planes = _pointwise_planes(mode, shape[1], fused, spatial == 2 and reads_narrow and not windowed)
     if not on_pool and (planes != ALL_CHANNELS or mode == BILINEAR):
         planes = 1  # (a serial run of several planes does not vectorise: 2-3x slower)
