@@ -170,7 +170,7 @@ _TAPS_PER_AXIS = {BILINEAR: 2, NEAREST: 1, BICUBIC: 4}
 # them channel by channel (``ALL_CHANNELS``).
 _RUN_PLANES = (4, 3, 2)
 ALL_CHANNELS = 0
-_TABLE_PIECE = 2048  # points of a nearest piece (its table stays in L1)
+_TABLE_PIECE = 2048  # points of a table's piece (nearest 16 KiB, bilinear 40 KiB: about L1)
 # Parallel 2-D bilinear with int32 reads (pairs of pixels) tabulates each
 # piece's taps once too (an offset and four weights a point) from this many
 # channels, (grid, fused): then one channel's loop only gathers. Against
