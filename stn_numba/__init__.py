@@ -12,9 +12,10 @@ The array functions follow ``torch.nn.functional`` names and semantics and
 take NumPy arrays (CPU) or GPU arrays (CUDA).
 """
 
-from . import _threading
+from . import _codegen, _threading
 
 _threading.load_pip_tbb()  # before Numba picks a threading layer; see _threading
+_codegen.prefer_full_width_vectors()  # before Numba compiles anything; see _codegen
 
 from .grids import (
     affine_grid,
