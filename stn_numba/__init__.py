@@ -12,9 +12,12 @@ The array functions follow ``torch.nn.functional`` names and semantics and
 take NumPy arrays (CPU) or GPU arrays (CUDA).
 """
 
-from . import _codegen, _threading
+from . import _threading
 
 _threading.load_pip_tbb()  # before Numba picks a threading layer; see _threading
+
+from . import _codegen  # noqa: E402
+
 _codegen.prefer_full_width_vectors()  # before Numba compiles anything; see _codegen
 
 from .grids import (

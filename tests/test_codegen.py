@@ -1,4 +1,5 @@
-"""stn_numba._codegen: full-width AVX-512 vectors for Numba, and a user's settings left alone.
+"""stn_numba._codegen: full-width AVX-512 vectors, kernels vectorised by their narrowest type, and a user's
+settings and functions left alone.
 
 Each check runs in a fresh interpreter: Numba takes its target's features
 once per process, at the first compilation.
@@ -79,3 +80,44 @@ with_avx512 = _codegen.prefer_full_width_vectors(lambda: "+avx2,+avx512f")
 print(json.dumps([without, after_without, with_avx512, numba.config.CPU_FEATURES]))
 """)
     assert got == [None, None, "+avx2,+avx512f,-prefer-256-bit", "+avx2,+avx512f,-prefer-256-bit"]
+
+
+LOOP_WIDTHS = """
+import json, re
+import numpy as np
+import numba
+from stn_numba import _codegen
+
+
+def make():
+    def scaled(source, factors, out):  # int64 factors: the widest type sets LLVM's default width
+        for p in range(out.size):
+            out[p] = source[p] * np.float32(factors[p])
+    return scaled
+
+
+def instructions(dispatcher):
+    asm = dispatcher.inspect_asm(dispatcher.signatures[0])
+    lines = [line.split("#")[0].strip() for line in asm.splitlines()]
+    return [re.sub(r"[\\w.$]*scaled[\\w.$]*", "F", line) for line in lines
+            if line and not line.startswith(".") and not line.endswith(":")]
+
+
+args = (np.ones(64, np.float32), np.arange(64), np.empty(64, np.float32))
+compiled = []
+for jit in (numba.njit, _codegen.njit, numba.njit):
+    function = jit(make())
+    function(*args)
+    compiled.append(instructions(function))
+before, kernel, after = compiled
+print(json.dumps({"kernel_differs": kernel != before, "after_as_before": after == before,
+                  "zmm": [sum("zmm" in line for line in code) for code in compiled]}))
+"""
+
+
+def test_kernels_vectorise_by_the_narrowest_type_and_other_functions_as_before():
+    got = run_fresh(LOOP_WIDTHS)
+    assert got["after_as_before"], got  # the option is unset after the kernel's compilation
+    if HAS_AVX512:
+        assert got["kernel_differs"], got
+        assert got["zmm"][1] > got["zmm"][0], got  # 16 float32 lanes, not 8

@@ -22,8 +22,9 @@ near the largest float64 can still overflow a row sum.)
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
+from .._codegen import njit
 from .._coords import affine_base_coordinate, projective_denominator, projective_point_gradient
 
 _CHUNK_POINTS = 65536  # points per backward chunk

@@ -105,10 +105,11 @@ import functools
 import math
 
 import numpy as np
-from numba import njit, prange, types
+from numba import prange, types
 from numba.core.errors import TypingError
 from numba.extending import overload, register_jitable
 
+from .._codegen import njit
 from .._codes import BICUBIC, BILINEAR, BORDER, NEAREST, ZEROS
 from .._coords import cubic_taps, linear_pair_taps, linear_taps, nearest_tap, nearest_zeros_tap, unnormalize
 from .grids import _base_coordinates, _sum_chunks
