@@ -575,15 +575,16 @@ def test_bilinear_on_a_part_reads_only_the_part(spatial, padding_mode, fused):
             start = out_spatial[0] // 2  # the second half of the output along its first axis
             chunk_points = points if fused else np.ascontiguousarray(points[:, start:])
             out_origin = (start,) + (0,) * (spatial - 1)
-            extent = cpu_sampling.tap_extent(chunk_points, (2, 2, out_spatial[0] - start) + out_spatial[1:],
-                                             cpu_sampling.region_window(whole_spatial, (0,) * spatial, out_spatial,
-                                                                        out_origin),
-                                             fused, BILINEAR, padding, False)
+            chunk_shape = (2, 2, out_spatial[0] - start) + out_spatial[1:]
+            extent = cpu_sampling.tap_extent(
+                chunk_points, chunk_shape,
+                cpu_sampling.region_window(whole_spatial, (0,) * spatial, out_spatial, out_origin),
+                fused, BILINEAR, padding, False)
             if np.any(extent[:, 1] - extent[:, 0] < 1):
                 continue  # a part one pixel wide along an axis reads no pairs
             part = np.ascontiguousarray(input[(slice(None), slice(None))
                                               + tuple(slice(low, high + 1) for low, high in extent)])
-            chunk = np.empty((2, 2, out_spatial[0] - start) + out_spatial[1:], dtype)
+            chunk = np.empty(chunk_shape, dtype)
             cpu_sampling.pointwise(spatial, BILINEAR, padding, fused, False, True, 1, True)(
                 part, chunk_points, chunk,
                 cpu_sampling.region_window(whole_spatial, extent[:, 0], out_spatial, out_origin), padding, False)

@@ -966,8 +966,8 @@ def _sample_run(source, points, points_at, output, theta, bases, n, channel,
     plain read of a 3-D point's z keeps the grid's interleaved loads
     (tagged, they became gathers: 4x1x64³ nearest lost its vectorised
     loop). Compiled once per value of the literal constants (mode, fused,
-    dims, narrow, planes, windowed, serial) and inlined by LLVM, not Numba: the parallel loop's array analysis fails on the tuples
-    of taps. (An overload, not a closure: a closure holding a dispatcher
+    dims, narrow, planes, windowed, serial) and inlined by LLVM, not Numba:
+    the parallel loop's array analysis fails on the tuples of taps. (An overload, not a closure: a closure holding a dispatcher
     gets a new cache key in every process, so Numba would compile it every
     time.)"""
 
@@ -1634,8 +1634,8 @@ def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
     on_pool = parallel if windowed else out_size * _TAPS_PER_AXIS[mode] ** spatial >= _POOL_FORWARD[spatial]
     # a part (bilinear reads pairs there too); its taps are the whole input's, which must fit too
     pairs = mode == BILINEAR or not windowed
-    whole = tuple(window[:spatial].tolist())[::-1] if windowed else shape[2:]
-    reads_narrow = narrow(shape[2:], pairs) and narrow(whole, pairs)
+    whole = tuple(window[:spatial].tolist())[::-1] if windowed else None
+    reads_narrow = narrow(shape[2:], pairs) and (not windowed or narrow(whole, pairs))
     planes = _pointwise_planes(mode, shape[1], fused, spatial == 2 and reads_narrow and not windowed)
     if not on_pool and (planes != ALL_CHANNELS or mode == BILINEAR):
         planes = 1  # (a serial run of several planes does not vectorise: 2-3x slower)
