@@ -460,16 +460,16 @@ def test_small_forwards_stay_on_the_calling_thread_and_larger_ones_take_the_pool
     (3, "bilinear", "zeros", True, 4, (11, 13), np.float32, False),
     (2, "nearest", "zeros", True, 3, (11, 13), np.float32, False),
     (3, "nearest", "border", False, 2, (11, 13), np.float64, False),
-    (2, "bilinear", "zeros", False, 1, (45, 70), np.float32, False),
-    (2, "bilinear", "border", True, 1, (45, 70), np.float32, True),
-    (2, "bicubic", "zeros", False, 3, (45, 70), np.float32, False),
-    (2, "nearest", "reflection", False, 3, (45, 70), np.float32, True),
-    (2, "nearest", "zeros", True, 1, (45, 70), np.float64, False),
+    (2, "bilinear", "zeros", False, 1, (181, 182), np.float32, False),
+    (2, "bilinear", "border", True, 1, (181, 182), np.float32, True),
+    (2, "bicubic", "zeros", False, 3, (181, 182), np.float32, False),
+    (2, "nearest", "reflection", False, 3, (181, 182), np.float32, True),
+    (2, "nearest", "zeros", True, 1, (181, 182), np.float64, False),
     (2, "bilinear", "reflection", False, 8, (11, 13), np.float32, False),
-    (2, "bilinear", "reflection", False, 6, (45, 70), np.float64, True),
-    (2, "bilinear", "zeros", True, 6, (45, 70), np.float32, False),
+    (2, "bilinear", "reflection", False, 6, (181, 182), np.float64, True),
+    (2, "bilinear", "zeros", True, 6, (181, 182), np.float32, False),
     (2, "bilinear", "border", True, 16, (11, 13), np.float64, True),
-    (2, "bilinear", "zeros", False, 3, (45, 70), np.float32, True),
+    (2, "bilinear", "zeros", False, 3, (181, 182), np.float32, True),
     (2, "bilinear", "border", False, 2, (2, 2), np.float32, False)])
 def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding_mode, fused, channels, plane,
                                                         dtype, align_corners, narrow):
@@ -685,7 +685,7 @@ def test_pointwise_and_tabled_backward_give_the_same_bits(rng, dim, mode, paddin
     other cases tabled: both must give the same bits, non-finite points and pixels included, with
     tiles of whole output lines and tiles narrower than a line, rows (and slices) read in pairs,
     each tap's products summed over the channels in the same order, and (planes of
-    `_PREFETCH_PLANE` pixels or more) each tile's input lines prefetched first."""
+    `_PREFETCH_PLANE_BACKWARD` pixels or more) each tile's input lines prefetched first."""
     from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 

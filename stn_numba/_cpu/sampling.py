@@ -66,16 +66,17 @@ in floating point), and the rows (and slices) in pairs. The parallel region
 forward (`sample_region`) runs pointwise too: the taps of the whole input,
 shifted into the part, bilinear read in pairs as well (inside the part
 wherever a weight is not 0).
-A gather starts no hardware prefetcher, so on all but tiny planes
-(`_PREFETCH_PLANE`) the 2-D forward first asks the cache for the input lines
-a task will read, from every few of its points (`_prefetch_lines`; nearest
-with several channels, from its table of taps; nearest of one channel, one
-tap a point, runs faster without), and the 2-D pointwise
-backward those of each tile: without it, 224² batches ran up to twice as
-long, and small rotations of large images 2-3 times as long as larger ones
-(the measurements are in the README's performance section). The 3-D
-forward does the same, lines of two slices, on inputs larger than the caches
-(`_PREFETCH_VOLUME`), parts of an input included.
+A gather starts no hardware prefetcher on AMD Zen, so on all but tiny planes
+there (181² pixels or more elsewhere: `_PREFETCH_PLANE`) the 2-D forward first
+asks the cache for the input lines a task will read, from every few of its
+points (`_prefetch_lines`; nearest with several channels, from its table of
+taps; nearest of one channel, one tap a point, runs faster without), and the
+2-D pointwise backward those of each tile (on all but tiny planes): without
+it, 224² batches ran up to twice as long, and small rotations of large images
+2-3 times as long as larger ones (the measurements are in the README's
+performance section). The 3-D forward does the same, lines of two slices, on
+inputs larger than the caches (`_PREFETCH_VOLUME`), parts of an input
+included.
 
 Pointwise backward. The bilinear and nearest backward of inputs with up to
 four channels runs pointwise too (`_make_pointwise_backward`), with the
@@ -105,6 +106,7 @@ import functools
 import math
 
 import numpy as np
+from llvmlite.binding import get_host_cpu_name
 from numba import prange, types
 from numba.core.errors import TypingError
 from numba.extending import overload, register_jitable
@@ -187,10 +189,21 @@ _PAIR_TABLE_CHANNELS = (2, 6)
 # 128x1x12² 0.22 -> 0.11 ms; 16² lines lost 15-40% this way.
 _SHORT_LINE = 32
 _VECTOR_LANES = 16
-# Inputs with planes of at least this many pixels have each task's input
-# lines prefetched before it samples them (see the module docstring); the
-# 784 pixels of 256x1x28² gained nothing.
-_PREFETCH_PLANE = 2**11
+# 2-D forwards of inputs with planes of at least this many pixels have each
+# task's input lines prefetched before they sample them (see the module
+# docstring). On AMD Zen hosts from small planes: without the prefetches,
+# 1 thread, 16x64x56² nearest ran 2.8x as long (the 784 pixels of 256x1x28²
+# gained nothing). Elsewhere from 181² pixels: on an Intel Xeon (Emerald
+# Rapids), whose prefetchers seem to follow the gathers, smaller planes
+# lost time to them, alternating processes, 2 threads (1 thread): 64x3x128²
+# -> 64² nearest 0.68 -> 0.52 ms (0.92 -> 0.81), bilinear 1.06 -> 0.96
+# (1.65 -> 1.50), fused 1.18 -> 0.86 (1.57 -> 1.14); 16x64x56² fused 2.09
+# -> 1.60 (3.40 -> 3.00); there 224² planes still gained (nearest of three
+# channels: 8-15%). (The host's CPU is part of the key of Numba's cache.)
+_PREFETCH_PLANE = 2**11 if get_host_cpu_name().startswith("znver") else 2**15
+# The 2-D pointwise backward prefetches each tile's lines from this many
+# pixels a plane (the 784 pixels of 256x1x28² gained nothing).
+_PREFETCH_PLANE_BACKWARD = 2**11
 # 3-D forwards prefetch from inputs of this many voxels (4 MiB of float32):
 # a 141x177x177 input rotated in its planes, 1 thread, grid path 22-23 ->
 # 10.3 ms, fused 8.0-8.8 -> 7.1 ms, nearest 5.4-6.5 -> 2.9 ms; within the
@@ -1521,7 +1534,7 @@ def _make_pointwise_backward(spatial, mode, padding, planes):
         tiling = _tiling(out_width, out_height, out_depth)
         items = n_batch * chunks
         groups = index.shape[0]
-        prefetching = volume >= _PREFETCH_PLANE  # (see `_prefetch_lines`)
+        prefetching = volume >= _PREFETCH_PLANE_BACKWARD  # (see `_prefetch_lines`)
         for group in prange(groups):
             for item in range(group * items // groups, (group + 1) * items // groups):
                 n = item // chunks
