@@ -5,14 +5,15 @@ arrays, anything with ``__cuda_array_interface__`` or a CUDA ``__dlpack__``)
 run on the ``_cuda`` twins and stay on the GPU. Importing this module never
 imports numba.cuda: the GPU backend is loaded the first time it is needed.
 
-Remembered calls. What validation and dispatch decide for a `grid_sample`
-call on NumPy arrays that need no copy depends only on the arrays' shapes and
-dtypes and the options; a call that repeats all of them runs the kernel chosen
-the first time (`remembered_key`, `run_remembered`, `remember`), without
-validating and dispatching again: on small inputs a call's fixed cost is most
-of its time (1x1x4x4, 2 threads: 2.9 -> 1.6 µs; torch 1.1). Ops whose options
-could compare equal to ones validation refuses (a size of floats equals one of
-ints) are not remembered.
+Remembered calls. What validation and dispatch decide for a call on NumPy
+arrays that need no copy depends only on the arrays' shapes and dtypes and
+the options; a call that repeats all of them runs the kernel chosen the first
+time (`remembered_key`, `run_remembered`, `remember`), without validating and
+dispatching again: on small inputs a call's fixed cost is most of its time
+(1x1x4x4, 2 threads: grid_sample 2.9 -> 1.6 µs; torch 1.1). Options that could
+compare equal to ones validation refuses are not remembered (a size must be a
+tuple of ints: one of floats compares equal to it), and the last option's type
+is part of the key (``align_corners=1`` is not ``True`` to validation).
 """
 
 import numpy as np
@@ -84,12 +85,28 @@ class CpuBackend:
     def empty(shape, dtype):
         return np.empty(shape, dtype=dtype)
 
-    @staticmethod
-    def forward_runner(fused, shape, out_size, mode, padding_mode, align_corners):
-        """See `stn_numba._cpu.sampling.forward_runner`."""
-        from ._cpu import sampling
+    def runner(self, name, output_shapes, dtype, *options):
+        """A function of an op's arrays, as the kernels take them, that
+        allocates its one or two outputs and runs kernel ``name`` on them
+        with ``options``; it returns the output, or the pair of them: what
+        `remember` keeps for calls like the one that made these choices."""
+        kernel = self.kernel(name)
+        if len(output_shapes) == 1:
+            (shape,) = output_shapes
 
-        return sampling.forward_runner(fused, shape, out_size, mode, padding_mode, align_corners)
+            def run(*arrays):
+                output = np.empty(shape, dtype)
+                kernel(*arrays, output, *options)
+                return output
+        else:
+            first_shape, second_shape = output_shapes
+
+            def run(*arrays):
+                first, second = np.empty(first_shape, dtype), np.empty(second_shape, dtype)
+                kernel(*arrays, first, second, *options)
+                return first, second
+
+        return run
 
     @staticmethod
     def zeros(shape, dtype):
@@ -154,49 +171,56 @@ def resolve(device, stream, **arrays):
 
 
 
-# (op, shapes, dtypes, options, type of the last option) -> (output shape, dtype, run)
+# (op, shapes and dtypes, options, type of the last option) -> run
 _remembered = {}
 _REMEMBERED_CALLS = 1024  # the table starts over when full
 
 
-def remembered_key(op, device, stream, first, second, *options):
-    """The key of a call of ``op`` on arrays ``first`` and ``second`` with
-    ``options`` (the last one's type too: ``align_corners=1`` is not ``True``
-    to validation), or None unless it runs on the CPU on C-contiguous,
+def remembered_key(op, device, stream, arrays, *options):
+    """The key of a call of ``op`` on ``arrays`` with ``options`` (the last
+    one's type too), or None unless it runs on the CPU on C-contiguous,
     aligned, writeable NumPy arrays, which the kernels take as they are."""
-    if (device is not None or stream is not None or type(first) is not np.ndarray
-            or type(second) is not np.ndarray):
+    if device is not None or stream is not None:
         return None
-    a, b = first.flags, second.flags
-    if not (a.c_contiguous and b.c_contiguous and a.aligned and b.aligned and a.writeable and b.writeable):
-        return None
-    return op, first.shape, second.shape, first.dtype, second.dtype, options, type(options[-1])
+    key = (op, type(options[-1])) + options
+    for array in arrays:
+        if type(array) is not np.ndarray or not array.flags.carray:  # (C-contiguous, aligned, writeable)
+            return None
+        key += (array.shape, array.dtype)
+    return key
 
 
-def run_remembered(key, first, second):
-    """The output of the call of ``key`` on ``first`` and ``second``, if it was remembered; else None."""
+def is_plain_size(size):
+    """Whether ``size`` is a tuple of Python ints, as a key may hold it (see
+    the module docstring)."""
+    if type(size) is not tuple:
+        return False
+    for length in size:
+        if type(length) is not int:
+            return False
+    return True
+
+
+def run_remembered(key, *arrays):
+    """The output of the call of ``key`` on ``arrays``, if it was remembered; else None."""
     if key is None:
         return None
     try:
-        remembered = _remembered.get(key)
+        run = _remembered.get(key)
     except TypeError:  # an unhashable option: the general path takes it
         return None
-    if remembered is None:
-        return None
-    shape, dtype, run = remembered
-    output = np.empty(shape, dtype)
-    run(first, second, output)
-    return output
+    return None if run is None else run(*arrays)
 
 
-def remember(key, output, run):
-    """Remember that the call of ``key`` (a `remembered_key`, validated, on
-    arrays of ``output``'s dtype) gives an ``output`` like this one by
-    ``run(first, second, output)``."""
+def remember(key, run):
+    """Remember that the call of ``key`` (a `remembered_key`, validated) gives
+    its output by ``run(*arrays)`` (`CpuBackend.runner`)."""
+    if key is None:
+        return
     try:
         hash(key)
     except TypeError:  # an unhashable option (valid, such as a list for a size)
         return
     if len(_remembered) >= _REMEMBERED_CALLS:
         _remembered.clear()
-    _remembered[key] = (output.shape, output.dtype, _threading.guard(run))
+    _remembered[key] = run

@@ -69,15 +69,23 @@ def affine_grid(theta, size, align_corners=False, *, device=None, stream=None):
     array([[-1.,  0.,  1.],
            [-1.,  0.,  1.]], dtype=float32)
     """
+    key = (_device.remembered_key("affine_grid", device, stream, (theta,), size, align_corners)
+           if _device.is_plain_size(size) else None)
+    grid = _device.run_remembered(key, theta)
+    if grid is not None:
+        return grid
     backend, (theta,) = _device.resolve(device, stream, theta=theta)
     _checks.ndim(theta, "theta", (3,), "a 3-D array (N, 2, 3) or (N, 3, 4)")
     dims = _checks.size(size)
     dtype = _checks.theta_for_size(theta, dims)
     align = _checks.align_corners(align_corners)
     spatial = len(dims) - 2
+    name = f"affine_grid_{spatial}d"
     grid = backend.empty((dims[0],) + dims[2:] + (spatial,), dtype)
     if grid.size:
-        backend.kernel(f"affine_grid_{spatial}d")(backend.contiguous(theta, dtype), grid, align)
+        backend.kernel(name)(backend.contiguous(theta, dtype), grid, align)
+        if key is not None and theta.dtype == dtype:
+            _device.remember(key, backend.runner(name, (grid.shape,), dtype, align))
     return grid
 
 

@@ -108,21 +108,19 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     >>> grid_sample(image, grid, padding_mode="border", align_corners=True)[0, 0, 0]
     array([1., 2., 3., 3.])
     """
-    key = _device.remembered_key("grid_sample", device, stream, input, grid, mode, padding_mode, align_corners)
+    key = _device.remembered_key("grid_sample", device, stream, (input, grid), mode, padding_mode, align_corners)
     output = _device.run_remembered(key, input, grid)
     if output is not None:
         return output
     backend, (input, grid) = _device.resolve(device, stream, input=input, grid=grid)
     dtype, mode_code, padding_code, align = _checks.grid_sample_args(input, grid, mode, padding_mode, align_corners)
-    spatial = input.ndim - 2
+    name = f"grid_sample_{input.ndim - 2}d"
     output = backend.empty(tuple(input.shape[:2]) + tuple(grid.shape[1:-1]), dtype)
     if output.size:
-        backend.kernel(f"grid_sample_{spatial}d")(
-            backend.contiguous(input, dtype), backend.contiguous(grid, dtype), output,
-            mode_code, padding_code, align)
+        backend.kernel(name)(backend.contiguous(input, dtype), backend.contiguous(grid, dtype), output,
+                             mode_code, padding_code, align)
         if key is not None and input.dtype == grid.dtype == dtype:  # (a key: NumPy arrays on the CPU)
-            _device.remember(key, output, backend.forward_runner(False, input.shape, output.size, mode_code,
-                                                                 padding_code, align))
+            _device.remember(key, backend.runner(name, (output.shape,), dtype, mode_code, padding_code, align))
     return output
 
 
@@ -170,19 +168,25 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
         Same shape and dtype as ``grid``; zeros for mode="nearest", whose
         output is piecewise constant in the grid.
     """
+    key = _device.remembered_key("grid_sample_backward", device, stream, (grad_output, input, grid), mode,
+                                 padding_mode, input_requires_grad, deterministic, align_corners)
+    gradients = _device.run_remembered(key, grad_output, input, grid)
+    if gradients is not None:
+        return gradients
     backend, (grad_output, input, grid) = _device.resolve(
         device, stream, grad_output=grad_output, input=input, grid=grid)
     dtype, mode_code, padding_code, align = _checks.grid_sample_args(input, grid, mode, padding_mode, align_corners)
     _checks.grad_output_for(grad_output, input, grid)
     dtype = _checks.same_dtype(grad_output=grad_output, input=input)
-    spatial = input.ndim - 2
-    return _run_backward(backend, f"grid_sample_{spatial}d_backward", grad_output, input, grid, dtype,
+    return _run_backward(backend, key, f"grid_sample_{input.ndim - 2}d_backward", grad_output, input, grid, dtype,
                          mode_code, padding_code, align, input_requires_grad, deterministic)
 
 
-def _run_backward(backend, name, grad_output, input, points, dtype, mode_code, padding_code, align,
+def _run_backward(backend, key, name, grad_output, input, points, dtype, mode_code, padding_code, align,
                   input_requires_grad, deterministic):
-    """Allocate the gradients of a sampler backward and run its kernel.
+    """Allocate the gradients of a sampler backward and run its kernel; then
+    remember the call under ``key`` where it has one and runs as it will
+    next time (input gradient wanted, arrays of ``dtype``).
 
     ``points`` is the grid or theta: the second differentiable argument.
     Returns (grad_input or None, grad_points).
@@ -195,10 +199,11 @@ def _run_backward(backend, name, grad_output, input, points, dtype, mode_code, p
     if deterministic and backend.name == "cuda":
         name += "_deterministic"  # the CPU kernel always is
     if grad_output.size:
-        backend.kernel(name)(
-            backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
-            backend.contiguous(points, dtype), grad_input, grad_points,
-            mode_code, padding_code, align, bool(input_requires_grad))
+        options = mode_code, padding_code, align, bool(input_requires_grad)
+        backend.kernel(name)(backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
+                             backend.contiguous(points, dtype), grad_input, grad_points, *options)
+        if key is not None and input_requires_grad and grad_output.dtype == input.dtype == points.dtype == dtype:
+            _device.remember(key, backend.runner(name, (input_shape, grad_points.shape), dtype, *options))
     return (grad_input if input_requires_grad else None), grad_points
 
 
@@ -255,14 +260,21 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
     >>> affine_grid_sample(image, flip, (1, 1, 4, 4))[0, 0, 0]
     array([3., 2., 1., 0.], dtype=float32)
     """
+    key = (_device.remembered_key("affine_grid_sample", device, stream, (input, theta), size, mode, padding_mode,
+                                  align_corners) if _device.is_plain_size(size) else None)
+    output = _device.run_remembered(key, input, theta)
+    if output is not None:
+        return output
     backend, (input, theta) = _device.resolve(device, stream, input=input, theta=theta)
     dims, dtype, mode_code, padding_code, align = _checks.affine_grid_sample_args(
         input, theta, size, mode, padding_mode, align_corners)
+    name = f"affine_grid_sample_{len(dims) - 2}d"
     output = backend.empty(dims, dtype)
     if output.size:
-        backend.kernel(f"affine_grid_sample_{len(dims) - 2}d")(
-            backend.contiguous(input, dtype), backend.contiguous(theta, dtype), output,
-            mode_code, padding_code, align)
+        backend.kernel(name)(backend.contiguous(input, dtype), backend.contiguous(theta, dtype), output,
+                             mode_code, padding_code, align)
+        if key is not None and input.dtype == theta.dtype == dtype:
+            _device.remember(key, backend.runner(name, (dims,), dtype, mode_code, padding_code, align))
     return output
 
 
@@ -304,11 +316,17 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
     grad_theta : ndarray
         Same shape and dtype as ``theta``; zeros for mode="nearest".
     """
+    key = (_device.remembered_key("affine_grid_sample_backward", device, stream, (grad_output, input, theta),
+                                  size, mode, padding_mode, input_requires_grad, deterministic, align_corners)
+           if _device.is_plain_size(size) else None)
+    gradients = _device.run_remembered(key, grad_output, input, theta)
+    if gradients is not None:
+        return gradients
     backend, (grad_output, input, theta) = _device.resolve(
         device, stream, grad_output=grad_output, input=input, theta=theta)
     dims, dtype, mode_code, padding_code, align = _checks.affine_grid_sample_args(
         input, theta, size, mode, padding_mode, align_corners)
     _checks.shape_for(grad_output, "grad_output", dims, "the output of affine_grid_sample")
     dtype = _checks.same_dtype(grad_output=grad_output, input=input)
-    return _run_backward(backend, f"affine_grid_sample_{len(dims) - 2}d_backward", grad_output, input, theta,
-                         dtype, mode_code, padding_code, align, input_requires_grad, deterministic)
+    return _run_backward(backend, key, f"affine_grid_sample_{len(dims) - 2}d_backward", grad_output, input,
+                         theta, dtype, mode_code, padding_code, align, input_requires_grad, deterministic)

@@ -536,7 +536,67 @@ def test_repeated_calls_run_the_remembered_kernel_and_other_calls_are_still_vali
     for other in (read_only, np.asfortranarray(input), input.astype(">f4")):
         np.testing.assert_array_equal(stn_numba.grid_sample(other, grid, mode="nearest", align_corners=True), expected)
     assert len(calls) == 6 and len(_device._remembered) == 1
-    assert _device.remembered_key("grid_sample", "cuda", None, input, grid, "nearest", "zeros", True) is None
+    assert _device.remembered_key("grid_sample", "cuda", None, (input, grid), "nearest", "zeros", True) is None
+
+
+def test_repeated_affine_and_backward_calls_are_remembered_and_other_calls_still_validated(rng, monkeypatch):
+    """affine_grid, affine_grid_sample and both backward ops remember their calls as grid_sample does:
+    a repeat gives the values of the new arrays without validation; a size of floats or numpy ints
+    (equal to a valid size, refused or converted by validation) is never remembered, nor a backward
+    without the input gradient; an align_corners of another type is validated again."""
+    from stn_numba import _checks, _device
+
+    monkeypatch.setattr(_device, "_remembered", {})
+    input = rng.standard_normal((2, 3, 5, 6))
+    theta = np.eye(2, 3) + rng.uniform(-0.3, 0.3, (2, 2, 3))
+    size = (2, 3, 4, 7)
+    grid = stn_numba.affine_grid(theta, size)
+    grad_output = rng.standard_normal(size)
+    calls = {
+        "affine_grid": lambda: stn_numba.affine_grid(theta, size),
+        "affine_grid_sample": lambda: stn_numba.affine_grid_sample(input, theta, size, padding_mode="border"),
+        "grid_sample_backward": lambda: stn_numba.grid_sample_backward(grad_output, input, grid),
+        "affine_grid_sample_backward": lambda: stn_numba.affine_grid_sample_backward(grad_output, input, theta, size),
+    }
+
+    def expected():
+        grad_input, grad_grid = reference.grid_sample_backward(grad_output, input, grid, "bilinear", "zeros", False)
+        grid_now = reference.affine_grid(theta, size, False)
+        return {"affine_grid": grid_now,
+                "affine_grid_sample": reference.grid_sample(input, grid_now, "bilinear", "border", False),
+                "grid_sample_backward": (grad_input, grad_grid),
+                "affine_grid_sample_backward": (
+                    reference.grid_sample_backward(grad_output, input, grid_now, "bilinear", "zeros", False)[0],
+                    reference.affine_grid_backward(
+                        reference.grid_sample_backward(grad_output, input, grid_now, "bilinear", "zeros",
+                                                       False)[1], size, False))}
+
+    for call in calls.values():
+        call()
+    assert len(_device._remembered) == 4
+    validations = []
+    for name in ("size", "affine_grid_sample_args", "grid_sample_args"):
+        monkeypatch.setattr(_checks, name, lambda *args, checked=getattr(_checks, name), **kwargs:
+                            validations.append(1) or checked(*args, **kwargs))
+    input += 1  # values are not part of the key
+    theta[:, :, 2] += 0.1
+    for name, values in expected().items():
+        results = calls[name]()
+        for result, value in zip(*((results, values) if name.endswith("backward") else ((results,), (values,)))):
+            np.testing.assert_allclose(result, value, rtol=1e-10, atol=1e-12, err_msg=name)
+    assert not validations and len(_device._remembered) == 4
+    with pytest.raises(TypeError, match="size"):
+        stn_numba.affine_grid(theta, (2.0, 3, 4, 7))
+    with pytest.raises(TypeError, match="size"):
+        stn_numba.affine_grid_sample(input, theta, (2, 3.0, 4, 7))
+    with pytest.raises(TypeError, match="size"):
+        stn_numba.affine_grid_sample_backward(grad_output, input, theta, (2, 3, 4.0, 7))
+    with pytest.raises(TypeError, match="align_corners"):
+        stn_numba.affine_grid_sample(input, theta, size, align_corners=1)
+    numpy_size = tuple(np.int64(length) for length in size)
+    np.testing.assert_array_equal(stn_numba.affine_grid(theta, numpy_size), calls["affine_grid"]())
+    assert stn_numba.grid_sample_backward(grad_output, input, grid, input_requires_grad=False)[0] is None
+    assert len(_device._remembered) == 4
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
