@@ -502,6 +502,25 @@ def test_pointwise_and_tabled_forward_give_the_same_bits(rng, dim, mode, padding
     np.testing.assert_array_equal(pointwise.view(bits), tabled.view(bits))
 
 
+@pytest.mark.parametrize("zen", [False, True])
+def test_fused_forward_gives_the_same_bits_with_and_without_prefetches(rng, monkeypatch, zen):
+    """The 2-D fused warp prefetches its input lines on AMD Zen hosts only (`_ZEN_HOST`), whatever
+    host the tests run on: built either way, its kernel gives the tabled kernel's bits."""
+    from stn_numba._codes import BILINEAR, ZEROS
+    from stn_numba._cpu import sampling
+
+    monkeypatch.setattr(sampling, "_ZEN_HOST", zen)
+    input = rng.standard_normal((2, 3, 181, 182)).astype(np.float32)
+    input.flat[5] = np.inf
+    theta = (np.eye(2, 3) + rng.uniform(-0.6, 0.6, (2, 2, 3))).astype(np.float32)
+    pointwise, tabled = (np.empty((2, 3, 40, 50), np.float32) for _ in range(2))
+    sampling._make_pointwise(2, BILINEAR, ZEROS, True, True, True, 3, False)(input, theta, pointwise, None, ZEROS,
+                                                                             False)
+    sampling.kernels(2, BILINEAR, ZEROS, True, True)[0](input, theta, tabled, None, ZEROS, False)
+    assert np.isfinite(tabled).any()
+    np.testing.assert_array_equal(pointwise.view(np.uint32), tabled.view(np.uint32))
+
+
 
 def test_repeated_calls_run_the_remembered_kernel_and_other_calls_are_still_validated(rng, monkeypatch):
     """A grid_sample call that repeats the shapes, dtypes and options of a valid one on NumPy arrays

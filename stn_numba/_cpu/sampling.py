@@ -67,16 +67,17 @@ forward (`sample_region`) runs pointwise too: the taps of the whole input,
 shifted into the part, bilinear read in pairs as well (inside the part
 wherever a weight is not 0).
 A gather starts no hardware prefetcher on AMD Zen, so on all but tiny planes
-there (181² pixels or more elsewhere: `_PREFETCH_PLANE`) the 2-D forward first
-asks the cache for the input lines a task will read, from every few of its
-points (`_prefetch_lines`; nearest with several channels, from its table of
-taps; nearest of one channel, one tap a point, runs faster without), and the
-2-D pointwise backward those of each tile (on all but tiny planes): without
-it, 224² batches ran up to twice as long, and small rotations of large images
-2-3 times as long as larger ones (the measurements are in the README's
-performance section). The 3-D forward does the same, lines of two slices, on
-inputs larger than the caches (`_PREFETCH_VOLUME`), parts of an input
-included.
+there the 2-D forward first asks the cache for the input lines a task will
+read, from every few of its points (`_prefetch_lines`; nearest with several
+channels, from its table of taps; nearest of one channel, one tap a point,
+runs faster without), and the 2-D pointwise backward those of each tile:
+without it, 224² batches ran up to twice as long, and small rotations of large
+images 2-3 times as long as larger ones (the measurements are in the README's
+performance section). Other hosts' prefetchers seem to follow gathers: there
+the grid path prefetches from planes of 181² pixels (`_PREFETCH_PLANE`), the
+fused warp never, the backward as on Zen. The 3-D forward prefetches lines of
+two slices on inputs larger than the caches (`_PREFETCH_VOLUME`), parts of an
+input included.
 
 Pointwise backward. The bilinear and nearest backward of inputs with up to
 four channels runs pointwise too (`_make_pointwise_backward`), with the
@@ -199,8 +200,10 @@ _VECTOR_LANES = 16
 # -> 64² nearest 0.68 -> 0.52 ms (0.92 -> 0.81), bilinear 1.06 -> 0.96
 # (1.65 -> 1.50), fused 1.18 -> 0.86 (1.57 -> 1.14); 16x64x56² fused 2.09
 # -> 1.60 (3.40 -> 3.00); there 224² planes still gained (nearest of three
-# channels: 8-15%). (The host's CPU is part of the key of Numba's cache.)
-_PREFETCH_PLANE = 2**11 if get_host_cpu_name().startswith("znver") else 2**15
+# channels: 8-15%), though not in the fused warp. (The host's CPU is part
+# of the key of Numba's cache.)
+_ZEN_HOST = get_host_cpu_name().startswith("znver")
+_PREFETCH_PLANE = 2**11 if _ZEN_HOST else 2**15
 # The 2-D pointwise backward prefetches each tile's lines from this many
 # pixels a plane (the 784 pixels of 256x1x28² gained nothing).
 _PREFETCH_PLANE_BACKWARD = 2**11
@@ -1243,8 +1246,12 @@ def _make_pointwise(spatial, mode, padding, fused, parallel, narrow, planes, win
     # input (stn_numba.dask's tasks ran 3-6% longer with them), nor in 2-D
     # nearest of one channel, one tap a point (with them, 1 thread:
     # 1x1x2048² 2.8 -> 4.1 ms, 8x1x224² 0.22 -> 0.28 ms; 2 threads 1.4-1.6 ->
-    # 2.1 ms and 0.11-0.15 -> 0.14 ms).
-    prefetches = parallel and (spatial == 3 or not (windowed or (mode == NEAREST and planes == 1)))
+    # 2.1 ms and 0.11-0.15 -> 0.14 ms), nor, but on AMD Zen, in the 2-D fused
+    # warp (see `_PREFETCH_PLANE`; on the Intel Xeon, alternating processes,
+    # 2 threads: 32x3x224² 4.6-7.4 -> 3.7-4.7 ms, 1x1x2048² 4.9-6.2 -> 3.4-3.8
+    # ms; 1 thread 32x3x224² 9.5-14.6 -> 6.1-11.2 ms).
+    prefetches = parallel and (spatial == 3 or not (windowed or (mode == NEAREST and planes == 1)
+                                                    or (fused and not _ZEN_HOST)))
 
     @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def forward(source, points, output, window, padding_mode, align_corners):
