@@ -85,6 +85,15 @@ class CpuBackend:
     def empty(shape, dtype):
         return np.empty(shape, dtype=dtype)
 
+    @staticmethod
+    def forward_runner(fused, shape, out_shape, dtype, mode, padding_mode, align_corners):
+        """`runner` for a forward sampler, with the kernel it selects for an
+        input of ``shape`` chosen now (see `stn_numba._cpu.sampling.forward_runner`)."""
+        from ._cpu import sampling
+
+        return _threading.guard(sampling.forward_runner(fused, shape, out_shape, dtype, mode, padding_mode,
+                                                        align_corners))
+
     def runner(self, name, output_shapes, dtype, *options):
         """A function of an op's arrays, as the kernels take them, that
         allocates its one or two outputs and runs kernel ``name`` on them

@@ -120,7 +120,8 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
         backend.kernel(name)(backend.contiguous(input, dtype), backend.contiguous(grid, dtype), output,
                              mode_code, padding_code, align)
         if key is not None and input.dtype == grid.dtype == dtype:  # (a key: NumPy arrays on the CPU)
-            _device.remember(key, backend.runner(name, (output.shape,), dtype, mode_code, padding_code, align))
+            _device.remember(key, backend.forward_runner(False, input.shape, output.shape, dtype, mode_code,
+                                                         padding_code, align))
     return output
 
 
@@ -274,7 +275,8 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
         backend.kernel(name)(backend.contiguous(input, dtype), backend.contiguous(theta, dtype), output,
                              mode_code, padding_code, align)
         if key is not None and input.dtype == theta.dtype == dtype:
-            _device.remember(key, backend.runner(name, (dims,), dtype, mode_code, padding_code, align))
+            _device.remember(key, backend.forward_runner(True, input.shape, dims, dtype, mode_code, padding_code,
+                                                         align))
     return output
 
 

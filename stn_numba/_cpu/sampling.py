@@ -1668,6 +1668,22 @@ def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
 _remembered_forward_kernel = functools.lru_cache(maxsize=256)(_forward_kernel)
 
 
+def forward_runner(fused, shape, out_shape, dtype, mode, padding_mode, align_corners):
+    """A function of (input, points) that returns a new ``out_shape`` output
+    of ``dtype`` computed by the forward kernel these shapes and options
+    select, as `grid_sample_2d` and its siblings do, without their lookup:
+    for callers that remember it for calls like this one
+    (`stn_numba._device`)."""
+    kernel = _remembered_forward_kernel(fused, shape, math.prod(out_shape), mode, padding_mode)
+
+    def run(input, points):
+        output = np.empty(out_shape, dtype)
+        kernel(input, points, output, None, padding_mode, align_corners)
+        return output
+
+    return run
+
+
 def _backward(fused, grad_output, input, points, grad_input, grad_points,
               mode, padding_mode, align_corners, input_requires_grad,
               window=None):
