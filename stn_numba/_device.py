@@ -223,9 +223,7 @@ def run_remembered(key, *arrays):
 
 def remember(key, run):
     """Remember that the call of ``key`` (a `remembered_key`, validated) gives
-    its output by ``run(*arrays)`` (`CpuBackend.runner`)."""
-    if key is None:
-        return
+    its output by ``run(*arrays)`` (`CpuBackend.runner`, `CpuBackend.forward_runner`)."""
     try:
         hash(key)
     except TypeError:  # an unhashable option (valid, such as a list for a size)
