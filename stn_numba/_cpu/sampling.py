@@ -200,8 +200,9 @@ _VECTOR_LANES = 16
 # -> 64² nearest 0.68 -> 0.52 ms (0.92 -> 0.81), bilinear 1.06 -> 0.96
 # (1.65 -> 1.50), fused 1.18 -> 0.86 (1.57 -> 1.14); 16x64x56² fused 2.09
 # -> 1.60 (3.40 -> 3.00); there 224² planes still gained (nearest of three
-# channels: 8-15%), though not in the fused warp. (The host's CPU is part
-# of the key of Numba's cache.)
+# channels: 8-15%), though not in the fused warp. (The host's CPU name is
+# part of the key of Numba's cache unless NUMBA_CPU_NAME is set; under either
+# rule the kernels compute the same bits.)
 _ZEN_HOST = get_host_cpu_name().startswith("znver")
 _PREFETCH_PLANE = 2**11 if _ZEN_HOST else 2**15
 # The 2-D pointwise backward prefetches each tile's lines from this many
