@@ -188,9 +188,13 @@ _REMEMBERED_CALLS = 1024  # the table starts over when full
 def remembered_key(op, device, stream, arrays, *options):
     """The key of a call of ``op`` on ``arrays`` with ``options`` (the last
     one's type too), or None unless it runs on the CPU on C-contiguous,
-    aligned, writeable NumPy arrays, which the kernels take as they are."""
+    aligned, writeable NumPy arrays, which the kernels take as they are, and
+    every tuple option (a size) holds Python ints."""
     if device is not None or stream is not None:
         return None
+    for option in options:
+        if isinstance(option, tuple) and not _plain_ints(option):
+            return None
     key = (op, type(options[-1])) + options
     for array in arrays:
         if type(array) is not np.ndarray or not array.flags.carray:  # (C-contiguous, aligned, writeable)
@@ -199,13 +203,11 @@ def remembered_key(op, device, stream, arrays, *options):
     return key
 
 
-def is_plain_size(size):
-    """Whether ``size`` is a tuple of Python ints, as a key may hold it (see
-    the module docstring)."""
-    if type(size) is not tuple:
-        return False
-    for length in size:
-        if type(length) is not int:
+def _plain_ints(values):
+    """Whether every entry of ``values`` (a size) is a Python int, as a key
+    may hold it (see the module docstring)."""
+    for value in values:
+        if type(value) is not int:
             return False
     return True
 

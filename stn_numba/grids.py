@@ -69,8 +69,7 @@ def affine_grid(theta, size, align_corners=False, *, device=None, stream=None):
     array([[-1.,  0.,  1.],
            [-1.,  0.,  1.]], dtype=float32)
     """
-    key = (_device.remembered_key("affine_grid", device, stream, (theta,), size, align_corners)
-           if _device.is_plain_size(size) else None)
+    key = _device.remembered_key("affine_grid", device, stream, (theta,), size, align_corners)
     grid = _device.run_remembered(key, theta)
     if grid is not None:
         return grid

@@ -261,8 +261,8 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
     >>> affine_grid_sample(image, flip, (1, 1, 4, 4))[0, 0, 0]
     array([3., 2., 1., 0.], dtype=float32)
     """
-    key = (_device.remembered_key("affine_grid_sample", device, stream, (input, theta), size, mode, padding_mode,
-                                  align_corners) if _device.is_plain_size(size) else None)
+    key = _device.remembered_key("affine_grid_sample", device, stream, (input, theta), size, mode, padding_mode,
+                                 align_corners)
     output = _device.run_remembered(key, input, theta)
     if output is not None:
         return output
@@ -318,9 +318,8 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
     grad_theta : ndarray
         Same shape and dtype as ``theta``; zeros for mode="nearest".
     """
-    key = (_device.remembered_key("affine_grid_sample_backward", device, stream, (grad_output, input, theta),
-                                  size, mode, padding_mode, input_requires_grad, deterministic, align_corners)
-           if _device.is_plain_size(size) else None)
+    key = _device.remembered_key("affine_grid_sample_backward", device, stream, (grad_output, input, theta), size,
+                                 mode, padding_mode, input_requires_grad, deterministic, align_corners)
     gradients = _device.run_remembered(key, grad_output, input, theta)
     if gradients is not None:
         return gradients

@@ -579,16 +579,15 @@ def test_repeated_affine_and_backward_calls_are_remembered_and_other_calls_still
     }
 
     def expected():
-        grad_input, grad_grid = reference.grid_sample_backward(grad_output, input, grid, "bilinear", "zeros", False)
         grid_now = reference.affine_grid(theta, size, False)
+        grad_input, grad_grid_now = reference.grid_sample_backward(grad_output, input, grid_now, "bilinear", "zeros",
+                                                                   False)
         return {"affine_grid": grid_now,
                 "affine_grid_sample": reference.grid_sample(input, grid_now, "bilinear", "border", False),
-                "grid_sample_backward": (grad_input, grad_grid),
-                "affine_grid_sample_backward": (
-                    reference.grid_sample_backward(grad_output, input, grid_now, "bilinear", "zeros", False)[0],
-                    reference.affine_grid_backward(
-                        reference.grid_sample_backward(grad_output, input, grid_now, "bilinear", "zeros",
-                                                       False)[1], size, False))}
+                "grid_sample_backward": reference.grid_sample_backward(grad_output, input, grid, "bilinear", "zeros",
+                                                                       False),
+                "affine_grid_sample_backward": (grad_input,
+                                                reference.affine_grid_backward(grad_grid_now, size, False))}
 
     for call in calls.values():
         call()

@@ -984,9 +984,9 @@ def _sample_run(source, points, points_at, output, theta, bases, n, channel,
     (tagged, they became gathers: 4x1x64³ nearest lost its vectorised
     loop). Compiled once per value of the literal constants (mode, fused,
     dims, narrow, planes, windowed, serial) and inlined by LLVM, not Numba:
-    the parallel loop's array analysis fails on the tuples of taps. (An overload, not a closure: a closure holding a dispatcher
-    gets a new cache key in every process, so Numba would compile it every
-    time.)"""
+    the parallel loop's array analysis fails on the tuples of taps. (An
+    overload, not a closure: a closure holding a dispatcher gets a new cache
+    key in every process, so Numba would compile it every time.)"""
 
 
 @overload(_sample_run, prefer_literal=True, jit_options={**_KERNEL_OPTIONS, "forceinline": True})
