@@ -33,7 +33,16 @@ from .grids import (
     tps_grid,
     tps_grid_backward,
 )
-from .sampling import affine_grid_sample, affine_grid_sample_backward, grid_sample, grid_sample_backward
+from .sampling import (
+    affine_grid_sample,
+    affine_grid_sample_backward,
+    grid_count,
+    grid_count_backward,
+    grid_push,
+    grid_push_backward,
+    grid_sample,
+    grid_sample_backward,
+)
 from .tensor import Tensor, enable_grad, is_grad_enabled, manual_seed, no_grad
 
 __version__ = "0.1.0"
@@ -54,6 +63,10 @@ __all__ = [
     "grid_sample_backward",
     "affine_grid_sample",
     "affine_grid_sample_backward",
+    "grid_push",
+    "grid_push_backward",
+    "grid_count",
+    "grid_count_backward",
     "Tensor",
     "enable_grad",
     "is_grad_enabled",

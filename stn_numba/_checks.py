@@ -84,8 +84,9 @@ def padding_mode(value):
     return _codes.PADDING_MODES[value]
 
 
-def size(value, spatial_dims=None):
-    """Return ``size`` (N, C, H, W) or (N, C, D, H, W) as a tuple of non-negative ints."""
+def size(value, spatial_dims=None, name="size"):
+    """Return ``size`` (N, C, H, W) or (N, C, D, H, W) as a tuple of non-negative ints
+    (``name``: the argument's, for errors)."""
     lengths = (4, 5) if spatial_dims is None else (spatial_dims + 2,)
     if type(value) is tuple and len(value) in lengths:
         for d in value:
@@ -96,13 +97,14 @@ def size(value, spatial_dims=None):
     try:
         dims = tuple(operator.index(d) for d in value)
     except TypeError:
-        raise TypeError(f"size must be a sequence of ints (N, C, H, W) or (N, C, D, H, W), got {value!r}") from None
+        raise TypeError(f"{name} must be a sequence of ints (N, C, H, W) or (N, C, D, H, W), "
+                        f"got {value!r}") from None
     if len(dims) not in (4, 5):
-        raise ValueError(f"size must have 4 (N, C, H, W) or 5 (N, C, D, H, W) entries, got {len(dims)}: {dims}")
+        raise ValueError(f"{name} must have 4 (N, C, H, W) or 5 (N, C, D, H, W) entries, got {len(dims)}: {dims}")
     if spatial_dims is not None and len(dims) != spatial_dims + 2:
-        raise ValueError(f"size must have {spatial_dims + 2} entries to match, got {dims}")
+        raise ValueError(f"{name} must have {spatial_dims + 2} entries to match, got {dims}")
     if any(d < 0 for d in dims):
-        raise ValueError(f"size must not contain negative entries, got {dims}")
+        raise ValueError(f"{name} must not contain negative entries, got {dims}")
     return dims
 
 
@@ -253,3 +255,39 @@ def affine_grid_sample_args(input, theta, size_value, mode_name, padding_name, a
     if dtype not in _NATIVE_FLOATS or theta.dtype != dtype:
         dtype = same_dtype(input=input, theta=theta)
     return (dims, dtype, *sampler_options(mode_name, padding_name, align, rank - 2))
+
+
+def grid_push_args(values, grid, input_shape, mode_name, padding_name, align):
+    """Validate ``grid_push`` arguments; return (dims, dtype, mode code,
+    padding code, align_corners), ``dims`` the shape of the pushed image."""
+    rank = len(values.shape)
+    if rank != 4 and rank != 5:
+        ndim(values, "values", (4, 5), "4-D (N, C, H_out, W_out) or 5-D (N, C, D_out, H_out, W_out)")
+    spatial = rank - 2
+    grid_shape = tuple(grid.shape)
+    if len(grid_shape) != rank or grid_shape[spatial + 1] != spatial:
+        layout = "(N, H_out, W_out, 2)" if spatial == 2 else "(N, D_out, H_out, W_out, 3)"
+        raise ValueError(f"grid must have shape {layout} for {rank}-D values, got {_describe(grid)}")
+    expected = (grid_shape[0], values.shape[1]) + grid_shape[1:-1]
+    if tuple(values.shape) != expected:
+        raise ValueError(f"values must have shape {expected} (N and the spatial size of grid), "
+                         f"got {_describe(values)}")
+    dims = size(input_shape, spatial, "input_shape")
+    if dims[:2] != expected[:2]:
+        raise ValueError(f"input_shape must start with the (N, C) of values, {expected[:2]}, got {dims}")
+    if 0 in dims[2:]:
+        raise ValueError(f"input_shape must have non-empty spatial dimensions, got {dims}")
+    dtype = same_dtype(values=values, grid=grid)
+    return (dims, dtype, *sampler_options(mode_name, padding_name, align, spatial))
+
+
+def pushed_gradient(grad_output, values_shape, what):
+    """Check that ``grad_output`` can be the gradient of a push of values of
+    ``values_shape``: its (N, C), then a non-empty spatial size of the same
+    rank; return its shape. ``what`` names the op's output."""
+    expected = tuple(values_shape[:2])
+    shape = tuple(grad_output.shape)
+    if len(shape) != len(values_shape) or shape[:2] != expected or 0 in shape[2:]:
+        raise ValueError(f"grad_output must have shape {expected} + a non-empty {len(values_shape) - 2}-D "
+                         f"spatial size ({what}), got {_describe(grad_output)}")
+    return shape

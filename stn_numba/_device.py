@@ -121,6 +121,10 @@ class CpuBackend:
     def zeros(shape, dtype):
         return np.zeros(shape, dtype=dtype)
 
+    @staticmethod
+    def full(shape, value, dtype):
+        return np.full(shape, value, dtype=dtype)
+
 
 _CPU = None
 

@@ -331,3 +331,200 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
     dtype = _checks.same_dtype(grad_output=grad_output, input=input)
     return _run_backward(backend, key, f"affine_grid_sample_{len(dims) - 2}d_backward", grad_output, input,
                          theta, dtype, mode_code, padding_code, align, input_requires_grad, deterministic)
+
+
+# ------------------------------------------------------------ splatting: the sampler's adjoint
+def grid_push(values, grid, input_shape, mode="bilinear", padding_mode="zeros", align_corners=False, *,
+              deterministic=False, device=None, stream=None):
+    """Splat ``values`` at the source points of ``grid`` onto an image of ``input_shape``.
+
+    The adjoint of :func:`grid_sample` with respect to its input: each value
+    is added to the input pixels that sampling at its point would read, with
+    the same interpolation weights and padding (a tap that
+    ``padding_mode`` sends to another pixel adds there; a tap that reads
+    zeros adds nothing). So ``⟨grid_push(v, grid), u⟩ = ⟨v, grid_sample(u,
+    grid)⟩`` for every ``u`` and ``v``, and ``grid_push`` equals the
+    ``grad_input`` of :func:`grid_sample_backward` (MONAI's ``grid_push``;
+    in torch, the autograd of ``grid_sample`` with respect to its input).
+    Deterministic on the CPU; on the GPU with ``deterministic=True``.
+
+    Parameters
+    ----------
+    values : array_like, float32 or float64
+        (N, C, H_out, W_out) or (N, C, D_out, H_out, W_out): one value per
+        channel and grid point.
+    grid : array_like, same dtype as ``values``
+        Source points, as in :func:`grid_sample`: (N, H_out, W_out, 2) or
+        (N, D_out, H_out, W_out, 3), normalised, last axis (x, y[, z]).
+    input_shape : sequence of int
+        The shape of the image pushed onto, (N, C, H, W) or (N, C, D, H, W):
+        the input :func:`grid_sample` would sample. N and C are those of
+        ``values``.
+    mode, padding_mode, align_corners
+        As in :func:`grid_sample`.
+    deterministic : bool, optional
+        As in :func:`grid_sample_backward`: GPU only (the CPU always is
+        deterministic); True sums each pixel's contributions in a fixed order.
+    device, stream
+        As in :func:`grid_sample`.
+
+    Returns
+    -------
+    pushed : ndarray, shape ``input_shape``, dtype of ``values``
+
+    See Also
+    --------
+    grid_push_backward : gradients with respect to ``values`` and ``grid``.
+    grid_count : the push of ones (how much weight each pixel receives).
+
+    Examples
+    --------
+    Push four ones at the pixel centres of a 1×1×1×4 image shifted by half
+    a pixel: each lands half on its own pixel and half on the next.
+
+    >>> import numpy as np
+    >>> from stn_numba import grid_push
+    >>> x = np.linspace(-1, 1, 4) + 1 / 3           # half a pixel, normalised
+    >>> grid = np.stack([x, np.zeros(4)], axis=-1).reshape(1, 1, 4, 2)
+    >>> grid_push(np.ones((1, 1, 1, 4)), grid, (1, 1, 1, 4), align_corners=True)[0, 0, 0]
+    array([0.5, 1. , 1. , 1. ])
+    """
+    backend, (values, grid) = _device.resolve(device, stream, values=values, grid=grid)
+    dims, dtype, mode_code, padding_code, align = _checks.grid_push_args(
+        values, grid, input_shape, mode, padding_mode, align_corners)
+    return _push(backend, values, grid, dims, dtype, mode_code, padding_code, align, deterministic)
+
+
+def _push(backend, values, grid, dims, dtype, mode_code, padding_code, align, deterministic):
+    """Run the sampler backward's input gradient on an input of zeros: the
+    push; its grid gradient, then all zeros, is dropped."""
+    zeros = backend.zeros(dims, dtype)
+    pushed, _ = _run_backward(backend, None, f"grid_sample_{len(dims) - 2}d_backward", values, zeros, grid, dtype,
+                              mode_code, padding_code, align, True, deterministic)
+    return pushed
+
+
+def grid_push_backward(grad_output, values, grid, mode="bilinear", padding_mode="zeros", align_corners=False, *,
+                       values_requires_grad=True, device=None, stream=None):
+    """Gradients of :func:`grid_push` with respect to ``values`` and ``grid``.
+
+    As the push is the adjoint of :func:`grid_sample`, ``⟨g, grid_push(v,
+    grid)⟩ = ⟨v, grid_sample(g, grid)⟩``: the gradient of ``values`` is
+    ``grid_sample(grad_output, grid)``, and that of ``grid`` is the grid
+    gradient of :func:`grid_sample_backward` with ``grad_output`` as the
+    input sampled and ``values`` as the output's gradient; exact, and
+    deterministic on the CPU and the GPU.
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient of the loss with respect to the output of :func:`grid_push`
+        (shape ``input_shape``).
+    values, grid, mode, padding_mode, align_corners
+        As given to :func:`grid_push`.
+    values_requires_grad : bool, optional
+        If False, the gradient of ``values`` is not computed and None is
+        returned in its place. Default True.
+    device, stream
+        As in :func:`grid_sample`.
+
+    Returns
+    -------
+    grad_values : ndarray or None
+        Same shape and dtype as ``values``.
+    grad_grid : ndarray
+        Same shape and dtype as ``grid``; zeros for mode="nearest".
+    """
+    backend, (grad_output, values, grid) = _device.resolve(
+        device, stream, grad_output=grad_output, values=values, grid=grid)
+    pushed_shape = _checks.pushed_gradient(grad_output, values.shape, "the output of grid_push")
+    dims, dtype, mode_code, padding_code, align = _checks.grid_push_args(
+        values, grid, pushed_shape, mode, padding_mode, align_corners)
+    dtype = _checks.same_dtype(grad_output=grad_output, values=values)
+    grad_values = None
+    if values_requires_grad:
+        grad_values = backend.empty(tuple(values.shape), dtype)
+        if grad_values.size:
+            backend.kernel(f"grid_sample_{len(dims) - 2}d")(
+                backend.contiguous(grad_output, dtype), backend.contiguous(grid, dtype), grad_values, mode_code,
+                padding_code, align)
+    _, grad_grid = _run_backward(backend, None, f"grid_sample_{len(dims) - 2}d_backward", values, grad_output,
+                                 grid, dtype, mode_code, padding_code, align, False, False)
+    return grad_values, grad_grid
+
+
+def grid_count(grid, input_shape, mode="bilinear", padding_mode="zeros", align_corners=False, *,
+               deterministic=False, device=None, stream=None):
+    """The weight each input pixel receives from the points of ``grid``: the
+    :func:`grid_push` of ones (MONAI's ``grid_count``).
+
+    Where sampling at ``grid`` reads every pixel once with full weight, the
+    count is 1; a pixel the points skip counts 0, one they crowd counts more
+    (the density of a splat, or the normaliser that turns a push into a
+    weighted average).
+
+    Parameters
+    ----------
+    grid : array_like, float32 or float64
+        (N, H_out, W_out, 2) or (N, D_out, H_out, W_out, 3), as in :func:`grid_sample`.
+    input_shape : sequence of int
+        (N, C, H, W) or (N, C, D, H, W), as in :func:`grid_push`; the count is
+        the same for every channel, so C is not used.
+    mode, padding_mode, align_corners, deterministic, device, stream
+        As in :func:`grid_push`.
+
+    Returns
+    -------
+    count : ndarray, shape (N, 1, H, W) or (N, 1, D, H, W), dtype of ``grid``
+
+    See Also
+    --------
+    grid_count_backward : the gradient with respect to ``grid``.
+    """
+    backend, (grid,) = _device.resolve(device, stream, grid=grid)
+    dims, ones, dtype, mode_code, padding_code, align = _count_args(backend, grid, input_shape, mode,
+                                                                    padding_mode, align_corners)
+    return _push(backend, ones, grid, dims, dtype, mode_code, padding_code, align, deterministic)
+
+
+def _count_args(backend, grid, input_shape, mode, padding_mode, align_corners):
+    """Validate the arguments of `grid_count` (and its backward); return
+    (count shape, values of ones, dtype, mode code, padding code, align)."""
+    dims = _checks.size(input_shape, name="input_shape")
+    if len(grid.shape) != len(dims) or grid.shape[0] != dims[0]:
+        raise ValueError(f"grid must have {len(dims)} dimensions and input_shape's batch size ({dims[0]}) "
+                         f"for input_shape {dims}, got shape {tuple(grid.shape)}")
+    dtype = _checks.float_dtype(grid, "grid")
+    ones = backend.full((dims[0], 1) + tuple(grid.shape[1:-1]), 1, dtype)
+    dims, dtype, mode_code, padding_code, align = _checks.grid_push_args(
+        ones, grid, (dims[0], 1) + dims[2:], mode, padding_mode, align_corners)
+    return dims, ones, dtype, mode_code, padding_code, align
+
+
+def grid_count_backward(grad_output, grid, mode="bilinear", padding_mode="zeros", align_corners=False, *,
+                        device=None, stream=None):
+    """Gradient of :func:`grid_count` with respect to ``grid``
+    (:func:`grid_push_backward` with values of ones).
+
+    Parameters
+    ----------
+    grad_output : array_like
+        Gradient of the loss with respect to the count, (N, 1, H, W) or (N, 1, D, H, W).
+    grid, mode, padding_mode, align_corners, device, stream
+        As given to :func:`grid_count`.
+
+    Returns
+    -------
+    grad_grid : ndarray
+        Same shape and dtype as ``grid``; zeros for mode="nearest".
+    """
+    backend, (grad_output, grid) = _device.resolve(device, stream, grad_output=grad_output, grid=grid)
+    _checks.ndim(grid, "grid", (4, 5), "(N, H_out, W_out, 2) or (N, D_out, H_out, W_out, 3)")
+    counted_shape = _checks.pushed_gradient(grad_output, (grid.shape[0], 1) + tuple(grid.shape[1:-1]),
+                                            "the output of grid_count")
+    dims, ones, dtype, mode_code, padding_code, align = _count_args(backend, grid, counted_shape, mode,
+                                                                    padding_mode, align_corners)
+    dtype = _checks.same_dtype(grad_output=grad_output, grid=grid)
+    _, grad_grid = _run_backward(backend, None, f"grid_sample_{len(dims) - 2}d_backward", ones, grad_output, grid,
+                                 dtype, mode_code, padding_code, align, False, False)
+    return grad_grid

@@ -257,6 +257,18 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
     return grad_input, grad_grid
 
 
+def grid_push(values, grid, input_shape, mode="bilinear", padding_mode="zeros", align_corners=False):
+    """pushed[n, c, tap] = sum over the points reading tap of values[n, c, p] * weight(tap), in float64."""
+    values = np.asarray(values, dtype=np.float64)
+    grid = np.asarray(grid, dtype=np.float64)
+    pushed = np.zeros(input_shape)
+    for n, out_index, point in _sample_points(grid):
+        for index, weight, _ in sample_point_taps(point, input_shape[2:], mode, padding_mode, align_corners):
+            for c in range(values.shape[1]):
+                pushed[(n, c, *index)] += values[(n, c, *out_index)] * weight
+    return pushed
+
+
 # ------------------------------------------------------------ finite differences
 def central_difference(function, x, eps=1e-6):
     """Gradient of the scalar ``function(x)`` w.r.t. the float64 array ``x``, by central differences."""

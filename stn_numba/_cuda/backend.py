@@ -134,9 +134,12 @@ class CudaBackend:
         return self._cuda.device_array(tuple(shape), dtype=np.dtype(dtype), stream=self.stream)
 
     def zeros(self, shape, dtype):
+        return self.full(shape, 0, dtype)
+
+    def full(self, shape, value, dtype):
         array = self.empty(shape, dtype)
         if array.size:
-            from .sampling import fill_zeros
+            from .sampling import fill
 
-            fill_zeros(array, stream=self.stream)
+            fill(array, value, stream=self.stream)
         return array

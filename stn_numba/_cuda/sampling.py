@@ -55,16 +55,16 @@ _SCAN_FAN_IN = 256  # values one thread adds in one pass of the scan
 
 
 @cuda.jit
-def _fill_zeros(values):
+def _fill(values, value):
     item = cuda.grid(1)
     if item < values.size:
-        values[item] = 0
+        values[item] = value
 
 
-def fill_zeros(array, stream=0):
-    """Set a C-contiguous device array to 0."""
+def fill(array, value, stream=0):
+    """Set every element of a C-contiguous device array to ``value``."""
     flat = array.reshape(array.size)
-    launch(_fill_zeros, flat.size, stream)(flat)
+    launch(_fill, flat.size, stream)(flat, flat.dtype.type(value))
 
 
 @cuda.jit(device=True)
@@ -357,7 +357,7 @@ def _exclusive_scan(values, offsets, stream):
     chunks = -(-values.size // _SCAN_FAN_IN)
     chunk_offsets = cuda.device_array(chunks + 1, dtype=np.int64, stream=stream)
     if chunks == 1:
-        fill_zeros(chunk_offsets, stream)
+        fill(chunk_offsets, 0, stream)
     else:
         sums = cuda.device_array(chunks, dtype=np.int64, stream=stream)
         launch(_chunk_sums, chunks, stream)(values, sums)
@@ -375,7 +375,7 @@ def _input_gradient_deterministic(grad_output, points, affine, out_shape, grad_s
     per_axis = 1 if mode == NEAREST else (4 if mode == BICUBIC else 2)
     taps = per_axis ** axes
     counts = cuda.device_array(pixels, dtype=np.int64, stream=stream)
-    fill_zeros(counts, stream)
+    fill(counts, 0, stream)
     shape_args = (depth, height, width, mode, padding_mode, align_corners)
     launch(_count_taps, n_batch * count, stream)(points, affine, out_shape, counts, *shape_args)
     offsets = cuda.device_array(pixels + 1, dtype=np.int64, stream=stream)
@@ -429,7 +429,7 @@ def _backward(grad_output, input, points, affine, grad_input, grad_grid, mode, p
         grad_source = cuda.device_array((0, 0, 0), dtype=grad_grid.dtype, stream=stream)
     atomic = input_requires_grad and not deterministic
     if atomic:
-        fill_zeros(grad_source, stream)
+        fill(grad_source, 0, stream)
     launch(_sample_backward, n_batch * count, stream)(
         upstream, source, points, affine, out_shape, grad_source, _flat_grid(grad_grid), *sizes, mode, padding_mode,
         align_corners, atomic)

@@ -36,7 +36,7 @@ __all__ = [
     "reshape", "flatten", "transpose", "concat", "cat",
     "linear", "conv2d", "max_pool2d", "avg_pool2d", "dropout", "dropout2d", "batch_norm",
     "log_softmax", "softmax", "nll_loss", "cross_entropy", "mse_loss",
-    "affine_grid", "grid_sample", "affine_grid_sample",
+    "affine_grid", "grid_sample", "affine_grid_sample", "grid_push", "grid_count",
 ]
 
 
@@ -668,6 +668,47 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
     return _AffineGridSample.apply(input, theta, size=tuple(int(s) for s in size), mode=mode,
                                    padding_mode=padding_mode, align_corners=align_corners)
 
+
+
+class _GridPush(Function):
+    def forward(self, values, grid, input_shape, mode, padding_mode, align_corners):
+        self.values, self.grid = values, grid
+        self.options = (mode, padding_mode, align_corners)
+        return sampling.grid_push(values, grid, input_shape, *self.options)
+
+    def backward(self, grad):
+        grad_values, grad_grid = sampling.grid_push_backward(
+            grad, self.values, self.grid, *self.options, values_requires_grad=self.needs_input_grad[0])
+        return grad_values, (grad_grid if self.needs_input_grad[1] else None)
+
+
+def grid_push(values, grid, input_shape, mode="bilinear", padding_mode="zeros", align_corners=False):
+    """Splat ``values`` at ``grid`` onto an image of ``input_shape``: the adjoint
+    of :func:`grid_sample`; see :func:`stn_numba.sampling.grid_push`.
+    Differentiable in ``values`` and ``grid``."""
+    _float_tensor(values, "values")
+    _float_tensor(grid, "grid")
+    return _GridPush.apply(values, grid, input_shape=input_shape, mode=mode, padding_mode=padding_mode,
+                           align_corners=align_corners)
+
+
+class _GridCount(Function):
+    def forward(self, grid, input_shape, mode, padding_mode, align_corners):
+        self.grid = grid
+        self.options = (mode, padding_mode, align_corners)
+        return sampling.grid_count(grid, input_shape, *self.options)
+
+    def backward(self, grad):
+        return sampling.grid_count_backward(grad, self.grid, *self.options)
+
+
+def grid_count(grid, input_shape, mode="bilinear", padding_mode="zeros", align_corners=False):
+    """The weight each pixel of an ``input_shape`` image receives from
+    ``grid``'s points (:func:`grid_push` of ones); see
+    :func:`stn_numba.sampling.grid_count`. Differentiable in ``grid``."""
+    _float_tensor(grid, "grid")
+    return _GridCount.apply(grid, input_shape=input_shape, mode=mode, padding_mode=padding_mode,
+                            align_corners=align_corners)
 
 
 # ---------------------------------------------------------------- other transform families

@@ -63,7 +63,7 @@ for dtype in (t.float32, t.float64):
         (grids._attention_to_affine_backward, (a(3), a(2))),
         (grids._similarity_to_affine, (a(2), a(3))),
         (grids._similarity_to_affine_backward, (a(3), a(2), a(2))),
-        (sampling._fill_zeros, (a(1),)),
+        (sampling._fill, (a(1), dtype)),
         # points = a grid or, with affine=True, theta (the fused affine_grid_sample): one kernel each
         (sampling._sample, (a(3), a(3), b1, shape3, a(3), i64, i64, i64, i64, i64, b1)),
         (sampling._sample_backward, (a(3), a(3), a(3), b1, shape3, a(3), a(3), i64, i64, i64, i64, i64, b1, b1)),
@@ -73,7 +73,7 @@ for dtype in (t.float32, t.float64):
         (sampling._gather_taps, (a(3), index(1), index(1), a(1), i64, a(3))),
     ]
     if dtype == t.float32:
-        kernels += [(sampling._fill_zeros, (index(1),)), (sampling._chunk_sums, (index(1), index(1))),
+        kernels += [(sampling._fill, (index(1), t.int64)), (sampling._chunk_sums, (index(1), index(1))),
                     (sampling._chunk_scan, (index(1), index(1), index(1)))]
     for kernel, signature in kernels:
         name = kernel.py_func.__name__
