@@ -115,7 +115,14 @@ from numba.extending import overload, register_jitable
 from .._codegen import njit
 from .._codes import BICUBIC, BILINEAR, BORDER, NEAREST, ZEROS
 from .._coords import cubic_taps, linear_pair_taps, linear_taps, nearest_tap, nearest_zeros_tap, unnormalize
-from .grids import _base_coordinates, _sum_chunks
+from .grids import (
+    _base_coordinates,
+    _sum_chunks,
+    affine_grid_2d,
+    affine_grid_2d_backward,
+    affine_grid_3d,
+    affine_grid_3d_backward,
+)
 from .loads import load_at, load_pair, narrow, prefetch, store_at
 
 _BLOCK = 256  # most points in a tile (its tables stay in L1)
@@ -1689,6 +1696,10 @@ def _backward(fused, grad_output, input, points, grad_input, grad_points,
               mode, padding_mode, align_corners, input_requires_grad,
               window=None):
     windowed = window is not None
+    if fused and not windowed and _through_grid(input.shape, mode):
+        _backward_through_grid(grad_output, input, points, grad_input, grad_points, mode, padding_mode,
+                               align_corners, input_requires_grad)
+        return
     chunks, rows, offsets, buffers = _backward_plan(
         fused, grad_output, input, points, mode, padding_mode, align_corners,
         input_requires_grad, window, windowed)
@@ -1704,6 +1715,34 @@ def _backward(fused, grad_output, input, points, grad_input, grad_points,
     if buffers.size:
         volumes = grad_input.reshape(grad_input.shape[:2] + (-1,) + grad_input.shape[-2:])
         _add_private_rows(volumes, rows, offsets, buffers, chunks)
+
+
+def _through_grid(shape, mode):
+    """Whether the fused backward runs as the grid path's on the affine grid,
+    then `affine_grid`'s backward: bilinear with 2-4 channels (planes of int32
+    offsets), where the grid path's pointwise backward beats the fused tabled
+    one by more than writing and reading the grid cost. Alternating
+    processes, 2 threads (1 thread), ms: 32x3x224² 34-49 -> 21-25 (55-60 ->
+    35-42), 64x3x64² 6.2-6.8 -> 2.1-2.6 (7.4-8.1 -> 4.5), 16x2x96² 2.7-2.9
+    -> 0.9-1.1 (2.9-3.2 -> 1.8-2.0), 2x2x32³ 1.8-2.1 -> 0.9-1.1. Nearest lost
+    (32x3x224² 7.8-8.4 -> 12-15), so did one channel (16x1x128² 1.57 ->
+    2.02). From the channels, mode and sizes only, never the batch: a batch
+    chunk of `stn_numba.dask` sums theta's gradient as the whole batch does."""
+    return mode == BILINEAR and 2 <= shape[1] <= max(_POINTWISE_BACKWARD_PLANES) and narrow(shape[2:])
+
+
+def _backward_through_grid(grad_output, input, theta, grad_input, grad_theta, mode, padding_mode, align_corners,
+                           input_requires_grad):
+    """The fused backward as ``affine_grid`` (the forward's coordinates,
+    bitwise), the grid path's backward and ``affine_grid``'s backward: so
+    bitwise the unfused ops' gradients."""
+    spatial = input.ndim - 2
+    grid = np.empty((grad_output.shape[0],) + grad_output.shape[2:] + (spatial,), grad_output.dtype)
+    (affine_grid_2d if spatial == 2 else affine_grid_3d)(theta, grid, align_corners)
+    grad_grid = np.empty_like(grid)
+    _backward(False, grad_output, input, grid, grad_input, grad_grid, mode, padding_mode, align_corners,
+              input_requires_grad)
+    (affine_grid_2d_backward if spatial == 2 else affine_grid_3d_backward)(grad_grid, grad_theta, align_corners)
 
 
 def _backward_kernel(fused, shape, out_size, mode, padding_mode, windowed):
