@@ -1719,16 +1719,19 @@ def _backward(fused, grad_output, input, points, grad_input, grad_points,
 
 def _through_grid(shape, mode):
     """Whether the fused backward runs as the grid path's on the affine grid,
-    then `affine_grid`'s backward: bilinear with 2-4 channels (planes of int32
-    offsets), where the grid path's pointwise backward beats the fused tabled
-    one by more than writing and reading the grid cost. Alternating
+    then `affine_grid`'s backward: bilinear with 1-4 channels (planes of
+    int32 offsets), where the grid path's pointwise backward beats the fused
+    tabled one by more than writing and reading the grid cost. Alternating
     processes, 2 threads (1 thread), ms: 32x3x224² 34-49 -> 21-25 (55-60 ->
     35-42), 64x3x64² 6.2-6.8 -> 2.1-2.6 (7.4-8.1 -> 4.5), 16x2x96² 2.7-2.9
-    -> 0.9-1.1 (2.9-3.2 -> 1.8-2.0), 2x2x32³ 1.8-2.1 -> 0.9-1.1. Nearest lost
-    (32x3x224² 7.8-8.4 -> 12-15), so did one channel (16x1x128² 1.57 ->
-    2.02). From the channels, mode and sizes only, never the batch: a batch
-    chunk of `stn_numba.dask` sums theta's gradient as the whole batch does."""
-    return mode == BILINEAR and 2 <= shape[1] <= max(_POINTWISE_BACKWARD_PLANES) and narrow(shape[2:])
+    -> 0.9-1.1 (2.9-3.2 -> 1.8-2.0), 2x2x32³ 1.8-2.1 -> 0.9-1.1; one
+    channel 256x1x28² 1.4-2.8 -> 0.9-1.5 (2.6-2.8 -> 1.7-1.9), 16x1x128²
+    1.6-1.8 -> 1.1 (3.3-3.6 -> 2.2-2.4), 1x1x2048² 41-72 -> 34-55, 4x1x64³
+    23-40 -> 13-15 (45-46 -> 17-20); 8x1x28² lost 0.06-0.07 -> 0.08. Nearest
+    lost (32x3x224² 7.8-8.4 -> 12-15). From the channels, mode and sizes
+    only, never the batch: a batch chunk of `stn_numba.dask` sums theta's
+    gradient as the whole batch does."""
+    return mode == BILINEAR and shape[1] <= max(_POINTWISE_BACKWARD_PLANES) and narrow(shape[2:])
 
 
 def _backward_through_grid(grad_output, input, theta, grad_input, grad_theta, mode, padding_mode, align_corners,
