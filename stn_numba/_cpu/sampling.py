@@ -29,7 +29,9 @@ from ``theta @ (x, y[, z], 1)`` over the output's base coordinates, computed
 in `affine_grid`'s order of operations so both paths give the same bits. The
 fused backward reduces each point's coordinate gradient with its base
 coordinates into a float64 ``theta`` gradient per work item, added in
-work-item order; the grid is never materialised.
+work-item order; the grid is never materialised, except in the bilinear
+backward with up to four channels, which is faster as the grid path's on the
+affine grid, then `affine_grid`'s backward (`_through_grid`).
 
 Work split. The output of an image is cut into tiles of at most ``_BLOCK``
 points, up to ``_TILE_WIDTH`` columns wide, so neighbouring output rows, which
