@@ -20,6 +20,7 @@ from . import _codegen  # noqa: E402
 
 _codegen.prefer_full_width_vectors()  # before Numba compiles anything; see _codegen
 
+from .fields import jacobian_determinant, jacobian_determinant_backward
 from .grids import (
     affine_grid,
     affine_grid_backward,
@@ -67,6 +68,8 @@ __all__ = [
     "grid_push_backward",
     "grid_count",
     "grid_count_backward",
+    "jacobian_determinant",
+    "jacobian_determinant_backward",
     "Tensor",
     "enable_grad",
     "is_grad_enabled",

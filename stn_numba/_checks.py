@@ -291,3 +291,12 @@ def pushed_gradient(grad_output, values_shape, what):
         raise ValueError(f"grad_output must have shape {expected} + a non-empty {len(values_shape) - 2}-D "
                          f"spatial size ({what}), got {_describe(grad_output)}")
     return shape
+
+
+def displacement(field, name="displacement"):
+    """Check a displacement field, (N, 2, H, W) or (N, 3, D, H, W); return its float dtype."""
+    shape = tuple(field.shape)
+    if len(shape) not in (4, 5) or shape[1] != len(shape) - 2:
+        raise ValueError(f"{name} must have shape (N, 2, H, W) or (N, 3, D, H, W) (a component per "
+                         f"spatial axis), got {_describe(field)}")
+    return float_dtype(field, name)

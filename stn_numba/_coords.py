@@ -648,3 +648,81 @@ def projective_point_gradient(theta, n, x, y, grad_x, grad_y):
 def _projective_row(theta, n, i, x, y):
     """``theta[n, i] · (x, y, 1)`` in float64, in the grid's order ``a x + (b y + c)``."""
     return np.float64(theta[n, i, 0]) * x + (np.float64(theta[n, i, 1]) * y + np.float64(theta[n, i, 2]))
+
+
+# ------------------------------------------------------------ displacement fields
+# A field u is viewed as (N, A, D, H, W): A components in array-axis order,
+# D = 1 for 2-D fields, whose axes are then the view's last two.
+
+
+@register_jitable(forceinline=True)
+def _difference_ends(k, size):
+    """The two samples of the difference at ``k`` along an axis of ``size``
+    (numpy.gradient with edge_order=1) and whether it is halved: (k-1, k+1)
+    halved inside, (0, 1) and (size-2, size-1) whole at the ends, the same
+    sample twice (no difference) when size < 2."""
+    low = k - 1 if k > 0 else k
+    high = k + 1 if k < size - 1 else k
+    return low, high, low != k and high != k
+
+
+@register_jitable(forceinline=True)
+def field_derivative(u, n, i, z, y, x, axis):
+    """∂u_i/∂(view axis ``axis``: 0 D, 1 H, 2 W) at (z, y, x): numpy.gradient's difference."""
+    k = z if axis == 0 else (y if axis == 1 else x)
+    low, high, halved = _difference_ends(k, u.shape[2 + axis])
+    dz, dy, dx = 1 if axis == 0 else 0, 1 if axis == 1 else 0, 1 if axis == 2 else 0
+    difference = (u[n, i, z + dz * (high - k), y + dy * (high - k), x + dx * (high - k)]
+                  - u[n, i, z + dz * (low - k), y + dy * (low - k), x + dx * (low - k)])
+    return difference * type(difference)(0.5) if halved else difference
+
+
+@register_jitable(forceinline=True)
+def difference_weight(k, m, size, like):
+    """The weight of sample ``m`` in `field_derivative`'s difference at ``k``
+    along an axis of ``size`` (0 unless m is one of its two samples)."""
+    low, high, halved = _difference_ends(k, size)
+    scale = type(like)(0.5) if halved else type(like)(1)
+    if low == high:
+        return type(like)(0)
+    if m == high:
+        return scale
+    if m == low:
+        return -scale
+    return type(like)(0)
+
+
+@register_jitable(forceinline=True)
+def _jacobian_entry(u, n, z, y, x, i, a):
+    """Entry (i, a) of `field_jacobian`."""
+    axes = u.shape[1]
+    like = u[n, 0, z, y, x]
+    identity = type(like)(1) if i == a else type(like)(0)
+    if i >= axes or a >= axes:
+        return identity
+    return identity + field_derivative(u, n, i, z, y, x, 3 - axes + a)
+
+
+@register_jitable(forceinline=True)
+def field_jacobian(u, n, z, y, x):
+    """The Jacobian I + ∇u of the map p -> p + u(p) at (z, y, x), rows the
+    components, as a row-major 3x3 tuple; for 2-D fields (A = 2) the upper
+    left 2x2 block is the map's and the rest the identity's."""
+    return (_jacobian_entry(u, n, z, y, x, 0, 0), _jacobian_entry(u, n, z, y, x, 0, 1),
+            _jacobian_entry(u, n, z, y, x, 0, 2), _jacobian_entry(u, n, z, y, x, 1, 0),
+            _jacobian_entry(u, n, z, y, x, 1, 1), _jacobian_entry(u, n, z, y, x, 1, 2),
+            _jacobian_entry(u, n, z, y, x, 2, 0), _jacobian_entry(u, n, z, y, x, 2, 1),
+            _jacobian_entry(u, n, z, y, x, 2, 2))
+
+
+@register_jitable(forceinline=True)
+def determinant_cofactors(m):
+    """The determinant of a row-major 3x3 tuple ``m`` and its cofactors
+    (∂det/∂m, row-major), by expansion along the first row."""
+    c0 = m[4] * m[8] - m[5] * m[7]
+    c1 = m[5] * m[6] - m[3] * m[8]
+    c2 = m[3] * m[7] - m[4] * m[6]
+    cofactors = (c0, c1, c2,
+                 m[2] * m[7] - m[1] * m[8], m[0] * m[8] - m[2] * m[6], m[1] * m[6] - m[0] * m[7],
+                 m[1] * m[5] - m[2] * m[4], m[2] * m[3] - m[0] * m[5], m[0] * m[4] - m[1] * m[3])
+    return m[0] * c0 + m[1] * c1 + m[2] * c2, cofactors

@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-from .. import grids, sampling
+from .. import fields, grids, sampling
 from .._cpu import conv as _conv
 from ..tensor import (
     Concat,
@@ -36,7 +36,7 @@ __all__ = [
     "reshape", "flatten", "transpose", "concat", "cat",
     "linear", "conv2d", "max_pool2d", "avg_pool2d", "dropout", "dropout2d", "batch_norm",
     "log_softmax", "softmax", "nll_loss", "cross_entropy", "mse_loss",
-    "affine_grid", "grid_sample", "affine_grid_sample", "grid_push", "grid_count",
+    "affine_grid", "grid_sample", "affine_grid_sample", "grid_push", "grid_count", "jacobian_determinant",
 ]
 
 
@@ -709,6 +709,23 @@ def grid_count(grid, input_shape, mode="bilinear", padding_mode="zeros", align_c
     _float_tensor(grid, "grid")
     return _GridCount.apply(grid, input_shape=input_shape, mode=mode, padding_mode=padding_mode,
                             align_corners=align_corners)
+
+
+class _JacobianDeterminant(Function):
+    def forward(self, displacement):
+        self.displacement = displacement
+        return fields.jacobian_determinant(displacement)
+
+    def backward(self, grad):
+        return fields.jacobian_determinant_backward(grad, self.displacement)
+
+
+def jacobian_determinant(displacement):
+    """det(I + ∇u) of a displacement field in pixels at every pixel, differentiable;
+    see :func:`stn_numba.fields.jacobian_determinant` (a loss on folds:
+    ``relu(-jacobian_determinant(u)).mean()``)."""
+    _float_tensor(displacement, "displacement")
+    return _JacobianDeterminant.apply(displacement)
 
 
 # ---------------------------------------------------------------- other transform families
