@@ -405,8 +405,8 @@ def test_cpu_kernels_release_the_gil():
     (3, "bilinear", "zeros"), (3, "nearest", "reflection")])
 def test_small_forwards_stay_on_the_calling_thread_and_larger_ones_take_the_pool(rng, dim, mode, padding_mode):
     """The pointwise forward, grid and fused alike, runs serially below `_POOL_FORWARD` tap reads
-    (output values times taps a value) and on the pool from there; the backward of one channel
-    takes the pool from `_SERIAL_POINTWISE`. The serial forward kernels, specialised on the padding
+    (output values times taps a value; `_POOL_FORWARD_CHANNELS` with several channels) and on the
+    pool from there; the backward of one channel takes the pool from `_SERIAL_POINTWISE`. The serial forward kernels, specialised on the padding
     as the parallel ones (their loops vectorise only then), give the tabled kernel's bits, non-finite
     points included."""
     from stn_numba._codes import MODES, PADDING_MODES
@@ -414,12 +414,16 @@ def test_small_forwards_stay_on_the_calling_thread_and_larger_ones_take_the_pool
 
     mode_code, padding = MODES[mode], PADDING_MODES[padding_mode]
     taps = sampling.taps_per_axis(mode_code) ** dim
-    limit = sampling._POOL_FORWARD[dim]
-    shapes = (((1, 1, 4, 4), (2, 3, 11, 13), (2, 1, 11, 13), (2, 1, 28, 28), (1, 2, 100, 100)) if dim == 2
-              else ((1, 1, 4, 4, 4), (2, 3, 5, 6, 7), (2, 1, 9, 11, 13), (1, 1, 16, 16, 20)))
+    shapes = (((1, 1, 4, 4), (2, 3, 11, 13), (2, 1, 11, 13), (2, 1, 28, 28), (1, 2, 100, 100), (1, 1, 256, 256))
+              if dim == 2 else ((1, 1, 4, 4, 4), (1, 2, 2, 3, 4), (2, 3, 5, 6, 7), (2, 1, 9, 11, 13),
+                                (1, 1, 16, 16, 20), (1, 2, 16, 16, 16), (1, 1, 32, 48, 48)))
     sizes = [int(np.prod(shape)) for shape in shapes]
-    assert min(sizes) * taps < limit <= max(sizes) * taps
-    for shape, size in zip(shapes, sizes):
+    limits = [(sampling._POOL_FORWARD if shape[1] == 1 else sampling._POOL_FORWARD_CHANNELS)[dim]
+              for shape in shapes]
+    for one_channel in (True, False):  # both sides of both limits
+        assert {size * taps >= limit for shape, size, limit in zip(shapes, sizes, limits)
+                if (shape[1] == 1) == one_channel} == {False, True}
+    for shape, size, limit in zip(shapes, sizes, limits):
         for fused in (False, True):
             kernel = sampling._forward_kernel(fused, shape, size, mode_code, padding)
             assert kernel.targetoptions.get("parallel", False) == (size * taps >= limit), (shape, fused)

@@ -18,8 +18,8 @@ one of them serves every padding (a third of the compilations, where speed
 hardly matters). The serial pointwise forward is specialised on the padding,
 as its loops vectorise only then. The pointwise backward of one channel
 takes the pool from a few hundred output values (`_SERIAL_POINTWISE`), as
-its serial loop does not vectorise; the pointwise forward from a few
-thousand tap reads (`_POOL_FORWARD`). The region
+its serial loop does not vectorise; the pointwise forward from 65,536
+tap reads of one channel, a few thousand of several (`_POOL_FORWARD`). The region
 kernels (`sample_region`, `tap_extent`),
 for chunked work on a part of a larger input and output, come in both
 versions too.
@@ -147,14 +147,21 @@ _SERIAL_POINTWISE = 256
 # values times taps a value), by spatial dims; below it, serially. The serial
 # kernels are specialised on the padding, as the parallel ones, and their
 # loops vectorise: their reads and writes tell LLVM they never alias
-# (`loads.store_at`). Waking the pool costs 1-3 µs (more while the host is
-# busy), which a serial call never pays. Kernels alone, 2 threads, float32,
-# one channel, serial / parallel µs: nearest 1x1x64² 2.5 / 2.8, 1x1x96² 5.0
-# / 6.2, 1x1x128² 8.8 / 8.0; bilinear 1x1x64² 5.9 / 6.7, 8x1x28² 8.7 / 7.9;
-# bicubic 1x1x16² 1.9 / 5.1, 1x1x32² 6.3 / 6.1; fused bilinear 1x1x48² 3.9
-# / 6.2, 1x1x96² 13.4 / 12.3; 3-D trilinear 1x1x8³ 2.3 / 2.7, 1x1x12³ 6.9 /
-# 5.0, nearest 1x1x16³ 7.9 / 5.6.
-_POOL_FORWARD = {2: 1 << 14, 3: 1 << 12}
+# (`loads.store_at`). A launch on the pool costs more than the kernels alone
+# suggest: on the Intel Xeon host, through TBB (the layer stn_numba loads),
+# whole calls back to back, 2 threads, µs, the earlier limits (2-D 2^14, 3-D
+# 2^12) against these: bilinear 1x1x64² 18-19 -> 9-16, border 17-20 -> 10-13,
+# 8x1x28² 18-22 -> 12-16, 1x1x96² 20-27 -> 17-18; bicubic 1x1x32² 16-20 ->
+# 9-10; 3-D 1x1x16³ trilinear 19-24 -> 17-19, nearest 18-20 -> 8-9; at 1
+# thread 1x1x64² 11-14 -> 9-10, 1x1x32² bicubic 11-14 -> 9-10. From 2^16 tap
+# reads the pool kept up or won (4x3x64² bilinear: 42-50 against 73-87 µs
+# serially). (Kernels alone on the Zen 5 host, serial / parallel: bilinear
+# 1x1x64² 5.9 / 6.7, bicubic 1x1x32² 6.3 / 6.1, 3-D nearest 1x1x16³ 7.9 /
+# 5.6.) Inputs of several channels keep the earlier limits: a serial run
+# samples one plane at a time, the pool's several, and 4x3x32² bilinear
+# reflection took 35-39 µs serially against 22-24 on the pool.
+_POOL_FORWARD = {2: 1 << 16, 3: 1 << 16}
+_POOL_FORWARD_CHANNELS = {2: 1 << 14, 3: 1 << 12}
 _POINTWISE_TASK = 4096  # output points per task of the pointwise kernels
 # Fewest tasks of a parallel pointwise forward: small inputs have their lines
 # split among them, as a launch wakes the pool anyway (2 threads, whole
@@ -1661,7 +1668,8 @@ def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
     spatial = len(shape) - 2
     windowed = window is not None
     parallel = _parallel(spatial, mode, out_size)
-    on_pool = parallel if windowed else out_size * _TAPS_PER_AXIS[mode] ** spatial >= _POOL_FORWARD[spatial]
+    pool_from = (_POOL_FORWARD if shape[1] == 1 else _POOL_FORWARD_CHANNELS)[spatial]
+    on_pool = parallel if windowed else out_size * _TAPS_PER_AXIS[mode] ** spatial >= pool_from
     # a part (bilinear reads pairs there too); its taps are the whole input's, which must fit too
     pairs = mode == BILINEAR or not windowed
     whole = tuple(window[:spatial].tolist())[::-1] if windowed else None
