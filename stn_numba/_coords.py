@@ -726,3 +726,27 @@ def determinant_cofactors(m):
                  m[2] * m[7] - m[1] * m[8], m[0] * m[8] - m[2] * m[6], m[1] * m[6] - m[0] * m[7],
                  m[1] * m[5] - m[2] * m[4], m[2] * m[3] - m[0] * m[5], m[0] * m[4] - m[1] * m[3])
     return m[0] * c0 + m[1] * c1 + m[2] * c2, cofactors
+
+
+@register_jitable(forceinline=True)
+def determinant_gradient(grad_output, u, n, z, y, x):
+    """The gradient of Σ grad_output · det(I + ∇u) with respect to u at (z,
+    y, x), components 0..2 (those past A are 0): over the axes a and the
+    points k whose difference along a reads this point, grad_output[k] ·
+    ∂det/∂J_ia at k · the difference's weight of it, in that fixed order."""
+    axes = u.shape[1]
+    like = u[n, 0, z, y, x]
+    totals = (type(like)(0), type(like)(0), type(like)(0))
+    for a in range(axes):
+        axis = 3 - axes + a
+        m = z if axis == 0 else (y if axis == 1 else x)
+        size = u.shape[2 + axis]
+        for k in range(max(m - 1, 0), min(m + 1, size - 1) + 1):
+            weight = difference_weight(k, m, size, like)
+            if weight == 0:
+                continue
+            kz, ky, kx = (k, y, x) if axis == 0 else ((z, k, x) if axis == 1 else (z, y, k))
+            cofactors = determinant_cofactors(field_jacobian(u, n, kz, ky, kx))[1]
+            g = grad_output[n, kz, ky, kx] * weight
+            totals = (totals[0] + g * cofactors[a], totals[1] + g * cofactors[3 + a], totals[2] + g * cofactors[6 + a])
+    return totals

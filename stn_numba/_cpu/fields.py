@@ -8,7 +8,7 @@ value is owned by one point, so the results do not depend on the threads.
 from numba import prange
 
 from .._codegen import njit
-from .._coords import determinant_cofactors, difference_weight, field_jacobian
+from .._coords import determinant_cofactors, determinant_gradient, field_jacobian
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -23,29 +23,12 @@ def _jacobian_determinant(u, output):
 
 @njit(parallel=True, cache=True, nogil=True)
 def _jacobian_determinant_backward(grad_output, u, grad_u):
-    """``grad_u[n, i, m]`` = Σ over axes a and the points k whose difference
-    along a reads m: grad_output[k] · ∂det/∂J_ia at k · the difference's
-    weight of m; a fixed order at every point."""
+    """``grad_u`` at every point: `determinant_gradient`, owned by the point."""
     n_batch, axes, depth, height, width = u.shape
-    first = 3 - axes  # the view axis of component 0
     for line in prange(n_batch * depth * height):
         n, z, y = line // (depth * height), (line // height) % depth, line % height
         for x in range(width):
-            like = u[n, 0, z, y, x]
-            totals = (type(like)(0), type(like)(0), type(like)(0))
-            for a in range(axes):
-                axis = first + a
-                m = z if axis == 0 else (y if axis == 1 else x)
-                size = u.shape[2 + axis]
-                for k in range(max(m - 1, 0), min(m + 1, size - 1) + 1):
-                    weight = difference_weight(k, m, size, like)
-                    if weight == 0:
-                        continue
-                    kz, ky, kx = (k, y, x) if axis == 0 else ((z, k, x) if axis == 1 else (z, y, k))
-                    cofactors = determinant_cofactors(field_jacobian(u, n, kz, ky, kx))[1]
-                    g = grad_output[n, kz, ky, kx] * weight
-                    totals = (totals[0] + g * cofactors[a], totals[1] + g * cofactors[3 + a],
-                              totals[2] + g * cofactors[6 + a])
+            totals = determinant_gradient(grad_output, u, n, z, y, x)
             for i in range(axes):
                 grad_u[n, i, z, y, x] = totals[i]
 

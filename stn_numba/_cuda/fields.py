@@ -3,7 +3,7 @@ per-point math (`stn_numba._coords`), so the same order of operations."""
 
 from numba import cuda
 
-from .._coords import determinant_cofactors, difference_weight, field_jacobian
+from .._coords import determinant_cofactors, determinant_gradient, field_jacobian
 from . import launch
 
 
@@ -32,21 +32,7 @@ def _jacobian_determinant_backward(grad_output, u, grad_u):
     if item >= n_batch * depth * height * width:
         return
     n, z, y, x = _point(item, depth, height, width)
-    first = 3 - axes
-    like = u[n, 0, z, y, x]
-    totals = (type(like)(0), type(like)(0), type(like)(0))
-    for a in range(axes):
-        axis = first + a
-        m = z if axis == 0 else (y if axis == 1 else x)
-        size = u.shape[2 + axis]
-        for k in range(max(m - 1, 0), min(m + 1, size - 1) + 1):
-            weight = difference_weight(k, m, size, like)
-            if weight == 0:
-                continue
-            kz, ky, kx = (k, y, x) if axis == 0 else ((z, k, x) if axis == 1 else (z, y, k))
-            cofactors = determinant_cofactors(field_jacobian(u, n, kz, ky, kx))[1]
-            g = grad_output[n, kz, ky, kx] * weight
-            totals = (totals[0] + g * cofactors[a], totals[1] + g * cofactors[3 + a], totals[2] + g * cofactors[6 + a])
+    totals = determinant_gradient(grad_output, u, n, z, y, x)
     for i in range(axes):
         grad_u[n, i, z, y, x] = totals[i]
 
