@@ -114,14 +114,21 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
         return output
     backend, (input, grid) = _device.resolve(device, stream, input=input, grid=grid)
     dtype, mode_code, padding_code, align = _checks.grid_sample_args(input, grid, mode, padding_mode, align_corners)
-    name = f"grid_sample_{input.ndim - 2}d"
-    output = backend.empty(tuple(input.shape[:2]) + tuple(grid.shape[1:-1]), dtype)
+    output = _run_forward(backend, f"grid_sample_{input.ndim - 2}d", input, grid,
+                          tuple(input.shape[:2]) + tuple(grid.shape[1:-1]), dtype, mode_code, padding_code, align)
+    if output.size and key is not None and input.dtype == grid.dtype == dtype:  # (a key: NumPy arrays on the CPU)
+        _device.remember(key, backend.forward_runner(False, input.shape, output.shape, dtype, mode_code,
+                                                     padding_code, align))
+    return output
+
+
+def _run_forward(backend, name, input, points, shape, dtype, mode_code, padding_code, align):
+    """Allocate a sampler forward's output of ``shape`` and run kernel ``name``
+    on it (``points``: the grid or theta); nothing to sample, nothing run."""
+    output = backend.empty(shape, dtype)
     if output.size:
-        backend.kernel(name)(backend.contiguous(input, dtype), backend.contiguous(grid, dtype), output,
+        backend.kernel(name)(backend.contiguous(input, dtype), backend.contiguous(points, dtype), output,
                              mode_code, padding_code, align)
-        if key is not None and input.dtype == grid.dtype == dtype:  # (a key: NumPy arrays on the CPU)
-            _device.remember(key, backend.forward_runner(False, input.shape, output.shape, dtype, mode_code,
-                                                         padding_code, align))
     return output
 
 
@@ -269,14 +276,10 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
     backend, (input, theta) = _device.resolve(device, stream, input=input, theta=theta)
     dims, dtype, mode_code, padding_code, align = _checks.affine_grid_sample_args(
         input, theta, size, mode, padding_mode, align_corners)
-    name = f"affine_grid_sample_{len(dims) - 2}d"
-    output = backend.empty(dims, dtype)
-    if output.size:
-        backend.kernel(name)(backend.contiguous(input, dtype), backend.contiguous(theta, dtype), output,
-                             mode_code, padding_code, align)
-        if key is not None and input.dtype == theta.dtype == dtype:
-            _device.remember(key, backend.forward_runner(True, input.shape, dims, dtype, mode_code, padding_code,
-                                                         align))
+    output = _run_forward(backend, f"affine_grid_sample_{len(dims) - 2}d", input, theta, dims, dtype, mode_code,
+                          padding_code, align)
+    if output.size and key is not None and input.dtype == theta.dtype == dtype:
+        _device.remember(key, backend.forward_runner(True, input.shape, dims, dtype, mode_code, padding_code, align))
     return output
 
 
@@ -445,11 +448,8 @@ def grid_push_backward(grad_output, values, grid, mode="bilinear", padding_mode=
     dtype = _checks.same_dtype(grad_output=grad_output, values=values)
     grad_values = None
     if values_requires_grad:
-        grad_values = backend.empty(tuple(values.shape), dtype)
-        if grad_values.size:
-            backend.kernel(f"grid_sample_{len(dims) - 2}d")(
-                backend.contiguous(grad_output, dtype), backend.contiguous(grid, dtype), grad_values, mode_code,
-                padding_code, align)
+        grad_values = _run_forward(backend, f"grid_sample_{len(dims) - 2}d", grad_output, grid, tuple(values.shape),
+                                   dtype, mode_code, padding_code, align)
     _, grad_grid = _run_backward(backend, None, f"grid_sample_{len(dims) - 2}d_backward", values, grad_output,
                                  grid, dtype, mode_code, padding_code, align, False, False)
     return grad_values, grad_grid
