@@ -5,6 +5,7 @@ kind, wrong value) with a message that names the argument, what was expected
 and what was given, so no bad input ever reaches a kernel.
 """
 
+import numbers
 import operator
 
 import numpy as np
@@ -82,6 +83,20 @@ def padding_mode(value):
     if not isinstance(value, str) or value not in _codes.PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {sorted(_codes.PADDING_MODES)}, got {value!r}")
     return _codes.PADDING_MODES[value]
+
+
+def fill_value(value, padding_code):
+    """Return ``fill_value`` as a float: any real number with
+    ``padding_mode="constant"``, only 0 with the other paddings (which read
+    no fill)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
+        raise TypeError(f"fill_value must be a real number, got {_describe(value)}")
+    value = float(value)
+    if padding_code != _codes.CONSTANT and value != 0.0:
+        name = next(name for name, code in _codes.PADDING_MODES.items() if code == padding_code)
+        raise ValueError(f"fill_value applies only to padding_mode='constant', got fill_value={value!r} with "
+                         f"padding_mode={name!r}")
+    return value
 
 
 def size(value, spatial_dims=None, name="size"):
@@ -278,7 +293,11 @@ def grid_push_args(values, grid, input_shape, mode_name, padding_name, align):
     if 0 in dims[2:]:
         raise ValueError(f"input_shape must have non-empty spatial dimensions, got {dims}")
     dtype = same_dtype(values=values, grid=grid)
-    return (dims, dtype, *sampler_options(mode_name, padding_name, align, spatial))
+    options = sampler_options(mode_name, padding_name, align, spatial)
+    if options[1] == _codes.CONSTANT:
+        raise ValueError("padding_mode='constant' has no push: sampling with a fill is affine in the input, not "
+                         "linear, and the adjoint of its linear part is the push with padding_mode='zeros'")
+    return (dims, dtype, *options)
 
 
 def pushed_gradient(grad_output, values_shape, what):

@@ -11,6 +11,9 @@ BICUBIC = 2
 ZEROS = 0
 BORDER = 1
 REFLECTION = 2
+CIRCULAR = 3
+CONSTANT = 4  # never reaches a sampling kernel: zeros padding, then `fill_outside`
 
 MODES = {"bilinear": BILINEAR, "nearest": NEAREST, "bicubic": BICUBIC}
-PADDING_MODES = {"zeros": ZEROS, "border": BORDER, "reflection": REFLECTION}
+PADDING_MODES = {"zeros": ZEROS, "border": BORDER, "reflection": REFLECTION, "circular": CIRCULAR,
+                 "constant": CONSTANT}

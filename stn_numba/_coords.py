@@ -16,7 +16,9 @@ with one rule for non-finite and huge coordinates (see CONTRIBUTING.md):
 * ±Inf and huge values behave as far outside: zeros padding reads 0, border
   clips to the nearest edge, reflection reflects finite values exactly (its
   flip parity is computed in floating point, so it never overflows an int) and
-  sends ±Inf to the nearest edge;
+  sends ±Inf to the nearest edge; circular padding, which has no nearest
+  edge, samples nothing at ±Inf (as at a NaN) and wraps huge finite values
+  after the clamp below (a deterministic point in range);
 * before any float-to-int conversion a coordinate is clamped to
   ``±max(2**24, 4*size)``, so index arithmetic never overflows, and every tap
   of a clamped coordinate lies outside ``[0, size)`` (the nearest tap with
@@ -38,7 +40,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload, register_jitable
 
-from ._codes import BORDER, REFLECTION, ZEROS
+from ._codes import BILINEAR, BORDER, CIRCULAR, NEAREST, REFLECTION, ZEROS
 
 _CUBIC_A = -0.75  # cubic convolution parameter, as in PyTorch
 _MIN_SAFE_BOUND = 2**24
@@ -199,8 +201,9 @@ def pad_coordinate(x, size, padding_mode, align_corners):
     Returns
     -------
     x : float
-        zeros: ``x`` made safe (see `safe_coordinate`); border: clipped;
-        reflection: reflected, then clipped. Always safe to floor to an index.
+        zeros and circular: ``x`` made safe (see `safe_coordinate`; circular
+        wraps the taps, `pad_index`); border: clipped; reflection: reflected,
+        then clipped. Always safe to floor to an index.
     grad : float
         ``d padded / dx``.
     """
@@ -258,7 +261,8 @@ def pad_index(i, size, padding_mode, align_corners):
     -------
     index : int
         An index in ``[0, size-1]`` of ``size``'s type (clamped when the tap
-        is outside, so a gather never reads out of bounds).
+        is outside, so a gather never reads out of bounds; wrapped, ``i mod
+        size``, with circular padding).
     inside : bool
         False when zeros padding makes the tap read 0.
     """
@@ -266,6 +270,8 @@ def pad_index(i, size, padding_mode, align_corners):
     last = type(size)(size - 1)
     if padding_mode == REFLECTION:
         return reflect_index(i, size, align_corners), True
+    if padding_mode == CIRCULAR:
+        return type(size)(i % size), True  # (a floored modulo: never negative)
     inside = i >= 0 and i <= last
     index = min(max(i, type(size)(0)), last)
     if padding_mode == BORDER:
@@ -319,18 +325,23 @@ def cubic_coefficient_derivatives(t):
 
 
 @register_jitable(forceinline=True)
-def _unnormalize_or_mask(g, size, align_corners):
-    """``unnormalize(g)`` and whether ``g`` is NaN; a NaN is computed as 0 (its taps are masked by the caller)."""
-    is_nan = g != g
-    x, scale = unnormalize(type(g)(0) if is_nan else g, size, align_corners)
-    return x, scale, is_nan
+def _unnormalize_or_mask(g, size, padding_mode, align_corners):
+    """``unnormalize(g)`` and whether ``g`` samples nothing: a NaN, or with
+    circular padding an infinite coordinate; such a ``g`` is computed as 0
+    (its taps are masked by the caller)."""
+    lost = g != g
+    x, scale = unnormalize(type(g)(0) if lost else g, size, align_corners)
+    if padding_mode == CIRCULAR and math.isinf(x):  # (folds away for other paddings)
+        x, scale = unnormalize(type(g)(0), size, align_corners)
+        lost = True
+    return x, scale, lost
 
 
 @register_jitable(forceinline=True)
 def _linear_coordinate(g, size, padding_mode, align_corners):
     """``floor(x)``, ``t = x - floor(x)``, ``dx/dg`` and whether ``g`` is NaN,
     for the padded pixel coordinate ``x`` of ``g`` (linear taps)."""
-    x, scale, is_nan = _unnormalize_or_mask(g, size, align_corners)
+    x, scale, is_nan = _unnormalize_or_mask(g, size, padding_mode, align_corners)
     x, grad_pad = pad_coordinate(x, size, padding_mode, align_corners)
     first = floor_index(x, size)
     return first, x - type(x)(first), scale * grad_pad, is_nan
@@ -343,7 +354,8 @@ def linear_taps(g, size, padding_mode, align_corners):
     Returns
     -------
     i0, i1 : int (``size``'s type)
-        Tap indices ``floor(x)`` and ``floor(x) + 1``, clamped into the image.
+        Tap indices ``floor(x)`` and ``floor(x) + 1``, clamped into the image
+        (wrapped with circular padding).
     w0, w1 : float
         Their weights ``1 - t`` and ``t``, 0 for a tap outside the image or a
         NaN ``g``.
@@ -354,8 +366,9 @@ def linear_taps(g, size, padding_mode, align_corners):
     zero = type(g)(0)
     first, w1, slope, is_nan = _linear_coordinate(g, size, padding_mode, align_corners)
     w0 = type(g)(1) - w1
-    i0, inside0 = pad_index(first, size, ZEROS, align_corners)
-    i1, inside1 = pad_index(first + 1, size, ZEROS, align_corners)
+    tap_padding = CIRCULAR if padding_mode == CIRCULAR else ZEROS  # (the coordinate is padded already)
+    i0, inside0 = pad_index(first, size, tap_padding, align_corners)
+    i1, inside1 = pad_index(first + 1, size, tap_padding, align_corners)
     inside0 = inside0 and not is_nan
     inside1 = inside1 and not is_nan
     return (
@@ -371,7 +384,8 @@ def linear_taps(g, size, padding_mode, align_corners):
 @register_jitable(forceinline=True)
 def linear_pair_taps(g, size, padding_mode, align_corners):
     """The linear taps of ``g`` as weights of one pair of adjacent pixels,
-    for kernels that read both with one load (``2 <= size <= 2**24``).
+    for kernels that read both with one load (``2 <= size <= 2**24``; not
+    circular padding, whose taps at the last pixel are the first and last).
 
     Returns
     -------
@@ -500,8 +514,8 @@ def nearest_tap(g, size, padding_mode, align_corners):
     Returns
     -------
     index : int (``size``'s type)
-        ``rint(x)`` clamped into the image; with zeros padding, 0 for a tap
-        outside it.
+        ``rint(x)`` clamped into the image (wrapped with circular padding);
+        with zeros padding, 0 for a tap outside it.
     weight : float
         1, or 0 when the tap is outside the image or ``g`` is NaN. The
         derivative is 0 everywhere.
@@ -509,9 +523,10 @@ def nearest_tap(g, size, padding_mode, align_corners):
     zero = type(g)(0)
     if padding_mode == ZEROS:
         return nearest_zeros_tap(g, size, align_corners)
-    x, _, is_nan = _unnormalize_or_mask(g, size, align_corners)
+    x, _, is_nan = _unnormalize_or_mask(g, size, padding_mode, align_corners)
     x, _ = pad_coordinate(x, size, padding_mode, align_corners)
-    index, inside = pad_index(nearest_index(x, size), size, ZEROS, align_corners)
+    tap_padding = CIRCULAR if padding_mode == CIRCULAR else ZEROS  # (the coordinate is padded already)
+    index, inside = pad_index(nearest_index(x, size), size, tap_padding, align_corners)
     return index, type(g)(1) if inside and not is_nan else zero
 
 
@@ -533,7 +548,7 @@ def cubic_taps(g, size, padding_mode, align_corners):
         ``d weight / d g`` (0 where the weight is forced to 0).
     """
     zero = type(g)(0)
-    x, scale, is_nan = _unnormalize_or_mask(g, size, align_corners)
+    x, scale, is_nan = _unnormalize_or_mask(g, size, padding_mode, align_corners)
     tap_padding = padding_mode
     if padding_mode == REFLECTION and math.isinf(x):
         tap_padding = BORDER
@@ -566,6 +581,73 @@ def cubic_taps(g, size, padding_mode, align_corners):
             e3 * scale if in3 else zero,
         ),
     )
+
+
+@register_jitable(forceinline=True)
+def outside_share(g, size, mode, align_corners):
+    """The share of the interpolation weight of grid value ``g`` along one
+    axis that falls on taps outside ``[0, size)`` (those zeros padding drops),
+    and its derivative ``d share / d g``.
+
+    Exactly 0 where every tap is inside and exactly 1 where none is (or ``g``
+    is NaN), so constant padding (`stn_numba._cpu.padding`) leaves points
+    inside the image bitwise as zeros padding gives them; in between, the sum
+    of the outside taps' weights (the weights of each mode sum to 1). ``mode``
+    is a `stn_numba._codes` mode code.
+    """
+    zero = type(g)(0)
+    one = type(g)(1)
+    if mode == NEAREST:
+        weight = nearest_tap(g, size, ZEROS, align_corners)[1]
+        return one - weight, zero
+    if mode == BILINEAR:
+        first, t, slope, lost = _linear_coordinate(g, size, ZEROS, align_corners)
+        inside0 = first >= 0 and first < size
+        inside1 = first + 1 >= 0 and first + 1 < size
+        if lost or not (inside0 or inside1):
+            return one, zero
+        if inside0 and inside1:
+            return zero, zero
+        return (t, slope) if inside0 else (one - t, -slope)
+    x, scale, lost = _unnormalize_or_mask(g, size, ZEROS, align_corners)
+    x = safe_coordinate(x, size)
+    first = floor_index(x, size)
+    t = x - type(x)(first)
+    weights = cubic_coefficients(t)
+    slopes = cubic_coefficient_derivatives(t)
+    share = zero
+    slope = zero
+    inside = 0
+    for k in range(4):
+        tap = first - 1 + k
+        if tap >= 0 and tap < size:
+            inside += 1
+        else:
+            share += weights[k]
+            slope += slopes[k] * scale
+    if lost or inside == 0:
+        return one, zero
+    if inside == 4:
+        return zero, zero
+    return share, slope
+
+
+@register_jitable(forceinline=True)
+def fill_share(grid, n, p, sizes, mode, align_corners):
+    """The weight constant padding gives its fill value at point ``p`` of image
+    ``n`` of a grid viewed as (N, P, A): ``1 - Π_a (1 - share_a)`` over the
+    axes' `outside_share`, and its derivatives along x, y and z (z's 0 for
+    2-D grids). ``sizes``: the input's (W, H, D), D = 1 for images."""
+    zero = type(grid[n, p, 0])(0)
+    one = type(zero)(1)
+    share_x, slope_x = outside_share(grid[n, p, 0], sizes[0], mode, align_corners)
+    share_y, slope_y = outside_share(grid[n, p, 1], sizes[1], mode, align_corners)
+    share_z, slope_z = zero, zero
+    if grid.shape[2] == 3:
+        share_z, slope_z = outside_share(grid[n, p, 2], sizes[2], mode, align_corners)
+    kept_x, kept_y, kept_z = one - share_x, one - share_y, one - share_z
+    return (one - (kept_x * kept_y) * kept_z,
+            (slope_x * kept_y) * kept_z, (slope_y * kept_x) * kept_z, (slope_z * kept_x) * kept_y)
 
 
 @register_jitable(forceinline=True)

@@ -47,9 +47,9 @@ class CpuBackend:
     name = "cpu"
 
     def __init__(self):
-        from ._cpu import fields, grids, sampling
+        from ._cpu import fields, grids, padding, sampling
 
-        self._modules = (grids, sampling, fields)
+        self._modules = (grids, sampling, padding, fields)
         self._kernels = {}  # name -> kernel, looked up once
 
     def kernel(self, name):

@@ -18,6 +18,10 @@ padding_mode   what a sample point outside the input reads
 ``border``     the nearest edge pixel (the coordinate is clipped)
 ``reflection`` the input mirrored about its borders (about the corner pixels'
                centres with align_corners=True, about the outer edges otherwise)
+``circular``   the input repeated periodically, with a period of its size in
+               pixels (each tap index wraps: scipy.ndimage's "grid-wrap")
+``constant``   ``fill_value`` for every tap outside the input (scipy.ndimage's
+               "grid-constant" with ``cval``; "zeros" is ``fill_value=0``)
 =============  =====================================================================
 
 =============  ===================================================  ===========
@@ -31,7 +35,9 @@ mode           interpolation                                        input
 Non-finite coordinates, where torch is inconsistent (and its CPU backward can
 crash), follow one rule here: a NaN component samples nothing (output 0,
 gradients 0); ±Inf and huge values behave as far outside (zeros padding gives
-0, border the nearest edge, reflection a deterministic in-range point);
+0, constant ``fill_value``, border the nearest edge, reflection a deterministic
+in-range point; circular, which has no edge, samples nothing at ±Inf, and
+wraps huge finite values to a deterministic in-range point);
 gradients are never NaN or Inf unless the input or grad_output are.
 
 Every function validates its arguments, picks the CPU or CUDA kernel
@@ -46,9 +52,10 @@ expose ``__cuda_array_interface__``, so ``cupy.asarray(result)`` and
 """
 
 from . import _checks, _device
+from ._codes import CONSTANT, ZEROS
 
 
-def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False, *,
+def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False, *, fill_value=0.0,
                 device=None, stream=None):
     """Sample ``input`` at the normalised source points of ``grid``.
 
@@ -68,11 +75,15 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
         downsampling).
     mode : {"bilinear", "nearest", "bicubic"}, optional
         Interpolation; see the module table. Default "bilinear".
-    padding_mode : {"zeros", "border", "reflection"}, optional
+    padding_mode : {"zeros", "border", "reflection", "circular", "constant"}, optional
         What points outside the input read; see the module table. Default "zeros".
     align_corners : bool, optional
         If True, ±1 are the centres of the corner pixels; if False (default,
         as in torch) their outer edges.
+    fill_value : float, optional
+        What taps outside the input read with ``padding_mode="constant"``
+        (any other padding takes only the default, 0.0). NaN and ±Inf reach
+        only the points whose taps fall outside.
     device : {None, "cpu", "cuda"}, optional
         None (default) runs where the arrays live; "cuda" runs on the GPU and
         returns a GPU array.
@@ -92,7 +103,8 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     Notes
     -----
     Differences from torch: the non-finite coordinate rule of the module
-    docstring, and ``align_corners=None`` means False without a warning.
+    docstring, ``align_corners=None`` means False without a warning, and the
+    paddings "circular" and "constant", which torch lacks.
 
     Examples
     --------
@@ -107,16 +119,24 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     array([1., 2., 3., 0.])
     >>> grid_sample(image, grid, padding_mode="border", align_corners=True)[0, 0, 0]
     array([1., 2., 3., 3.])
+    >>> grid_sample(image, grid, padding_mode="circular", align_corners=True)[0, 0, 0]
+    array([1., 2., 3., 0.])
+    >>> grid_sample(image, grid, padding_mode="constant", align_corners=True, fill_value=9)[0, 0, 0]
+    array([1., 2., 3., 9.])
     """
-    key = _device.remembered_key("grid_sample", device, stream, (input, grid), mode, padding_mode, align_corners)
+    key = _device.remembered_key("grid_sample", device, stream, (input, grid), mode, padding_mode, fill_value,
+                                 align_corners)
     output = _device.run_remembered(key, input, grid)
     if output is not None:
         return output
     backend, (input, grid) = _device.resolve(device, stream, input=input, grid=grid)
     dtype, mode_code, padding_code, align = _checks.grid_sample_args(input, grid, mode, padding_mode, align_corners)
+    fill = _checks.fill_value(fill_value, padding_code)
     output = _run_forward(backend, f"grid_sample_{input.ndim - 2}d", input, grid,
                           tuple(input.shape[:2]) + tuple(grid.shape[1:-1]), dtype, mode_code, padding_code, align)
-    if output.size and key is not None and input.dtype == grid.dtype == dtype:  # (a key: NumPy arrays on the CPU)
+    if padding_code == CONSTANT:
+        _fill_outside(backend, grid, output, input.shape, fill, mode_code, align)
+    elif output.size and key is not None and input.dtype == grid.dtype == dtype:  # (a key: NumPy arrays on the CPU)
         _device.remember(key, backend.forward_runner(False, input.shape, output.shape, dtype, mode_code,
                                                      padding_code, align))
     return output
@@ -124,16 +144,45 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
 
 def _run_forward(backend, name, input, points, shape, dtype, mode_code, padding_code, align):
     """Allocate a sampler forward's output of ``shape`` and run kernel ``name``
-    on it (``points``: the grid or theta); nothing to sample, nothing run."""
+    on it (``points``: the grid or theta); nothing to sample, nothing run.
+    Constant padding runs as zeros (the caller adds the fill)."""
     output = backend.empty(shape, dtype)
     if output.size:
         backend.kernel(name)(backend.contiguous(input, dtype), backend.contiguous(points, dtype), output,
-                             mode_code, padding_code, align)
+                             mode_code, _sampled_padding(padding_code), align)
     return output
 
 
+def _sampled_padding(padding_code):
+    """The padding the sampling kernels run: constant padding samples as zeros
+    padding, then `_fill_outside` adds the fill where taps fell outside."""
+    return ZEROS if padding_code == CONSTANT else padding_code
+
+
+def _fill_sizes(input_shape):
+    """The input's spatial sizes as the fill kernels take them, (W, H, D), D = 1 for images."""
+    return tuple(int(size) for size in reversed(tuple(input_shape[2:]))) + (1,) * (5 - len(input_shape))
+
+
+def _fill_outside(backend, grid, output, input_shape, fill, mode_code, align):
+    """Constant padding's second step: add ``fill`` times each point's share
+    of interpolation weight outside the input (exactly 0 inside)."""
+    if output.size:
+        backend.kernel("fill_outside")(backend.contiguous(grid, output.dtype), output, _fill_sizes(input_shape),
+                                       output.dtype.type(fill), mode_code, align)
+
+
+def _fill_outside_backward(backend, grad_output, grid, grad_grid, input_shape, fill, mode_code, align):
+    """Add constant padding's fill term to ``grad_grid`` (zeros padding's)."""
+    if grad_output.size:
+        dtype = grad_grid.dtype
+        backend.kernel("fill_outside_backward")(backend.contiguous(grad_output, dtype), backend.contiguous(grid, dtype),
+                                                grad_grid, _fill_sizes(input_shape), dtype.type(fill), mode_code,
+                                                align)
+
+
 def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode="zeros", align_corners=False, *,
-                         input_requires_grad=True, deterministic=False, device=None, stream=None):
+                         fill_value=0.0, input_requires_grad=True, deterministic=False, device=None, stream=None):
     """Gradients of :func:`grid_sample` with respect to ``input`` and ``grid``.
 
     The exact vector-Jacobian products of :func:`grid_sample`: ``grad_input``
@@ -151,7 +200,7 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
     ----------
     grad_output : array_like
         Gradient of the loss with respect to the output of :func:`grid_sample`.
-    input, grid, mode, padding_mode, align_corners
+    input, grid, mode, padding_mode, align_corners, fill_value
         As given to :func:`grid_sample`.
     input_requires_grad : bool, optional
         If False, ``grad_input`` is not computed (it is the costly scatter) and
@@ -177,17 +226,23 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
         output is piecewise constant in the grid.
     """
     key = _device.remembered_key("grid_sample_backward", device, stream, (grad_output, input, grid), mode,
-                                 padding_mode, input_requires_grad, deterministic, align_corners)
+                                 padding_mode, fill_value, input_requires_grad, deterministic, align_corners)
     gradients = _device.run_remembered(key, grad_output, input, grid)
     if gradients is not None:
         return gradients
     backend, (grad_output, input, grid) = _device.resolve(
         device, stream, grad_output=grad_output, input=input, grid=grid)
     dtype, mode_code, padding_code, align = _checks.grid_sample_args(input, grid, mode, padding_mode, align_corners)
+    fill = _checks.fill_value(fill_value, padding_code)
     _checks.grad_output_for(grad_output, input, grid)
     dtype = _checks.same_dtype(grad_output=grad_output, input=input)
-    return _run_backward(backend, key, f"grid_sample_{input.ndim - 2}d_backward", grad_output, input, grid, dtype,
-                         mode_code, padding_code, align, input_requires_grad, deterministic)
+    constant = padding_code == CONSTANT
+    grad_input, grad_grid = _run_backward(backend, None if constant else key, f"grid_sample_{input.ndim - 2}d_backward",
+                                          grad_output, input, grid, dtype, mode_code, padding_code, align,
+                                          input_requires_grad, deterministic)
+    if constant:
+        _fill_outside_backward(backend, grad_output, grid, grad_grid, input.shape, fill, mode_code, align)
+    return grad_input, grad_grid
 
 
 def _run_backward(backend, key, name, grad_output, input, points, dtype, mode_code, padding_code, align,
@@ -207,7 +262,7 @@ def _run_backward(backend, key, name, grad_output, input, points, dtype, mode_co
     if deterministic and backend.name == "cuda":
         name += "_deterministic"  # the CPU kernel always is
     if grad_output.size:
-        options = mode_code, padding_code, align, bool(input_requires_grad)
+        options = mode_code, _sampled_padding(padding_code), align, bool(input_requires_grad)
         backend.kernel(name)(backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
                              backend.contiguous(points, dtype), grad_input, grad_points, *options)
         if key is not None and input_requires_grad and grad_output.dtype == input.dtype == points.dtype == dtype:
@@ -217,7 +272,7 @@ def _run_backward(backend, key, name, grad_output, input, points, dtype, mode_co
 
 # ------------------------------------------------------------ fused affine warp
 def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros", align_corners=False, *,
-                       device=None, stream=None):
+                       fill_value=0.0, device=None, stream=None):
     """Warp ``input`` by affine transforms: ``grid_sample(input, affine_grid(theta, size))`` in one pass.
 
     The grid generator and sampler of Jaderberg et al. (2015), §3.2–3.3, fused:
@@ -237,9 +292,11 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
         Output size (N, C, H_out, W_out) or (N, C, D_out, H_out, W_out);
         N and C must be those of ``input``. The spatial size may differ from
         the input's (the paper's downsampling).
-    mode, padding_mode, align_corners
+    mode, padding_mode, align_corners, fill_value
         As in :func:`grid_sample`; ``align_corners`` applies to both the grid
-        and the sampler, as when the two torch functions are given the same value.
+        and the sampler, as when the two torch functions are given the same
+        value. (With ``padding_mode="constant"`` the grid is stored for the
+        moment the fill reads it.)
     device, stream
         As in :func:`grid_sample`.
 
@@ -269,13 +326,20 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
     array([3., 2., 1., 0.], dtype=float32)
     """
     key = _device.remembered_key("affine_grid_sample", device, stream, (input, theta), size, mode, padding_mode,
-                                 align_corners)
+                                 fill_value, align_corners)
     output = _device.run_remembered(key, input, theta)
     if output is not None:
         return output
     backend, (input, theta) = _device.resolve(device, stream, input=input, theta=theta)
     dims, dtype, mode_code, padding_code, align = _checks.affine_grid_sample_args(
         input, theta, size, mode, padding_mode, align_corners)
+    fill = _checks.fill_value(fill_value, padding_code)
+    if padding_code == CONSTANT:
+        grid = _affine_points(backend, theta, dims, dtype, align)
+        output = _run_forward(backend, f"grid_sample_{len(dims) - 2}d", input, grid, dims, dtype, mode_code,
+                              padding_code, align)
+        _fill_outside(backend, grid, output, input.shape, fill, mode_code, align)
+        return output
     output = _run_forward(backend, f"affine_grid_sample_{len(dims) - 2}d", input, theta, dims, dtype, mode_code,
                           padding_code, align)
     if output.size and key is not None and input.dtype == theta.dtype == dtype:
@@ -284,8 +348,8 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
 
 
 def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear", padding_mode="zeros",
-                                align_corners=False, *, input_requires_grad=True, deterministic=False, device=None,
-                                stream=None):
+                                align_corners=False, *, fill_value=0.0, input_requires_grad=True, deterministic=False,
+                                device=None, stream=None):
     """Gradients of :func:`affine_grid_sample` with respect to ``input`` and ``theta``.
 
     The exact vector-Jacobian products: ``grad_input`` as in
@@ -304,7 +368,7 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
     ----------
     grad_output : array_like
         Gradient of the loss with respect to the output, shape ``size``.
-    input, theta, size, mode, padding_mode, align_corners
+    input, theta, size, mode, padding_mode, align_corners, fill_value
         As given to :func:`affine_grid_sample`.
     input_requires_grad : bool, optional
         If False, ``grad_input`` is not computed and None is returned in its
@@ -324,7 +388,7 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
         Same shape and dtype as ``theta``; zeros for mode="nearest".
     """
     key = _device.remembered_key("affine_grid_sample_backward", device, stream, (grad_output, input, theta), size,
-                                 mode, padding_mode, input_requires_grad, deterministic, align_corners)
+                                 mode, padding_mode, fill_value, input_requires_grad, deterministic, align_corners)
     gradients = _device.run_remembered(key, grad_output, input, theta)
     if gradients is not None:
         return gradients
@@ -332,10 +396,31 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
         device, stream, grad_output=grad_output, input=input, theta=theta)
     dims, dtype, mode_code, padding_code, align = _checks.affine_grid_sample_args(
         input, theta, size, mode, padding_mode, align_corners)
+    fill = _checks.fill_value(fill_value, padding_code)
     _checks.shape_for(grad_output, "grad_output", dims, "the output of affine_grid_sample")
     dtype = _checks.same_dtype(grad_output=grad_output, input=input)
+    if padding_code == CONSTANT:  # through the grid, which the fill's gradient reads
+        spatial = len(dims) - 2
+        grid = _affine_points(backend, theta, dims, dtype, align)
+        grad_input, grad_grid = _run_backward(backend, None, f"grid_sample_{spatial}d_backward", grad_output, input,
+                                              grid, dtype, mode_code, padding_code, align, input_requires_grad,
+                                              deterministic)
+        _fill_outside_backward(backend, grad_output, grid, grad_grid, input.shape, fill, mode_code, align)
+        grad_theta = backend.zeros(tuple(theta.shape), dtype)
+        if grad_grid.size:
+            backend.kernel(f"affine_grid_{spatial}d_backward")(grad_grid, grad_theta, align)
+        return grad_input, grad_theta
     return _run_backward(backend, key, f"affine_grid_sample_{len(dims) - 2}d_backward", grad_output, input,
                          theta, dtype, mode_code, padding_code, align, input_requires_grad, deterministic)
+
+
+def _affine_points(backend, theta, dims, dtype, align):
+    """The affine grid of ``theta`` for an output of ``dims`` (`affine_grid`'s kernel)."""
+    spatial = len(dims) - 2
+    grid = backend.empty((dims[0],) + tuple(dims[2:]) + (spatial,), dtype)
+    if grid.size:
+        backend.kernel(f"affine_grid_{spatial}d")(backend.contiguous(theta, dtype), grid, align)
+    return grid
 
 
 # ------------------------------------------------------------ splatting: the sampler's adjoint

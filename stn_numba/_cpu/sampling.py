@@ -115,7 +115,7 @@ from numba.core.errors import TypingError
 from numba.extending import overload, register_jitable
 
 from .._codegen import njit
-from .._codes import BICUBIC, BILINEAR, BORDER, NEAREST, ZEROS
+from .._codes import BICUBIC, BILINEAR, BORDER, CIRCULAR, NEAREST, ZEROS
 from .._coords import cubic_taps, linear_pair_taps, linear_taps, nearest_tap, nearest_zeros_tap, unnormalize
 from .grids import (
     _base_coordinates,
@@ -1673,13 +1673,21 @@ def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
     # a part (bilinear reads pairs there too); its taps are the whole input's, which must fit too
     pairs = mode == BILINEAR or not windowed
     whole = tuple(window[:spatial].tolist())[::-1] if windowed else None
-    reads_narrow = narrow(shape[2:], pairs) and (not windowed or narrow(whole, pairs))
+    reads_narrow = (_narrow_taps(mode, padding_mode) and narrow(shape[2:], pairs)
+                    and (not windowed or narrow(whole, pairs)))
     planes = _pointwise_planes(mode, shape[1], fused, spatial == 2 and reads_narrow and not windowed)
     if not on_pool and (planes != ALL_CHANNELS or mode == BILINEAR):
         planes = 1  # (a serial run of several planes does not vectorise: 2-3x slower)
     if planes is None or (windowed and not parallel):  # the tabled kernel
         return _kernel(spatial, mode, padding_mode, fused, out_size, 0, windowed)
     return pointwise(spatial, mode, padding_mode, fused, on_pool, reads_narrow, planes, windowed)
+
+
+def _narrow_taps(mode, padding_mode):
+    """Whether a case may take the narrow taps: all but bilinear with circular
+    padding, whose two taps at the last pixel are the last and the first, not
+    the pair of adjacent pixels that narrow bilinear reads."""
+    return mode != BILINEAR or padding_mode != CIRCULAR
 
 
 # what a call on a small input pays in Python counts (the fixed cost of a call)
@@ -1706,7 +1714,7 @@ def _backward(fused, grad_output, input, points, grad_input, grad_points,
               mode, padding_mode, align_corners, input_requires_grad,
               window=None):
     windowed = window is not None
-    if fused and not windowed and _through_grid(input.shape, mode):
+    if fused and not windowed and _through_grid(input.shape, mode, padding_mode):
         _backward_through_grid(grad_output, input, points, grad_input, grad_points, mode, padding_mode,
                                align_corners, input_requires_grad)
         return
@@ -1727,7 +1735,7 @@ def _backward(fused, grad_output, input, points, grad_input, grad_points,
         _add_private_rows(volumes, rows, offsets, buffers, chunks)
 
 
-def _through_grid(shape, mode):
+def _through_grid(shape, mode, padding_mode):
     """Whether the fused backward runs as the grid path's on the affine grid,
     then `affine_grid`'s backward: bilinear with 1-4 channels (planes of
     int32 offsets), where the grid path's pointwise backward beats the fused
@@ -1740,8 +1748,10 @@ def _through_grid(shape, mode):
     23-40 -> 13-15 (45-46 -> 17-20); 8x1x28² lost 0.06-0.07 -> 0.08. Nearest
     lost (32x3x224² 7.8-8.4 -> 12-15). From the channels, mode and sizes
     only, never the batch: a batch chunk of `stn_numba.dask` sums theta's
-    gradient as the whole batch does."""
-    return mode == BILINEAR and shape[1] <= max(_POINTWISE_BACKWARD_PLANES) and narrow(shape[2:])
+    gradient as the whole batch does. Not circular padding, whose grid path
+    has no pointwise backward (`_narrow_taps`)."""
+    return (mode == BILINEAR and _narrow_taps(mode, padding_mode) and shape[1] <= max(_POINTWISE_BACKWARD_PLANES)
+            and narrow(shape[2:]))
 
 
 def _backward_through_grid(grad_output, input, theta, grad_input, grad_theta, mode, padding_mode, align_corners,
@@ -1766,7 +1776,7 @@ def _backward_kernel(fused, shape, out_size, mode, padding_mode, windowed):
     # small single-channel work too: the pointwise kernel vectorises (see _SERIAL_POINTWISE;
     # 2x1x28² bilinear forward + backward, 2 threads: 26.3 -> 16.1-23.1 µs)
     on_pool = _parallel(spatial, mode, out_size) or (shape[1] == 1 and out_size >= _SERIAL_POINTWISE)
-    if (on_pool and not windowed and not fused and mode != BICUBIC
+    if (on_pool and not windowed and not fused and mode != BICUBIC and _narrow_taps(mode, padding_mode)
             and shape[1] in _POINTWISE_BACKWARD_PLANES and narrow(shape[2:])):
         return (pointwise_backward(spatial, mode, padding_mode, shape[1]),
                 _TAPS_PER_AXIS[mode] ** spatial * _BLOCK)

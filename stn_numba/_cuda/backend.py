@@ -69,9 +69,9 @@ class CudaBackend:
     def __init__(self, stream=None):
         self._cuda = numba_cuda()
         self.stream = _stream(self._cuda, stream)
-        from . import fields, grids, sampling
+        from . import fields, grids, padding, sampling
 
-        self._modules = (grids, sampling, fields)
+        self._modules = (grids, sampling, padding, fields)
 
     def kernel(self, name):
         """The launcher called ``name``, bound to this backend's stream (kernel table of CONTRIBUTING.md)."""
