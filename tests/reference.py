@@ -23,6 +23,12 @@ clipping or reflecting a coordinate that lands exactly on a border has
 gradient 0. The non-finite rule of CONTRIBUTING.md replaces torch where torch
 is inconsistent: a NaN component samples nothing, and an infinite coordinate
 with border or reflection padding samples the nearest edge.
+
+Two paddings torch lacks: "circular" repeats the input with a period of its
+size (a tap at pixel m reads pixel m mod size; ±Inf samples nothing), and
+"constant" reads ``fill_value`` at every tap outside the input (a NaN or
+infinite point reads it with full weight). A tap outside is listed with the
+index None, which reads the fill.
 """
 
 import itertools
@@ -32,7 +38,7 @@ import numpy as np
 
 CUBIC_A = -0.75
 MODES = ("bilinear", "nearest", "bicubic")
-PADDING_MODES = ("zeros", "border", "reflection")
+PADDING_MODES = ("zeros", "border", "reflection", "circular")  # and "constant", with a fill value
 
 
 # ----------------------------------------------------------------- affine grid
@@ -117,7 +123,7 @@ def reflect(x, twice_low, twice_high):
 
 def pad_coordinate(x, size, padding_mode, align_corners):
     """Apply the padding mode to a pixel coordinate; returns (coordinate, d/dx factor)."""
-    if padding_mode == "zeros":
+    if padding_mode in ("zeros", "circular", "constant"):  # the taps do the padding
         return x, 1.0
     if math.isinf(x):  # the non-finite rule: the nearest edge
         return (0.0 if x < 0 else float(size - 1)), 0.0
@@ -159,20 +165,25 @@ def cubic_weight(s):
 
 
 def pad_tap(m, size, padding_mode, align_corners):
-    """Pixel index read by bicubic tap ``m`` (padding applied per tap), or None for a zero."""
-    if padding_mode == "zeros":
+    """Pixel index read by bicubic tap ``m`` (padding applied per tap), or None
+    for a tap outside (a zero, or constant's fill)."""
+    if padding_mode in ("zeros", "constant"):
         return m if in_bounds(m, size) else None
+    if padding_mode == "circular":
+        return m % size
     coordinate, _ = pad_coordinate(float(m), size, padding_mode, align_corners)
     return int(coordinate)
 
 
 def axis_taps(g, size, mode, padding_mode, align_corners):
-    """Taps of one grid component along one axis: [(pixel index, weight, d weight / d g)]."""
+    """Taps of one grid component along one axis: [(pixel index, weight, d weight / d g)];
+    with constant padding, taps outside have index None."""
     x, scale = unnormalize(g, size, align_corners)
+    if math.isinf(x) and padding_mode in ("zeros", "circular", "constant"):
+        # the non-finite rule: zeros and circular read nothing, constant the fill
+        return [(None, 1.0, 0.0)] if padding_mode == "constant" else []
     if mode == "bicubic":
-        if math.isinf(x):  # the non-finite rule: zeros reads nothing, else the nearest edge
-            if padding_mode == "zeros":
-                return []
+        if math.isinf(x):  # the nearest edge
             return [(0 if x < 0 else size - 1, 1.0, 0.0)]
         base = math.floor(x)
         t = x - base  # exact; x - m would round to 0 when |x| > 2**53
@@ -180,13 +191,25 @@ def axis_taps(g, size, mode, padding_mode, align_corners):
         for offset in (-1, 0, 1, 2):
             weight, slope = cubic_weight(t - offset)
             index = pad_tap(base + offset, size, padding_mode, align_corners)
-            if index is not None:
+            if index is not None or padding_mode == "constant":
                 taps.append((index, weight, slope * scale))
         return taps
     x, factor = pad_coordinate(x, size, padding_mode, align_corners)
     if mode == "nearest":
         index = round(x) if math.isfinite(x) else None  # Python rounds half to even, like torch
+        if padding_mode == "circular":
+            return [(index % size, 1.0, 0.0)]
+        if padding_mode == "constant":
+            return [(index if in_bounds(index, size) else None, 1.0, 0.0)]
         return [(index, 1.0, 0.0)] if index is not None and in_bounds(index, size) else []
+    if padding_mode in ("circular", "constant"):  # the two pixels around x, wrapped or outside
+        base = math.floor(x)
+        taps = []
+        for m in (base, base + 1):
+            weight, slope = linear_weight(x, m)
+            index = m % size if padding_mode == "circular" else (m if in_bounds(m, size) else None)
+            taps.append((index, weight, slope * scale))
+        return taps
     # bilinear: the sum over every in-bounds pixel m of max(0, 1 - |x - m|), eq. (6)
     taps = []
     for m in range(size):
@@ -200,16 +223,18 @@ def sample_point_taps(point, spatial, mode, padding_mode, align_corners):
     """Taps of one sample point: [(spatial index tuple, weight, d weight / d point)].
 
     ``point`` is in grid order (x, y, (z)); ``spatial`` in array order ((D,) H, W).
-    The weight is the product of the per-axis weights.
+    The weight is the product of the per-axis weights. With constant padding
+    a tap outside along any axis has index None.
     """
-    if any(math.isnan(c) for c in point):  # the non-finite rule: NaN samples nothing
-        return []
     k = len(spatial)
+    if any(math.isnan(c) for c in point):  # the non-finite rule: NaN samples nothing (constant: the fill)
+        return [(None, 1.0, np.zeros(k))] if padding_mode == "constant" else []
     # axis a of the array (0 = D or H) is read by grid component k - 1 - a
     per_axis = [axis_taps(point[k - 1 - a], spatial[a], mode, padding_mode, align_corners) for a in range(k)]
     taps = []
     for combo in itertools.product(*per_axis):
         index = tuple(t[0] for t in combo)
+        index = None if None in index else index
         weight = math.prod(t[1] for t in combo)
         d_point = np.zeros(k)
         for a in range(k):
@@ -227,7 +252,12 @@ def _sample_points(grid):
 
 
 # -------------------------------------------------------------------- sampling
-def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False):
+def _read(input, n, c, index, fill_value):
+    """The input value a tap reads: a pixel, or the fill (index None)."""
+    return fill_value if index is None else input[(n, c, *index)]
+
+
+def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False, fill_value=0.0):
     """output[n, c, p] = sum over taps of U[n, c, tap] * weight(tap), in float64."""
     input = np.asarray(input, dtype=np.float64)
     grid = np.asarray(grid, dtype=np.float64)
@@ -236,11 +266,12 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     for n, out_index, point in _sample_points(grid):
         for index, weight, _ in sample_point_taps(point, spatial, mode, padding_mode, align_corners):
             for c in range(input.shape[1]):
-                output[(n, c, *out_index)] += input[(n, c, *index)] * weight
+                output[(n, c, *out_index)] += _read(input, n, c, index, fill_value) * weight
     return output
 
 
-def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode="zeros", align_corners=False):
+def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode="zeros", align_corners=False,
+                         fill_value=0.0):
     """(grad_input, grad_grid): the transpose of the forward, and the weights' derivatives."""
     grad_output = np.asarray(grad_output, dtype=np.float64)
     input = np.asarray(input, dtype=np.float64)
@@ -252,8 +283,9 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
         for index, weight, d_point in sample_point_taps(point, spatial, mode, padding_mode, align_corners):
             for c in range(input.shape[1]):
                 upstream = grad_output[(n, c, *out_index)]
-                grad_input[(n, c, *index)] += upstream * weight
-                grad_grid[(n, *out_index)] += upstream * input[(n, c, *index)] * d_point
+                if index is not None:
+                    grad_input[(n, c, *index)] += upstream * weight
+                grad_grid[(n, *out_index)] += upstream * _read(input, n, c, index, fill_value) * d_point
     return grad_input, grad_grid
 
 

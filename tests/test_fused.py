@@ -17,7 +17,7 @@ import stn_numba.nn.functional as F
 from stn_numba import sampling
 from stn_numba.tensor import Tensor
 
-from sampler_cases import COMBO_ARGS, COMBOS, DTYPES, INPUT_SHAPES
+from sampler_cases import COMBO_ARGS, COMBOS, TORCH_COMBOS, DTYPES, INPUT_SHAPES
 
 OUTPUT_SPATIAL = {2: (4, 7), 3: (2, 3, 4)}
 
@@ -141,7 +141,7 @@ def test_large_output_spans_several_blocks_and_chunks(rng):
 
 
 # ---------------------------------------------------------------- torch
-@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+@pytest.mark.parametrize(COMBO_ARGS, TORCH_COMBOS)
 def test_matches_torch(rng, dim, mode, padding_mode, align_corners):
     pytest.importorskip("torch")
     args = (mode, padding_mode, align_corners)
