@@ -20,7 +20,9 @@ Spatially chunked (the input is cut along a spatial axis: one huge image or
 volume): each output chunk reads only the input region its sample points
 need, the bounding box of their coordinates widened by the interpolation
 footprint, as found by the kernels' ``tap_extent``, with border and
-reflection padding taken at the true image edges. For
+reflection padding taken at the true image edges (circular padding reads
+the whole axis where a chunk's taps may wrap; constant padding adds its fill
+from the whole input's edges, `stn_numba._cpu.padding`). For
 :func:`affine_grid_sample` the box comes analytically from θ and the chunk's
 corners; for :func:`grid_sample` from the minimum and maximum of each grid
 chunk (computed first, eagerly: persist an expensive grid before calling).
@@ -364,6 +366,18 @@ def _region_kernels():
     return sampling
 
 
+def _fill_kernels():
+    from ._cpu import padding
+
+    return padding
+
+
+def _grid_kernels():
+    from ._cpu import grids
+
+    return grids
+
+
 # ------------------------------------------------------------ plans
 @dataclass(frozen=True)
 class _Op:
@@ -377,6 +391,7 @@ class _Op:
     out_size: tuple  # whole output, spatial
     dtype: object
     threads: _Threads
+    fill: float = 0.0  # constant padding's fill_value
 
     @property
     def names(self):
@@ -485,14 +500,31 @@ def _tap_region(op, low, high):
             points.reshape(count, spatial)[k, axis] = column[min(k, len(column) - 1)]
     kernels = _region_kernels()
     window = kernels.region_window(op.in_size, (0,) * spatial)
-    extent = kernels.tap_extent(points, (1, 1) + points.shape[1:-1], window, False, op.mode, op.padding, op.align)
+    padding = _codes.sampled_padding(op.padding)
+    extent = kernels.tap_extent(points, (1, 1) + points.shape[1:-1], window, False, op.mode, padding, op.align)
     region = []
     for axis in range(spatial):
         first, last = int(extent[axis, 0]), int(extent[axis, 1])
         if last < first:
             first = last = 0
+        component = spatial - 1 - axis  # (x, y[, z] order)
+        if op.padding == _codes.CIRCULAR and _may_wrap(op, low[component], high[component], op.in_size[axis]):
+            first, last = 0, op.in_size[axis] - 1
         region.append((max(first, 0), min(last, op.in_size[axis] - 1)))
     return tuple(region)
+
+
+def _may_wrap(op, low, high, size):
+    """Whether circular padding may wrap a tap of a point with normalised
+    coordinates in [low, high] along an axis of ``size`` pixels (then the
+    chunk reads the whole axis): the taps of the ends bound the others only
+    while none leaves [0, size - 1] (two pixels of slack, for bicubic)."""
+    low, high = float(low), float(high)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return True
+    def pixel(g):
+        return (g + 1.0) * (size - 1) / 2.0 if op.align else ((g + 1.0) * size - 1.0) / 2.0
+    return pixel(low) - 2.0 < 0.0 or pixel(high) + 3.0 > size - 1
 
 
 def _plan_part(op, in_starts, region, out_origin, out_shape):
@@ -549,6 +581,19 @@ def _window(op, part):
     return _region_kernels().region_window(op.in_size, part.low, op.out_size, part.out_origin)
 
 
+def _region_points(op, part, points, out_shape):
+    """(points, fused) for the region kernels: the grid chunk, or θ; with
+    constant padding the chunk's affine grid instead of θ, as the fill reads
+    its points (bitwise `affine_grid`'s values there, as the in-memory call
+    takes them)."""
+    points = np.require(points, op.dtype, ["C", "A", "W"])
+    if not (op.fused and op.padding == _codes.CONSTANT):
+        return points, op.fused
+    grid = np.empty((points.shape[0],) + tuple(out_shape) + (len(out_shape),), op.dtype)
+    _grid_kernels().affine_grid_part(points, grid, op.out_size, part.out_origin, op.align)
+    return grid, False
+
+
 def _forward_task(op, part, blocks, points, out_shape, mask):
     _use_threads(op.threads)
     source = _assemble(blocks, part, op.dtype)
@@ -556,15 +601,18 @@ def _forward_task(op, part, blocks, points, out_shape, mask):
     if part.public:
         if op.fused:
             output = _sampling.affine_grid_sample(source, points, source.shape[:2] + tuple(op.out_size), mode,
-                                                  padding, op.align)
+                                                  padding, op.align, fill_value=op.fill)
         else:
-            output = _sampling.grid_sample(source, points, mode, padding, op.align)
+            output = _sampling.grid_sample(source, points, mode, padding, op.align, fill_value=op.fill)
     else:
-        points = np.require(points, op.dtype, ["C", "A", "W"])
+        points, fused = _region_points(op, part, points, out_shape)
         output = np.empty(source.shape[:2] + tuple(out_shape), op.dtype)
         if output.size:
-            _kernel("sample_region")(source, points, output, _window(op, part), op.fused, op.mode, op.padding,
-                                     op.align)
+            _kernel("sample_region")(source, points, output, _window(op, part), fused, op.mode,
+                                     _codes.sampled_padding(op.padding), op.align)
+            if op.padding == _codes.CONSTANT:
+                _fill_kernels().fill_outside(points, output, _codes.fill_sizes(op.in_size), op.dtype.type(op.fill),
+                                             op.mode, op.align)
     if mask is not None:
         _apply_mask(output, mask, part.out_origin, op.in_size)
     return output
@@ -613,19 +661,39 @@ def _backward_task(op, part, grad_output, blocks, points, input_requires_grad):
         if op.fused:
             return _sampling.affine_grid_sample_backward(
                 grad_output, source, points, tuple(grad_output.shape), mode, padding, op.align,
-                input_requires_grad=input_requires_grad)
+                fill_value=op.fill, input_requires_grad=input_requires_grad)
         return _sampling.grid_sample_backward(grad_output, source, points, mode, padding, op.align,
-                                              input_requires_grad=input_requires_grad)
+                                              fill_value=op.fill, input_requires_grad=input_requires_grad)
     grad_output = np.require(grad_output, op.dtype, ["C", "A", "W"])
-    points = np.require(points, op.dtype, ["C", "A", "W"])
+    theta = points
+    points, fused = _region_points(op, part, points, grad_output.shape[2:])
     shape = source.shape if input_requires_grad else (0,) * source.ndim
     if not grad_output.size:
-        return (np.zeros(shape, op.dtype) if input_requires_grad else None), np.zeros(points.shape, op.dtype)
+        return (np.zeros(shape, op.dtype) if input_requires_grad else None), np.zeros(np.shape(theta), op.dtype)
     grad_input = np.empty(shape, op.dtype)
     grad_points = np.empty(points.shape, op.dtype)
     _kernel("sample_region_backward")(grad_output, source, points, grad_input, grad_points, _window(op, part),
-                                      op.fused, op.mode, op.padding, op.align, bool(input_requires_grad))
+                                      fused, op.mode, _codes.sampled_padding(op.padding), op.align,
+                                      bool(input_requires_grad))
+    if op.padding == _codes.CONSTANT:
+        _fill_kernels().fill_outside_backward(grad_output, points, grad_points, _codes.fill_sizes(op.in_size),
+                                              op.dtype.type(op.fill), op.mode, op.align)
+        if op.fused:  # the chunk's grid gradient, through its affine grid
+            grad_points = _part_theta_gradient(op, part, grad_points)
     return (grad_input if input_requires_grad else None), grad_points
+
+
+def _part_theta_gradient(op, part, grad_grid):
+    """θ's gradient from an output chunk's grid gradient (N, *box, A):
+    Σ_p grad_grid[p, a] · (x_p, y_p[, z_p], 1), in float64, over the chunk's
+    base coordinates (the dtype's, as `affine_grid`'s backward takes them)."""
+    spatial = grad_grid.shape[-1]
+    bases = [_grid_kernels()._base_coordinates(size, op.align, grad_grid)[first:first + length].astype(np.float64)
+             for size, first, length in zip(op.out_size, part.out_origin, grad_grid.shape[1:-1])]
+    planes = np.meshgrid(*bases, indexing="ij")[::-1] + [np.ones(grad_grid.shape[1:-1])]  # x, y[, z], 1
+    flat = grad_grid.reshape(grad_grid.shape[0], -1, spatial).astype(np.float64)
+    grad_theta = np.einsum("npa,kp->nak", flat, np.stack([plane.reshape(-1) for plane in planes]))
+    return grad_theta.astype(op.dtype)
 
 
 def _second(pair):
@@ -875,25 +943,21 @@ def _like(value, name, chunks):
     return da.from_array(value, chunks=chunks)
 
 
-def _prepare_grid(input, grid, mode, padding_mode, align_corners):
+def _prepare_grid(input, grid, mode, padding_mode, align_corners, fill_value):
     x = _input(input)
     if not isinstance(grid, da.Array):
         grid = _cpu_array(grid, "grid")
     dtype, mode_code, padding_code, align = _checks.grid_sample_args(x, grid, mode, padding_mode, align_corners)
+    fill = _checks.fill_value(fill_value, padding_code)
     spatial = x.ndim - 2
     g = _like(grid, "grid", (x.chunks[0],) + tuple(min(max(1, s), c) for s, c in
                                                    zip(grid.shape[1:-1], x.chunksize[2:])) + (spatial,))
     g = _rechunk_axis(_rechunk_axis(g, 0, x.chunks[0]), g.ndim - 1, (spatial,))
-    return x, g, dtype, mode_code, padding_code, align
+    return x, g, _Op(False, mode_code, padding_code, align, tuple(x.shape[2:]), tuple(g.shape[1:-1]),
+                     np.dtype(dtype), _thread_plan(), fill)
 
 
-def _grid_op(x, g, dtype, mode_code, padding_code, align):
-    spatial = x.ndim - 2
-    return _Op(False, mode_code, padding_code, align, tuple(x.shape[2:]), tuple(g.shape[1:-1]), np.dtype(dtype),
-               _thread_plan())
-
-
-def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False):
+def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False, *, fill_value=0.0):
     """:func:`stn_numba.grid_sample` on dask arrays.
 
     Parameters
@@ -910,7 +974,7 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
         grid is cut like the input's spatial chunks. With a spatially chunked
         input, the minimum and maximum of each grid chunk are computed first
         (eagerly).
-    mode, padding_mode, align_corners
+    mode, padding_mode, align_corners, fill_value
         As in :func:`stn_numba.grid_sample`.
 
     Returns
@@ -919,13 +983,12 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
         (N, C, *grid spatial shape), chunks (input's batch and channel chunks,
         grid's spatial chunks); bitwise equal to the in-memory call.
     """
-    x, g, dtype, mode_code, padding_code, align = _prepare_grid(input, grid, mode, padding_mode, align_corners)
-    op = _grid_op(x, g, dtype, mode_code, padding_code, align)
+    x, g, op = _prepare_grid(input, grid, mode, padding_mode, align_corners, fill_value)
     return _forward(op, x, g.chunks[1:-1], grid=g, name="stn-grid-sample")
 
 
 def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode="zeros", align_corners=False, *,
-                         input_requires_grad=True):
+                         fill_value=0.0, input_requires_grad=True):
     """:func:`stn_numba.grid_sample_backward` on dask arrays.
 
     Parameters
@@ -933,7 +996,7 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
     grad_output : dask.array.Array or ndarray
         Gradient of the output of :func:`grid_sample`, (N, C, *grid spatial).
         It is rechunked to the output's chunks.
-    input, grid, mode, padding_mode, align_corners
+    input, grid, mode, padding_mode, align_corners, fill_value
         As given to :func:`grid_sample`.
     input_requires_grad : bool, optional
         If False, ``grad_input`` is not computed and None is returned.
@@ -956,7 +1019,7 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
     order: deterministic, equal to rounding.
     """
     input_requires_grad = _flag(input_requires_grad, "input_requires_grad")
-    x, g, dtype, mode_code, padding_code, align = _prepare_grid(input, grid, mode, padding_mode, align_corners)
+    x, g, op = _prepare_grid(input, grid, mode, padding_mode, align_corners, fill_value)
     original = x.chunks
     x, g = _backward_chunks(x, g)
     if not isinstance(grad_output, da.Array):
@@ -964,7 +1027,6 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
     _checks.grad_output_for(grad_output, x, g)
     _checks.same_dtype(grad_output=grad_output, input=x)
     go = _like(grad_output, "grad_output", x.chunks[:2] + g.chunks[1:-1]).rechunk(x.chunks[:2] + g.chunks[1:-1])
-    op = _grid_op(x, g, dtype, mode_code, padding_code, align)
     grad_input, grad_grid = _backward(op, go, x, g.chunks[1:-1], input_requires_grad, grid=g,
                                       name="stn-grid-sample-backward")
     if grad_input is not None and grad_input.chunks != original:
@@ -989,11 +1051,12 @@ def _backward_chunks(x, g=None):
 
 
 # ------------------------------------------------------------ fused affine warp
-def _prepare_affine(input, theta, size, mode, padding_mode, align_corners, output_chunks):
+def _prepare_affine(input, theta, size, mode, padding_mode, align_corners, output_chunks, fill_value):
     x = _input(input)
     theta = _cpu_array(theta, "theta")
     dims, dtype, mode_code, padding_code, align = _checks.affine_grid_sample_args(
         x, theta, size, mode, padding_mode, align_corners)
+    fill = _checks.fill_value(fill_value, padding_code)
     spatial = x.ndim - 2
     out_size = tuple(dims[2:])
     if output_chunks is None:
@@ -1005,12 +1068,13 @@ def _prepare_affine(input, theta, size, mode, padding_mode, align_corners, outpu
     if len(out_chunks) != spatial:
         raise ValueError(f"output_chunks must give chunks for the {spatial} output spatial axes, got {output_chunks!r}")
     theta = np.ascontiguousarray(theta, dtype)
-    op = _Op(True, mode_code, padding_code, align, tuple(x.shape[2:]), out_size, np.dtype(dtype), _thread_plan())
+    op = _Op(True, mode_code, padding_code, align, tuple(x.shape[2:]), out_size, np.dtype(dtype), _thread_plan(),
+             fill)
     return x, theta, op, out_chunks
 
 
 def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros", align_corners=False, *,
-                       output_chunks=None):
+                       fill_value=0.0, output_chunks=None):
     """:func:`stn_numba.affine_grid_sample` on dask arrays.
 
     Parameters
@@ -1022,7 +1086,7 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
         (N, 2, 3) or (N, 3, 4); a dask array is computed first (it is small).
     size : sequence of int
         Output size (N, C, *output spatial), as in the in-memory function.
-    mode, padding_mode, align_corners
+    mode, padding_mode, align_corners, fill_value
         As in :func:`stn_numba.affine_grid_sample`.
     output_chunks : int or tuple, optional
         Chunks of the output's spatial axes (an int, a chunk shape, or explicit
@@ -1037,12 +1101,13 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
         that its points need (bounding box from θ and the chunk's corners);
         bitwise equal to the in-memory call.
     """
-    x, theta, op, out_chunks = _prepare_affine(input, theta, size, mode, padding_mode, align_corners, output_chunks)
+    x, theta, op, out_chunks = _prepare_affine(input, theta, size, mode, padding_mode, align_corners, output_chunks,
+                                               fill_value)
     return _forward(op, x, out_chunks, theta=theta, name="stn-affine-grid-sample")
 
 
 def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear", padding_mode="zeros",
-                                align_corners=False, *, input_requires_grad=True):
+                                align_corners=False, *, fill_value=0.0, input_requires_grad=True):
     """:func:`stn_numba.affine_grid_sample_backward` on dask arrays.
 
     Parameters
@@ -1050,7 +1115,7 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
     grad_output : dask.array.Array or ndarray
         Gradient of the output, shape ``size``; its spatial chunks are the
         output chunks of the backward.
-    input, theta, size, mode, padding_mode, align_corners
+    input, theta, size, mode, padding_mode, align_corners, fill_value
         As given to :func:`affine_grid_sample`.
     input_requires_grad : bool, optional
         If False, ``grad_input`` is not computed and None is returned.
@@ -1073,7 +1138,7 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
     input_requires_grad = _flag(input_requires_grad, "input_requires_grad")
     x = _input(input)
     original = x.chunks
-    x, theta, op, _ = _prepare_affine(x, theta, size, mode, padding_mode, align_corners, None)
+    x, theta, op, _ = _prepare_affine(x, theta, size, mode, padding_mode, align_corners, None, fill_value)
     x, _ = _backward_chunks(x)
     if not isinstance(grad_output, da.Array):
         grad_output = _cpu_array(grad_output, "grad_output")
@@ -1094,7 +1159,8 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
 # scipy mode -> (padding_mode, align_corners, "constant" mask)
 _SCIPY_MODES = {
     "constant": ("zeros", False, True),
-    "grid-constant": ("zeros", False, False),
+    "grid-constant": ("constant", False, False),
+    "grid-wrap": ("circular", False, False),
     "nearest": ("border", False, False),
     "reflect": ("reflection", False, False),
     "grid-mirror": ("reflection", False, False),  # scipy's alias of "reflect"
@@ -1203,10 +1269,11 @@ def affine_transform(image, matrix, offset=0.0, output_shape=None, order=1, outp
         default is one chunk for the whole output).
     mode : str, optional
         "constant" (default), "grid-constant", "nearest", "reflect" (alias
-        "grid-mirror") or "mirror". "wrap" and "grid-wrap" are refused.
+        "grid-mirror"), "mirror" or "grid-wrap". "wrap" (whose period is one
+        pixel short of the image) is refused.
     cval : float, optional
-        The value outside the image in mode "constant"; mode "grid-constant"
-        takes only 0 (the sampler's zeros padding). Other modes ignore it.
+        The value outside the image in modes "constant" and "grid-constant".
+        Other modes ignore it.
     prefilter : bool, optional
         Accepted for compatibility; it changes nothing for orders 0 and 1.
 
@@ -1217,11 +1284,12 @@ def affine_transform(image, matrix, offset=0.0, output_shape=None, order=1, outp
 
     Notes
     -----
-    Mode "constant" is the sampler's zeros padding (scipy's "grid-constant")
-    with ``cval`` where a point's input coordinate leaves [0, size - 1] on any
-    axis, as scipy does; "nearest" is border padding; "reflect" reflection
-    about the outer pixel edges (align_corners=False) and "mirror" about the
-    corner pixel centres (align_corners=True). Values equal scipy's and
+    Mode "constant" is the sampler's zeros padding with ``cval`` where a
+    point's input coordinate leaves [0, size - 1] on any axis, as scipy does;
+    "grid-constant" is constant padding with ``fill_value=cval``; "nearest"
+    is border padding; "reflect" reflection about the outer pixel edges
+    (align_corners=False) and "mirror" about the corner pixel centres
+    (align_corners=True); "grid-wrap" circular padding. Values equal scipy's and
     dask-image's to floating-point rounding (float64: 1e-9). One exception:
     order 0 at exact ties (a coordinate of k + 0.5): scipy rounds half up,
     the sampler half to even (as torch).
@@ -1252,15 +1320,12 @@ def affine_transform(image, matrix, offset=0.0, output_shape=None, order=1, outp
         raise ValueError(f"order must be 0 (nearest) or 1 (linear), got {order!r}; orders 2-5 need scipy's "
                          "spline prefilter, which stn_numba's sampler does not have")
     if not isinstance(mode, str) or mode not in _SCIPY_MODES:
-        raise ValueError(f"mode must be one of {sorted(_SCIPY_MODES)}, got {mode!r}; 'wrap' and 'grid-wrap' "
-                         "have no counterpart among the sampler's paddings (zeros, border, reflection)")
+        raise ValueError(f"mode must be one of {sorted(_SCIPY_MODES)}, got {mode!r}; 'wrap' (a period one pixel "
+                         "short of the image) has no counterpart among the sampler's paddings")
     try:
         cval = float(cval)
     except (TypeError, ValueError):
         raise TypeError(f"cval must be a real number, got {_describe(cval)}") from None
-    if mode == "grid-constant" and cval != 0.0:
-        raise ValueError(f"cval must be 0 with mode='grid-constant' (the sampler's zeros padding interpolates "
-                         f"towards 0 only), got {cval}; mode='constant' takes any cval")
     _flag(prefilter, "prefilter")
     if output_chunks is None:
         output_chunks = tuple(min(c, s) for c, s in zip(x.chunksize[2:], output_shape))
@@ -1269,8 +1334,8 @@ def affine_transform(image, matrix, offset=0.0, output_shape=None, order=1, outp
     padding, align, constant = _SCIPY_MODES[mode]
     theta = _pixel_theta(linear, shift, image.shape, output_shape, align).astype(dtype)[None]
     op = _Op(True, _codes.NEAREST if order == 0 else _codes.BILINEAR, _codes.PADDING_MODES[padding], align,
-             tuple(image.shape), output_shape, dtype, _thread_plan())
-    # whole chunks outside the image: cval ("constant") or 0 ("grid-constant", past the footprint)
+             tuple(image.shape), output_shape, dtype, _thread_plan(), cval if padding == "constant" else 0.0)
+    # whole chunks outside the image: cval ("constant"; "grid-constant" past the footprint)
     masks = {}
     starts = [_starts(c) for c in out_chunks]
     for jo in product(*(range(len(c)) for c in out_chunks)):
@@ -1283,6 +1348,6 @@ def affine_transform(image, matrix, offset=0.0, output_shape=None, order=1, outp
                 masks[jo] = cval
             elif np.any(low < 0) or np.any(high > size - 1):
                 masks[jo] = _Mask(linear, shift, cval)
-        elif padding == "zeros" and (np.any(high < -1) or np.any(low > size)):
-            masks[jo] = 0.0
+        elif padding == "constant" and (np.any(high < -1) or np.any(low > size)):
+            masks[jo] = cval
     return _forward(op, x, out_chunks, theta=theta, masks=masks, squeeze=True, name="stn-affine-transform")

@@ -52,7 +52,7 @@ expose ``__cuda_array_interface__``, so ``cupy.asarray(result)`` and
 """
 
 from . import _checks, _device
-from ._codes import CONSTANT, ZEROS
+from ._codes import CONSTANT, fill_sizes, sampled_padding
 
 
 def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False, *, fill_value=0.0,
@@ -149,26 +149,15 @@ def _run_forward(backend, name, input, points, shape, dtype, mode_code, padding_
     output = backend.empty(shape, dtype)
     if output.size:
         backend.kernel(name)(backend.contiguous(input, dtype), backend.contiguous(points, dtype), output,
-                             mode_code, _sampled_padding(padding_code), align)
+                             mode_code, sampled_padding(padding_code), align)
     return output
-
-
-def _sampled_padding(padding_code):
-    """The padding the sampling kernels run: constant padding samples as zeros
-    padding, then `_fill_outside` adds the fill where taps fell outside."""
-    return ZEROS if padding_code == CONSTANT else padding_code
-
-
-def _fill_sizes(input_shape):
-    """The input's spatial sizes as the fill kernels take them, (W, H, D), D = 1 for images."""
-    return tuple(int(size) for size in reversed(tuple(input_shape[2:]))) + (1,) * (5 - len(input_shape))
 
 
 def _fill_outside(backend, grid, output, input_shape, fill, mode_code, align):
     """Constant padding's second step: add ``fill`` times each point's share
     of interpolation weight outside the input (exactly 0 inside)."""
     if output.size:
-        backend.kernel("fill_outside")(backend.contiguous(grid, output.dtype), output, _fill_sizes(input_shape),
+        backend.kernel("fill_outside")(backend.contiguous(grid, output.dtype), output, fill_sizes(input_shape[2:]),
                                        output.dtype.type(fill), mode_code, align)
 
 
@@ -177,7 +166,7 @@ def _fill_outside_backward(backend, grad_output, grid, grad_grid, input_shape, f
     if grad_output.size:
         dtype = grad_grid.dtype
         backend.kernel("fill_outside_backward")(backend.contiguous(grad_output, dtype), backend.contiguous(grid, dtype),
-                                                grad_grid, _fill_sizes(input_shape), dtype.type(fill), mode_code,
+                                                grad_grid, fill_sizes(input_shape[2:]), dtype.type(fill), mode_code,
                                                 align)
 
 
@@ -262,7 +251,7 @@ def _run_backward(backend, key, name, grad_output, input, points, dtype, mode_co
     if deterministic and backend.name == "cuda":
         name += "_deterministic"  # the CPU kernel always is
     if grad_output.size:
-        options = mode_code, _sampled_padding(padding_code), align, bool(input_requires_grad)
+        options = mode_code, sampled_padding(padding_code), align, bool(input_requires_grad)
         backend.kernel(name)(backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
                              backend.contiguous(points, dtype), grad_input, grad_points, *options)
         if key is not None and input_requires_grad and grad_output.dtype == input.dtype == points.dtype == dtype:

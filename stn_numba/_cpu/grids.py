@@ -150,6 +150,25 @@ def affine_grid_3d(theta, grid, align_corners):
 
 
 @njit(cache=True, nogil=True)
+def _affine_grid_box(theta, grid, xs, ys, zs, height):
+    _affine_grid_rows(theta, grid, xs, ys, zs, height, 0, grid.shape[0] * grid.shape[1])
+
+
+def affine_grid_part(theta, grid, whole, origin, align_corners):
+    """The values of ``affine_grid(theta)`` for an output of spatial size
+    ``whole`` in the box at ``origin`` (both in array order) of ``grid``'s
+    spatial shape, into ``grid`` (N, *box, A): bitwise those of the whole
+    grid there (an output chunk's points, for `stn_numba.dask`)."""
+    n_batch, spatial = grid.shape[0], grid.shape[-1]
+    pad = 3 - spatial
+    depth, height, width = (1,) * pad + tuple(grid.shape[1:-1])
+    zs, ys, xs = (_base_coordinates(size, align_corners, grid)[first:first + length]
+                  for size, first, length in zip((1,) * pad + tuple(whole), (0,) * pad + tuple(origin),
+                                                 (depth, height, width)))
+    _affine_grid_box(theta, grid.reshape(n_batch, depth * height, width, spatial), xs, ys, zs, height)
+
+
+@njit(cache=True, nogil=True)
 def affine_grid_2d_backward(grad_grid, grad_theta, align_corners):
     """Overwrite ``grad_theta`` (N, 2, 3) from ``grad_grid`` (N, H, W, 2)."""
     n_batch, height, width, _ = grad_grid.shape

@@ -607,46 +607,50 @@ def affine_grid(theta, size, align_corners=False):
 
 
 class _GridSample(Function):
-    def forward(self, input, grid, mode, padding_mode, align_corners):
+    def forward(self, input, grid, mode, padding_mode, align_corners, fill_value):
         self.input, self.grid = input, grid
         self.options = (mode, padding_mode, align_corners)
-        return sampling.grid_sample(input, grid, *self.options)
+        self.fill_value = fill_value
+        return sampling.grid_sample(input, grid, *self.options, fill_value=fill_value)
 
     def backward(self, grad):
         grad_input, grad_grid = sampling.grid_sample_backward(
-            grad, self.input, self.grid, *self.options,
+            grad, self.input, self.grid, *self.options, fill_value=self.fill_value,
             input_requires_grad=self.needs_input_grad[0])
         return grad_input, (grad_grid if self.needs_input_grad[1] else None)
 
 
-def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False):
+def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corners=False, *, fill_value=0.0):
     """Sample ``input`` at ``grid``, as ``torch.nn.functional.grid_sample``.
 
     The sampler of Jaderberg et al. (2015), §3.3; see
-    :func:`stn_numba.sampling.grid_sample` for modes, paddings and the
-    non-finite coordinate rule. The gradient of ``input`` is computed only
-    when ``input.requires_grad``.
+    :func:`stn_numba.sampling.grid_sample` for modes, paddings (with
+    "circular" and "constant", whose ``fill_value`` taps outside read) and
+    the non-finite coordinate rule. The gradient of ``input`` is computed
+    only when ``input.requires_grad``.
     """
     _float_tensor(input, "input")
     _float_tensor(grid, "grid")
     return _GridSample.apply(input, grid, mode=mode, padding_mode=padding_mode,
-                             align_corners=align_corners)
+                             align_corners=align_corners, fill_value=fill_value)
 
 
 class _AffineGridSample(Function):
-    def forward(self, input, theta, size, mode, padding_mode, align_corners):
+    def forward(self, input, theta, size, mode, padding_mode, align_corners, fill_value):
         self.input, self.theta = input, theta
         self.options = (size, mode, padding_mode, align_corners)
-        return sampling.affine_grid_sample(input, theta, *self.options)
+        self.fill_value = fill_value
+        return sampling.affine_grid_sample(input, theta, *self.options, fill_value=fill_value)
 
     def backward(self, grad):
         grad_input, grad_theta = sampling.affine_grid_sample_backward(
-            grad, self.input, self.theta, *self.options,
+            grad, self.input, self.theta, *self.options, fill_value=self.fill_value,
             input_requires_grad=self.needs_input_grad[0])
         return grad_input, (grad_theta if self.needs_input_grad[1] else None)
 
 
-def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros", align_corners=False):
+def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros", align_corners=False, *,
+                       fill_value=0.0):
     """``grid_sample(input, affine_grid(theta, size, align_corners), ...)`` as one op, without the grid.
 
     The spatial transformer's grid generator and sampler (Jaderberg et al.,
@@ -660,13 +664,13 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
     theta : Tensor, shape (N, 2, 3) or (N, 3, 4)
     size : sequence of int
         Output size (N, C, H_out, W_out) or (N, C, D_out, H_out, W_out).
-    mode, padding_mode, align_corners
+    mode, padding_mode, align_corners, fill_value
         As in :func:`grid_sample`.
     """
     _float_tensor(input, "input")
     _float_tensor(theta, "theta")
     return _AffineGridSample.apply(input, theta, size=tuple(int(s) for s in size), mode=mode,
-                                   padding_mode=padding_mode, align_corners=align_corners)
+                                   padding_mode=padding_mode, align_corners=align_corners, fill_value=fill_value)
 
 
 

@@ -135,7 +135,7 @@ class SpatialTransformer(Module):
         or give ``input_size`` and it is found by a dry run.
     input_size : (int, int, int), optional
         (C, H, W) of one input image, used only to find ``in_features``.
-    mode, padding_mode, align_corners
+    mode, padding_mode, align_corners, fill_value
         As in :func:`stn_numba.nn.functional.grid_sample` (and the grid op).
     control_points : (int, int) or array_like, optional
         The thin-plate spline's control points, see
@@ -171,7 +171,7 @@ class SpatialTransformer(Module):
     """
 
     def __init__(self, localisation, transform="affine", output_size=None, in_features=None, *,
-                 input_size=None, mode="bilinear", padding_mode="zeros", align_corners=False,
+                 input_size=None, mode="bilinear", padding_mode="zeros", align_corners=False, fill_value=0.0,
                  control_points=(4, 4), dtype=None):
         super().__init__()
         if not isinstance(localisation, Module):
@@ -179,7 +179,7 @@ class SpatialTransformer(Module):
         if transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {', '.join(TRANSFORMS)}, got {transform!r}")
         _checks.mode(mode, 2)
-        _checks.padding_mode(padding_mode)
+        self.fill_value = _checks.fill_value(fill_value, _checks.padding_mode(padding_mode))
         self.align_corners = _checks.align_corners(align_corners)
         self.transform, self.mode, self.padding_mode = transform, mode, padding_mode
         self.output_size = _output_size(output_size)
@@ -233,5 +233,6 @@ class SpatialTransformer(Module):
         size = self.output_shape(input.shape)
         if self.transform == "affine":  # fused: the grid is never built
             return F.affine_grid_sample(input, theta.reshape(-1, 2, 3), size, self.mode, self.padding_mode,
-                                        self.align_corners)
-        return F.grid_sample(input, self.grid(theta, size), self.mode, self.padding_mode, self.align_corners)
+                                        self.align_corners, fill_value=self.fill_value)
+        return F.grid_sample(input, self.grid(theta, size), self.mode, self.padding_mode, self.align_corners,
+                             fill_value=self.fill_value)
