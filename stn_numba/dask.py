@@ -690,7 +690,7 @@ def _part_theta_gradient(op, part, grad_grid):
     spatial = grad_grid.shape[-1]
     bases = [_grid_kernels()._base_coordinates(size, op.align, grad_grid)[first:first + length].astype(np.float64)
              for size, first, length in zip(op.out_size, part.out_origin, grad_grid.shape[1:-1])]
-    planes = np.meshgrid(*bases, indexing="ij")[::-1] + [np.ones(grad_grid.shape[1:-1])]  # x, y[, z], 1
+    planes = list(np.meshgrid(*bases, indexing="ij"))[::-1] + [np.ones(grad_grid.shape[1:-1])]  # x, y[, z], 1
     flat = grad_grid.reshape(grad_grid.shape[0], -1, spatial).astype(np.float64)
     grad_theta = np.einsum("npa,kp->nak", flat, np.stack([plane.reshape(-1) for plane in planes]))
     return grad_theta.astype(op.dtype)
