@@ -41,7 +41,8 @@ def _fill_outside_backward(grad_output, grid, grad_grid, sizes, fill, mode, alig
 
 
 def _flat(grid, output):
-    n_batch, axes = grid.shape[0], grid.shape[-1]
+    """(N, P, A) and (N, C, P) views (no negative indices: the simulator's shapes refuse them)."""
+    n_batch, axes = grid.shape[0], grid.shape[grid.ndim - 1]
     return grid.reshape(n_batch, grid.size // (n_batch * axes), axes), output.reshape(
         output.shape[0], output.shape[1], output.size // max(1, output.shape[0] * output.shape[1]))
 

@@ -8,7 +8,7 @@ import pytest
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 
 DTYPES = [np.float32, np.float64]
-PADDINGS = ["zeros", "border", "reflection"]
+PADDINGS = ["zeros", "border", "reflection", "circular"]  # constant: tests/cuda/test_cuda_padding.py
 INPUT_SHAPES = {2: (2, 2, 3, 4), 3: (2, 2, 2, 3, 4)}
 OUTPUT_SPATIAL = {2: (3, 4), 3: (2, 3, 3)}
 

@@ -37,7 +37,7 @@ except Exception as error:
     print(json.dumps({"skip": f"{type(error).__name__}: {error}"}))
     raise SystemExit
 
-from stn_numba._cuda import fields, grids, sampling
+from stn_numba._cuda import fields, grids, padding, sampling
 
 # libdevice's float32 cosf/sinf reduce huge arguments (Payne-Hanek) with one float64 multiply by
 # pi/2 * 2**-64: the only float64 allowed, and only in the kernels that call them.
@@ -71,6 +71,8 @@ for dtype in (t.float32, t.float64):
         (sampling._place_taps, (a(3), b1, shape3, index(1), index(1), index(1), a(1), i64, i64, i64, i64, i64,
                                 b1)),
         (sampling._gather_taps, (a(3), index(1), index(1), a(1), i64, a(3))),
+        (padding._fill_outside, (a(3), a(3), shape3, dtype, i64, b1)),
+        (padding._fill_outside_backward, (a(3), a(3), a(3), shape3, dtype, i64, b1)),
         (fields._jacobian_determinant, (a(5), a(4))),
         (fields._jacobian_determinant_backward, (a(4), a(5), a(5))),
     ]
@@ -99,7 +101,7 @@ def test_every_kernel_compiles_to_ptx_and_float32_kernels_use_no_float64():
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     if lines and "skip" in lines[0]:
         pytest.skip(f"cannot compile PTX here (needs the CUDA toolkit's NVVM and NVRTC): {lines[0]['skip']}")
-    assert len(lines) == 41
+    assert len(lines) == 45
     for line in lines:
         if line["dtype"] == "float32":
             assert not line["f64_instructions"], line
