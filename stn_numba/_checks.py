@@ -69,11 +69,12 @@ def align_corners(value):
     raise TypeError(f"align_corners must be True or False, got {_describe(value)}")
 
 
-def mode(value, spatial_dims):
-    """Return the integer code of an interpolation ``mode``."""
+def mode(value, spatial_dims, tricubic=False):
+    """Return the integer code of an interpolation ``mode`` (``tricubic``:
+    bicubic is defined on 5-D input too)."""
     if not isinstance(value, str) or value not in _codes.MODES:
         raise ValueError(f"mode must be one of {sorted(_codes.MODES)}, got {value!r}")
-    if value == "bicubic" and spatial_dims != 2:
+    if value == "bicubic" and spatial_dims != 2 and not tricubic:
         raise ValueError("mode='bicubic' supports only 4-D input (N, C, H, W), got 5-D input")
     return _codes.MODES[value]
 
@@ -310,6 +311,22 @@ def pushed_gradient(grad_output, values_shape, what):
         raise ValueError(f"grad_output must have shape {expected} + a non-empty {len(values_shape) - 2}-D "
                          f"spatial size ({what}), got {_describe(grad_output)}")
     return shape
+
+
+def warp_args(input, field, mode_name, padding_name, align, fill):
+    """Validate ``warp`` arguments; return (dtype, mode code, padding code, align_corners, fill)."""
+    ndim(input, "input", (4, 5), "4-D (N, C, H, W) or 5-D (N, C, D, H, W)")
+    spatial = len(input.shape) - 2
+    expected = (input.shape[0], spatial) + tuple(input.shape[2:])
+    if tuple(field.shape) != expected:
+        raise ValueError(f"displacement must have shape {expected} (N, a component per spatial axis, the input's "
+                         f"spatial size), got {_describe(field)}")
+    if 0 in input.shape[2:]:
+        raise ValueError(f"input must have non-empty spatial dimensions, got {_describe(input)}")
+    dtype = same_dtype(input=input, displacement=field)
+    padding_code = padding_mode(padding_name)
+    return dtype, mode(mode_name, spatial, tricubic=True), padding_code, align_corners(align), fill_value(
+        fill, padding_code)
 
 
 def displacement(field, name="displacement"):

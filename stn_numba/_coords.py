@@ -40,7 +40,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload, register_jitable
 
-from ._codes import BILINEAR, BORDER, CIRCULAR, NEAREST, REFLECTION, ZEROS
+from ._codes import BICUBIC, BILINEAR, BORDER, CIRCULAR, CONSTANT, NEAREST, REFLECTION, ZEROS
 
 _CUBIC_A = -0.75  # cubic convolution parameter, as in PyTorch
 _MIN_SAFE_BOUND = 2**24
@@ -363,14 +363,23 @@ def linear_taps(g, size, padding_mode, align_corners):
         ``d w / d g`` including the unnormalise and padding factors (0 where
         the weight is forced to 0).
     """
-    zero = type(g)(0)
-    first, w1, slope, is_nan = _linear_coordinate(g, size, padding_mode, align_corners)
-    w0 = type(g)(1) - w1
+    first, t, slope, is_nan = _linear_coordinate(g, size, padding_mode, align_corners)
+    return linear_taps_at(first, t, slope, is_nan, size, padding_mode)
+
+
+@register_jitable(forceinline=True)
+def linear_taps_at(first, t, slope, lost, size, padding_mode):
+    """`linear_taps` of the padded coordinate ``first + t`` (``first`` an
+    integer of ``size``'s type, ``0 <= t < 1``; ``slope``: its derivative;
+    ``lost``: it samples nothing)."""
+    zero = type(t)(0)
+    w1 = t
+    w0 = type(t)(1) - w1
     tap_padding = CIRCULAR if padding_mode == CIRCULAR else ZEROS  # (the coordinate is padded already)
-    i0, inside0 = pad_index(first, size, tap_padding, align_corners)
-    i1, inside1 = pad_index(first + 1, size, tap_padding, align_corners)
-    inside0 = inside0 and not is_nan
-    inside1 = inside1 and not is_nan
+    i0, inside0 = pad_index(first, size, tap_padding, False)
+    i1, inside1 = pad_index(first + 1, size, tap_padding, False)
+    inside0 = inside0 and not lost
+    inside1 = inside1 and not lost
     return (
         i0,
         i1,
@@ -520,14 +529,21 @@ def nearest_tap(g, size, padding_mode, align_corners):
         1, or 0 when the tap is outside the image or ``g`` is NaN. The
         derivative is 0 everywhere.
     """
-    zero = type(g)(0)
     if padding_mode == ZEROS:
         return nearest_zeros_tap(g, size, align_corners)
     x, _, is_nan = _unnormalize_or_mask(g, size, padding_mode, align_corners)
     x, _ = pad_coordinate(x, size, padding_mode, align_corners)
+    return nearest_tap_at(nearest_index(x, size), is_nan, size, padding_mode, g)
+
+
+@register_jitable(forceinline=True)
+def nearest_tap_at(rounded, lost, size, padding_mode, like):
+    """`nearest_tap` of the rounded padded coordinate ``rounded`` (an integer
+    of ``size``'s type; ``lost``: it samples nothing); the weight has
+    ``like``'s type."""
     tap_padding = CIRCULAR if padding_mode == CIRCULAR else ZEROS  # (the coordinate is padded already)
-    index, inside = pad_index(nearest_index(x, size), size, tap_padding, align_corners)
-    return index, type(g)(1) if inside and not is_nan else zero
+    index, inside = pad_index(rounded, size, tap_padding, False)
+    return index, type(like)(1) if inside and not lost else type(like)(0)
 
 
 @register_jitable(forceinline=True)
@@ -547,21 +563,28 @@ def cubic_taps(g, size, padding_mode, align_corners):
     derivatives : 4-tuple of float
         ``d weight / d g`` (0 where the weight is forced to 0).
     """
-    zero = type(g)(0)
     x, scale, is_nan = _unnormalize_or_mask(g, size, padding_mode, align_corners)
     tap_padding = padding_mode
     if padding_mode == REFLECTION and math.isinf(x):
         tap_padding = BORDER
     x = safe_coordinate(x, size)
     first = floor_index(x, size)
-    t = x - type(x)(first)
+    return cubic_taps_at(first, x - type(x)(first), scale, is_nan, size, tap_padding, align_corners)
+
+
+@register_jitable(forceinline=True)
+def cubic_taps_at(first, t, scale, lost, size, tap_padding, align_corners):
+    """`cubic_taps` of the coordinate ``first + t`` (``first`` an integer of
+    ``size``'s type, ``0 <= t < 1``; ``scale``: its derivative; ``lost``: it
+    samples nothing), each tap index padded by ``tap_padding``."""
+    zero = type(t)(0)
     c0, c1, c2, c3 = cubic_coefficients(t)
     e0, e1, e2, e3 = cubic_coefficient_derivatives(t)
     i0, in0 = pad_index(first - 1, size, tap_padding, align_corners)
     i1, in1 = pad_index(first, size, tap_padding, align_corners)
     i2, in2 = pad_index(first + 1, size, tap_padding, align_corners)
     i3, in3 = pad_index(first + 2, size, tap_padding, align_corners)
-    keep = not is_nan
+    keep = not lost
     in0 = in0 and keep
     in1 = in1 and keep
     in2 = in2 and keep
@@ -587,36 +610,42 @@ def cubic_taps(g, size, padding_mode, align_corners):
 def outside_share(g, size, mode, align_corners):
     """The share of the interpolation weight of grid value ``g`` along one
     axis that falls on taps outside ``[0, size)`` (those zeros padding drops),
-    and its derivative ``d share / d g``.
+    and its derivative ``d share / d g``: `outside_share_at` of its unpadded
+    coordinate. ``mode`` is a `stn_numba._codes` mode code."""
+    first, t, slope, lost = _linear_coordinate(g, size, ZEROS, align_corners)
+    return outside_share_at(first, t, slope, lost, size, mode)
 
-    Exactly 0 where every tap is inside and exactly 1 where none is (or ``g``
-    is NaN), so constant padding (`stn_numba._cpu.padding`) leaves points
-    inside the image bitwise as zeros padding gives them; in between, the sum
-    of the outside taps' weights (the weights of each mode sum to 1). ``mode``
-    is a `stn_numba._codes` mode code.
+
+@register_jitable(forceinline=True)
+def outside_share_at(first, t, slope, lost, size, mode):
+    """`outside_share` of the unpadded coordinate ``first + t`` (``first`` an
+    integer of ``size``'s type, ``0 <= t < 1``; ``slope``: its derivative;
+    ``lost``: it samples nothing).
+
+    Exactly 0 where every tap is inside and exactly 1 where none is (or the
+    point is lost), so constant padding (`stn_numba._cpu.padding`) leaves
+    points inside the image bitwise as zeros padding gives them; in between,
+    the sum of the outside taps' weights (the weights of each mode sum to 1).
     """
-    zero = type(g)(0)
-    one = type(g)(1)
+    zero = type(t)(0)
+    one = type(t)(1)
+    if lost:
+        return one, zero
     if mode == NEAREST:
-        weight = nearest_tap(g, size, ZEROS, align_corners)[1]
-        return one - weight, zero
+        rounded = first + _rounds_up(first, t)
+        return (zero if rounded >= 0 and rounded < size else one), zero
     if mode == BILINEAR:
-        first, t, slope, lost = _linear_coordinate(g, size, ZEROS, align_corners)
         inside0 = first >= 0 and first < size
         inside1 = first + 1 >= 0 and first + 1 < size
-        if lost or not (inside0 or inside1):
+        if not (inside0 or inside1):
             return one, zero
         if inside0 and inside1:
             return zero, zero
         return (t, slope) if inside0 else (one - t, -slope)
-    x, scale, lost = _unnormalize_or_mask(g, size, ZEROS, align_corners)
-    x = safe_coordinate(x, size)
-    first = floor_index(x, size)
-    t = x - type(x)(first)
     weights = cubic_coefficients(t)
     slopes = cubic_coefficient_derivatives(t)
     share = zero
-    slope = zero
+    share_slope = zero
     inside = 0
     for k in range(4):
         tap = first - 1 + k
@@ -624,30 +653,44 @@ def outside_share(g, size, mode, align_corners):
             inside += 1
         else:
             share += weights[k]
-            slope += slopes[k] * scale
-    if lost or inside == 0:
+            share_slope += slopes[k] * slope
+    if inside == 0:
         return one, zero
     if inside == 4:
         return zero, zero
-    return share, slope
+    return share, share_slope
+
+
+@register_jitable(forceinline=True)
+def _rounds_up(first, t):
+    """1 where ``first + t`` (``0 <= t < 1``) rounds half to even up to
+    ``first + 1`` (as ``rint``), else 0, in ``first``'s type."""
+    half = type(t)(0.5)
+    return type(first)(1) if t > half or (t == half and first % 2 != 0) else type(first)(0)
+
+
+@register_jitable(forceinline=True)
+def combined_share(share_x, slope_x, share_y, slope_y, share_z, slope_z):
+    """The weight a point gives constant padding's fill from its axes'
+    outside shares: ``1 - Π_a (1 - share_a)``, and its derivative along x, y
+    and z."""
+    one = type(share_x)(1)
+    kept_x, kept_y, kept_z = one - share_x, one - share_y, one - share_z
+    return (one - (kept_x * kept_y) * kept_z,
+            (slope_x * kept_y) * kept_z, (slope_y * kept_x) * kept_z, (slope_z * kept_x) * kept_y)
 
 
 @register_jitable(forceinline=True)
 def fill_share(grid, n, p, sizes, mode, align_corners):
-    """The weight constant padding gives its fill value at point ``p`` of image
-    ``n`` of a grid viewed as (N, P, A): ``1 - Π_a (1 - share_a)`` over the
-    axes' `outside_share`, and its derivatives along x, y and z (z's 0 for
-    2-D grids). ``sizes``: the input's (W, H, D), D = 1 for images."""
+    """`combined_share` at point ``p`` of image ``n`` of a grid viewed as
+    (N, P, A); ``sizes``: the input's (W, H, D), D = 1 for images."""
     zero = type(grid[n, p, 0])(0)
-    one = type(zero)(1)
     share_x, slope_x = outside_share(grid[n, p, 0], sizes[0], mode, align_corners)
     share_y, slope_y = outside_share(grid[n, p, 1], sizes[1], mode, align_corners)
     share_z, slope_z = zero, zero
     if grid.shape[2] == 3:
         share_z, slope_z = outside_share(grid[n, p, 2], sizes[2], mode, align_corners)
-    kept_x, kept_y, kept_z = one - share_x, one - share_y, one - share_z
-    return (one - (kept_x * kept_y) * kept_z,
-            (slope_x * kept_y) * kept_z, (slope_y * kept_x) * kept_z, (slope_z * kept_x) * kept_y)
+    return combined_share(share_x, slope_x, share_y, slope_y, share_z, slope_z)
 
 
 @register_jitable(forceinline=True)
@@ -832,3 +875,165 @@ def determinant_gradient(grad_output, u, n, z, y, x):
             g = grad_output[n, kz, ky, kx] * weight
             totals = (totals[0] + g * cofactors[a], totals[1] + g * cofactors[3 + a], totals[2] + g * cofactors[6 + a])
     return totals
+
+
+# ------------------------------------------------------------ warping by a displacement field
+# The source point of pixel i displaced by u pixels stays split as an index
+# and a fraction, first = i + floor(u) and t = u - floor(u), so it keeps u's
+# precision however large i is (a normalised grid would round i + u first).
+
+
+@register_jitable(forceinline=True)
+def displaced_coordinate(i, u, size, padding_mode, align_corners, pad):
+    """Pixel ``i`` displaced by ``u`` pixels along an axis of ``size``, as
+    (first, t, slope, lost): the coordinate ``first + t`` (``first`` of
+    ``size``'s type, ``0 <= t < 1``), with border or reflection padding
+    applied if ``pad`` (the linear and nearest taps; bicubic pads its taps),
+    ``slope`` its derivative in ``u``, and whether it samples nothing (a NaN
+    ``u``; ±Inf with circular padding). ``u`` is clamped like
+    `safe_coordinate`; ±Inf pads like border with reflection (the nearest
+    edge). Reflection converts to one float only for points outside the
+    image."""
+    zero = type(u)(0)
+    lost = u != u or (padding_mode == CIRCULAR and math.isinf(u))
+    infinite = math.isinf(u)
+    bound = type(u)(max(_MIN_SAFE_BOUND, 4 * size))
+    u = zero if lost else min(max(u, -bound), bound)
+    whole = floor_value(u)
+    first = type(size)(i) + type(size)(whole)
+    t = u - whole
+    padding = BORDER if padding_mode == REFLECTION and infinite else padding_mode
+    last = type(size)(size - 1)
+    if pad and padding == BORDER:
+        if first < 0 or (first == 0 and t == zero):
+            return type(size)(0), zero, zero, lost
+        if first >= last:
+            return last, zero, zero, lost
+    elif pad and padding == REFLECTION and not (first >= 0 and (first > 0 or t > zero) and first < last):
+        x, grad_reflect = reflect_coordinate(type(u)(first) + t, size, align_corners)
+        x, grad_clip = clip_coordinate(x, size)
+        first = floor_index(x, size)
+        return first, x - type(x)(first), grad_reflect * grad_clip, lost
+    return first, t, type(u)(1), lost
+
+
+@register_jitable(forceinline=True)
+def displaced_taps(i, u, size, mode, padding_mode, align_corners):
+    """The taps along one axis of pixel ``i`` displaced by ``u`` pixels, as
+    4-tuples (indices, weights, d weight / d u) of which the first ``count``
+    are used (1 nearest, 2 bilinear, 4 bicubic; the rest have weight 0);
+    constant padding takes zeros padding's taps (its fill is added apart)."""
+    zero = type(u)(0)
+    cubic = mode == BICUBIC
+    first, t, slope, lost = displaced_coordinate(i, u, size, padding_mode, align_corners, not cubic)
+    if mode == NEAREST:
+        index, weight = nearest_tap_at(first + _rounds_up(first, t), lost, size, padding_mode, u)
+        return (index, index, index, index), (weight, zero, zero, zero), (zero, zero, zero, zero), 1
+    if not cubic:
+        i0, i1, w0, w1, d0, d1 = linear_taps_at(first, t, slope, lost, size, padding_mode)
+        return (i0, i1, i1, i1), (w0, w1, zero, zero), (d0, d1, zero, zero), 2
+    tap_padding = padding_mode if padding_mode == BORDER or padding_mode == REFLECTION or padding_mode == CIRCULAR \
+        else ZEROS  # (constant: zeros)
+    if padding_mode == REFLECTION and math.isinf(u):
+        tap_padding = BORDER  # the nearest edge
+    indices, weights, slopes = cubic_taps_at(first, t, slope, lost, size, tap_padding, align_corners)
+    return indices, weights, slopes, 4
+
+
+@register_jitable(forceinline=True)
+def displaced_share(i, u, size, mode, align_corners):
+    """`outside_share_at` of pixel ``i`` displaced by ``u`` (constant padding)."""
+    first, t, slope, lost = displaced_coordinate(i, u, size, ZEROS, align_corners, False)
+    return outside_share_at(first, t, slope, lost, size, mode)
+
+
+@register_jitable(forceinline=True)
+def _point_displacement(u, n, z, y, x):
+    """The displacement of point (z, y, x) of a field viewed as (N, A, D, H,
+    W) along z, y and x (z's 0 for 2-D fields)."""
+    axes = u.shape[1]
+    along_z = u[n, 0, z, y, x] if axes == 3 else type(u[n, 0, z, y, x])(0)
+    return along_z, u[n, axes - 2, z, y, x], u[n, axes - 1, z, y, x]
+
+
+@register_jitable(forceinline=True)
+def warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners):
+    """The taps along z, y and x of point (z, y, x) of ``input`` (N, C, D, H,
+    W) warped by the field ``u``: `displaced_taps` of each axis (z: pixel z
+    itself for 2-D fields, whose D is 1)."""
+    depth, height, width = input.shape[2], input.shape[3], input.shape[4]
+    along_z, along_y, along_x = _point_displacement(u, n, z, y, x)
+    z_padding = padding_mode if u.shape[1] == 3 else ZEROS
+    return (displaced_taps(z, along_z, depth, mode, z_padding, align_corners),
+            displaced_taps(y, along_y, height, mode, padding_mode, align_corners),
+            displaced_taps(x, along_x, width, mode, padding_mode, align_corners))
+
+
+@register_jitable(forceinline=True)
+def warp_point_share(input, u, n, z, y, x, mode, align_corners):
+    """`combined_share` of point (z, y, x) warped by ``u`` (constant padding)."""
+    depth, height, width = input.shape[2], input.shape[3], input.shape[4]
+    along_z, along_y, along_x = _point_displacement(u, n, z, y, x)
+    share_z, slope_z = displaced_share(z, along_z, depth, mode, align_corners)
+    share_y, slope_y = displaced_share(y, along_y, height, mode, align_corners)
+    share_x, slope_x = displaced_share(x, along_x, width, mode, align_corners)
+    return combined_share(share_x, slope_x, share_y, slope_y, share_z, slope_z)
+
+
+@register_jitable(forceinline=True)
+def warp_point(input, u, output, n, z, y, x, mode, padding_mode, align_corners, fill):
+    """Write ``output[n, :, z, y, x]``: ``input`` sampled at (z, y, x) + u(z, y,
+    x), every channel from the same taps (zero weights skipped), plus
+    ``fill`` times the point's outside share with constant padding."""
+    taps_z, taps_y, taps_x = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
+    share = warp_point_share(input, u, n, z, y, x, mode, align_corners)[0] if padding_mode == CONSTANT \
+        else type(fill)(0)
+    for c in range(input.shape[1]):
+        total = type(fill)(0)
+        for a in range(taps_z[3]):
+            for b in range(taps_y[3]):
+                weight_zy = taps_z[1][a] * taps_y[1][b]
+                if weight_zy == 0:
+                    continue
+                for k in range(taps_x[3]):
+                    weight = weight_zy * taps_x[1][k]
+                    if weight != 0:
+                        total += weight * input[n, c, taps_z[0][a], taps_y[0][b], taps_x[0][k]]
+        output[n, c, z, y, x] = total + fill * share if share != 0 else total
+
+
+@register_jitable(forceinline=True)
+def warp_point_gradient(grad_output, input, u, n, z, y, x, mode, padding_mode, align_corners, fill):
+    """The gradient of Σ grad_output · warp(input, u) with respect to u at
+    (z, y, x), along z, y and x: over the taps, Σ_c grad_output · input at the
+    tap, times each axis's weight derivative and the other axes' weights, in
+    a fixed order; plus the fill's term with constant padding."""
+    zero = type(fill)(0)
+    taps_z, taps_y, taps_x = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
+    total_z, total_y, total_x = zero, zero, zero
+    if mode == NEAREST:
+        return total_z, total_y, total_x
+    for a in range(taps_z[3]):
+        for b in range(taps_y[3]):
+            for k in range(taps_x[3]):
+                wz, wy, wx = taps_z[1][a], taps_y[1][b], taps_x[1][k]
+                dz, dy, dx = taps_z[2][a], taps_y[2][b], taps_x[2][k]
+                if wz == 0 and dz == 0 or wy == 0 and dy == 0 or wx == 0 and dx == 0:
+                    continue
+                value = zero
+                for c in range(input.shape[1]):
+                    value += grad_output[n, c, z, y, x] * input[n, c, taps_z[0][a], taps_y[0][b], taps_x[0][k]]
+                total_z += value * (dz * wy * wx)
+                total_y += value * (wz * dy * wx)
+                total_x += value * (wz * wy * dx)
+    if padding_mode == CONSTANT:
+        _, slope_x, slope_y, slope_z = warp_point_share(input, u, n, z, y, x, mode, align_corners)
+        if slope_x != 0 or slope_y != 0 or slope_z != 0:
+            upstream = zero
+            for c in range(input.shape[1]):
+                upstream += grad_output[n, c, z, y, x]
+            scaled = fill * upstream
+            total_z += scaled * slope_z
+            total_y += scaled * slope_y
+            total_x += scaled * slope_x
+    return total_z, total_y, total_x
