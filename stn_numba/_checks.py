@@ -69,13 +69,11 @@ def align_corners(value):
     raise TypeError(f"align_corners must be True or False, got {_describe(value)}")
 
 
-def mode(value, spatial_dims, tricubic=False):
-    """Return the integer code of an interpolation ``mode`` (``tricubic``:
-    bicubic is defined on 5-D input too)."""
+def mode(value):
+    """Return the integer code of an interpolation ``mode`` (bicubic on 5-D
+    input is tricubic)."""
     if not isinstance(value, str) or value not in _codes.MODES:
         raise ValueError(f"mode must be one of {sorted(_codes.MODES)}, got {value!r}")
-    if value == "bicubic" and spatial_dims != 2 and not tricubic:
-        raise ValueError("mode='bicubic' supports only 4-D input (N, C, H, W), got 5-D input")
     return _codes.MODES[value]
 
 
@@ -139,7 +137,7 @@ def sampler_options(mode_name, padding_name, align, spatial):
             return _VALID_OPTIONS[mode_name, padding_name, align, spatial]  # the common case
         except (KeyError, TypeError):  # unknown, or unhashable
             pass
-    return mode(mode_name, spatial), padding_mode(padding_name), align_corners(align)
+    return mode(mode_name), padding_mode(padding_name), align_corners(align)
 
 
 # Every valid (mode, padding_mode, align_corners, spatial dims) -> codes.
@@ -147,7 +145,6 @@ _VALID_OPTIONS = {
     (mode_name, padding_name, align, spatial): (code, padding_code, bool(align))
     for mode_name, code in _codes.MODES.items() for padding_name, padding_code in _codes.PADDING_MODES.items()
     for align in (False, True, None) for spatial in (2, 3)
-    if not (mode_name == "bicubic" and spatial == 3)
 }
 
 
@@ -325,7 +322,7 @@ def warp_args(input, field, mode_name, padding_name, align, fill):
         raise ValueError(f"input must have non-empty spatial dimensions, got {_describe(input)}")
     dtype = same_dtype(input=input, displacement=field)
     padding_code = padding_mode(padding_name)
-    return dtype, mode(mode_name, spatial, tricubic=True), padding_code, align_corners(align), fill_value(
+    return dtype, mode(mode_name), padding_code, align_corners(align), fill_value(
         fill, padding_code)
 
 

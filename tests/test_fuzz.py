@@ -11,7 +11,7 @@ views in the case's memory layouts and checks:
   component samples nothing;
 - values against ``tests/reference.py``, point by point, wherever the
   reference is exact: every point except finite ones beyond
-  :func:`reflection_limit` with reflection padding (where the kernels may
+  :func:`reflection_limit` with reflection or circular padding (where the kernels may
   return any deterministic in-range point; there the output must lie within
   the input's range and the point is left out of the ``grad_input`` check).
 
@@ -113,7 +113,7 @@ def axis_geometry(g, size, align_corners, dtype):
 
 def near_kink(x, delta, size, padding_mode):
     """Whether x is within ``delta`` of a multiple of 0.5 where the result has a kink or jump."""
-    if padding_mode != "reflection" and not -3.5 <= x <= size + 2.5:
+    if padding_mode not in ("reflection", "circular") and not -3.5 <= x <= size + 2.5:
         return False  # no tap, border or rounding boundary out there
     return abs(x - round(2 * x) / 2) <= delta
 
@@ -211,20 +211,20 @@ def rule_point(point, spatial, case):
 
     On an axis of size 1 with align_corners=True the reference computes
     ``(±Inf + 1) * 0 = NaN``, while the rule treats ±Inf as far outside: zeros
-    padding samples nothing (as for NaN), border and reflection read the only
-    pixel (grid value 0) with gradient 0 (the scale is 0).
+    and circular padding sample nothing (as for NaN), border and reflection
+    read the only pixel (grid value 0) with gradient 0 (the scale is 0).
     """
     k = len(point)
     point = point.copy()
     for a in range(k):
         if np.isinf(point[a]) and case.align_corners and spatial[k - 1 - a] == 1:
-            point[a] = np.nan if case.padding_mode == "zeros" else 0.0
+            point[a] = np.nan if case.padding_mode in ("zeros", "circular") else 0.0
     return point
 
 
 def is_compared(point, spatial, case):
     """False for points the reference does not define exactly (see reflection_limit)."""
-    if case.padding_mode != "reflection" or np.isnan(point).any():
+    if case.padding_mode not in ("reflection", "circular") or np.isnan(point).any():
         return True
     k = len(point)
     for a in range(k):
@@ -270,8 +270,9 @@ def check_sampler(case, layout_variants):
             # any deterministic in-range point: the output lies within the input's range
             flat = values[n].reshape(values.shape[1], int(np.prod(spatial)))
             low, high = flat.min(1), flat.max(1)
-            # cubic weights can be negative; float weights sum to 1 only up to rounding
-            spread = (0.4 * (high - low) if case.mode == "bicubic" else 0) + 64 * eps(dtype) * np.abs(flat).max(1)
+            # cubic weights can be negative (more so in 3-D); float weights sum to 1 only up to rounding
+            overshoot = {2: 0.4, 3: 0.8}[len(spatial)] if case.mode == "bicubic" else 0
+            spread = overshoot * (high - low) + 64 * eps(dtype) * np.abs(flat).max(1)
             assert np.all(output[at] >= low - spread) and np.all(output[at] <= high + spread), \
                 f"reflected point {point.tolist()} gives {output[at]} outside [{low}, {high}]"
             masked[at] = 0

@@ -178,7 +178,7 @@ class SpatialTransformer(Module):
             raise TypeError(f"localisation must be a stn_numba.nn.Module, got {type(localisation).__name__}")
         if transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {', '.join(TRANSFORMS)}, got {transform!r}")
-        _checks.mode(mode, 2)
+        _checks.mode(mode)
         self.fill_value = _checks.fill_value(fill_value, _checks.padding_mode(padding_mode))
         self.align_corners = _checks.align_corners(align_corners)
         self.transform, self.mode, self.padding_mode = transform, mode, padding_mode

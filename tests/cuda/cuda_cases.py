@@ -14,7 +14,7 @@ OUTPUT_SPATIAL = {2: (3, 4), 3: (2, 3, 3)}
 
 
 def modes_for(dim):
-    return ["bilinear", "nearest"] + (["bicubic"] if dim == 2 else [])
+    return ["bilinear", "nearest", "bicubic"]
 
 
 COMBO_ARGS = "dim, mode, padding_mode, align_corners"
