@@ -20,7 +20,14 @@ from . import _codegen  # noqa: E402
 
 _codegen.prefer_full_width_vectors()  # before Numba compiles anything; see _codegen
 
-from .fields import jacobian_determinant, jacobian_determinant_backward
+from .fields import (
+    integrate_velocity,
+    integrate_velocity_backward,
+    jacobian_determinant,
+    jacobian_determinant_backward,
+    warp,
+    warp_backward,
+)
 from .grids import (
     affine_grid,
     affine_grid_backward,
@@ -70,6 +77,10 @@ __all__ = [
     "grid_count_backward",
     "jacobian_determinant",
     "jacobian_determinant_backward",
+    "warp",
+    "warp_backward",
+    "integrate_velocity",
+    "integrate_velocity_backward",
     "Tensor",
     "enable_grad",
     "is_grad_enabled",

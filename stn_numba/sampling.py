@@ -29,7 +29,8 @@ mode           interpolation                                        input
 =============  ===================================================  ===========
 ``bilinear``   2×2 taps (2×2×2, i.e. trilinear, on 5-D input)       4-D or 5-D
 ``nearest``    the nearest pixel, ties to even (as torch)           4-D or 5-D
-``bicubic``    4×4 taps, cubic convolution with A = −0.75           4-D only
+``bicubic``    4×4 taps, cubic convolution with A = −0.75 (4×4×4,   4-D or 5-D
+               tricubic, on 5-D input)
 =============  ===================================================  ===========
 
 Non-finite coordinates, where torch is inconsistent (and its CPU backward can
@@ -74,7 +75,8 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
         comes from the grid, so it may differ from the input's (the paper's
         downsampling).
     mode : {"bilinear", "nearest", "bicubic"}, optional
-        Interpolation; see the module table. Default "bilinear".
+        Interpolation; see the module table (bicubic on volumes is tricubic,
+        which torch lacks). Default "bilinear".
     padding_mode : {"zeros", "border", "reflection", "circular", "constant"}, optional
         What points outside the input read; see the module table. Default "zeros".
     align_corners : bool, optional

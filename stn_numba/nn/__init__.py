@@ -14,6 +14,7 @@ from .modules import (
     Dropout2d,
     Flatten,
     Identity,
+    IntegrateVelocity,
     Linear,
     MaxPool2d,
     Module,
@@ -22,6 +23,7 @@ from .modules import (
     Sequential,
     Sigmoid,
     Tanh,
+    Warp,
 )
 from .transformer import SpatialTransformer
 
@@ -34,6 +36,7 @@ __all__ = [
     "Dropout2d",
     "Flatten",
     "Identity",
+    "IntegrateVelocity",
     "Linear",
     "MaxPool2d",
     "Module",
@@ -42,5 +45,6 @@ __all__ = [
     "Sequential",
     "Sigmoid",
     "Tanh",
+    "Warp",
     "SpatialTransformer",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "linear", "conv2d", "max_pool2d", "avg_pool2d", "dropout", "dropout2d", "batch_norm",
     "log_softmax", "softmax", "nll_loss", "cross_entropy", "mse_loss",
     "affine_grid", "grid_sample", "affine_grid_sample", "grid_push", "grid_count", "jacobian_determinant",
+    "warp", "integrate_velocity",
 ]
 
 
@@ -730,6 +731,47 @@ def jacobian_determinant(displacement):
     ``relu(-jacobian_determinant(u)).mean()``)."""
     _float_tensor(displacement, "displacement")
     return _JacobianDeterminant.apply(displacement)
+
+
+class _Warp(Function):
+    def forward(self, input, displacement, mode, padding_mode, align_corners, fill_value):
+        self.input, self.displacement = input, displacement
+        self.options = (mode, padding_mode, align_corners)
+        self.fill_value = fill_value
+        return fields.warp(input, displacement, *self.options, fill_value=fill_value)
+
+    def backward(self, grad):
+        grad_input, grad_displacement = fields.warp_backward(
+            grad, self.input, self.displacement, *self.options, fill_value=self.fill_value,
+            input_requires_grad=self.needs_input_grad[0])
+        return grad_input, (grad_displacement if self.needs_input_grad[1] else None)
+
+
+def warp(input, displacement, mode="bilinear", padding_mode="zeros", align_corners=False, *, fill_value=0.0):
+    """Sample ``input`` at each pixel + ``displacement`` (in pixels, array-axis
+    order), differentiable in both; see :func:`stn_numba.fields.warp`."""
+    _float_tensor(input, "input")
+    _float_tensor(displacement, "displacement")
+    return _Warp.apply(input, displacement, mode=mode, padding_mode=padding_mode, align_corners=align_corners,
+                       fill_value=fill_value)
+
+
+class _IntegrateVelocity(Function):
+    def forward(self, velocity, steps, mode, padding_mode, align_corners):
+        self.velocity = velocity
+        self.options = (steps, mode, padding_mode, align_corners)
+        return fields.integrate_velocity(velocity, *self.options)
+
+    def backward(self, grad):
+        return fields.integrate_velocity_backward(grad, self.velocity, *self.options)
+
+
+def integrate_velocity(velocity, steps=7, mode="bilinear", padding_mode="zeros", align_corners=False):
+    """A stationary velocity field integrated into a displacement by scaling
+    and squaring, differentiable; see :func:`stn_numba.fields.integrate_velocity`."""
+    _float_tensor(velocity, "velocity")
+    return _IntegrateVelocity.apply(velocity, steps=steps, mode=mode, padding_mode=padding_mode,
+                                    align_corners=align_corners)
 
 
 # ---------------------------------------------------------------- other transform families

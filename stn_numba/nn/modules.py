@@ -27,6 +27,7 @@ from ..tensor import Tensor, _FLOAT_DTYPES, default_generator
 __all__ = [
     "Parameter", "Module", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d",
     "ReLU", "Tanh", "Sigmoid", "Dropout", "Dropout2d", "Flatten", "Identity", "BatchNorm2d",
+    "Warp", "IntegrateVelocity",
 ]
 
 
@@ -503,3 +504,43 @@ class BatchNorm2d(Module):
 
     def extra_repr(self):
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+class Warp(Module):
+    """Warp an image by a displacement field in pixels: ``forward(input, displacement)``
+    is :func:`stn_numba.nn.functional.warp` (MONAI's ``Warp``, voxelmorph's
+    ``SpatialTransformer``, with the offsets kept relative into the kernel).
+
+    Parameters
+    ----------
+    mode, padding_mode, align_corners, fill_value
+        As in :func:`stn_numba.fields.warp`.
+    """
+
+    def __init__(self, mode="bilinear", padding_mode="zeros", align_corners=False, fill_value=0.0):
+        super().__init__()
+        self.mode, self.padding_mode, self.align_corners, self.fill_value = (mode, padding_mode, align_corners,
+                                                                           fill_value)
+
+    def forward(self, input, displacement):
+        return F.warp(input, displacement, self.mode, self.padding_mode, self.align_corners,
+                      fill_value=self.fill_value)
+
+
+class IntegrateVelocity(Module):
+    """A stationary velocity field to a displacement field by scaling and
+    squaring: :func:`stn_numba.nn.functional.integrate_velocity` (MONAI's
+    ``DVF2DDF``, voxelmorph's ``VecInt``).
+
+    Parameters
+    ----------
+    steps, mode, padding_mode, align_corners
+        As in :func:`stn_numba.fields.integrate_velocity`.
+    """
+
+    def __init__(self, steps=7, mode="bilinear", padding_mode="zeros", align_corners=False):
+        super().__init__()
+        self.steps, self.mode, self.padding_mode, self.align_corners = steps, mode, padding_mode, align_corners
+
+    def forward(self, velocity):
+        return F.integrate_velocity(velocity, self.steps, self.mode, self.padding_mode, self.align_corners)
