@@ -13,7 +13,7 @@ from .._coords import (
     warp_point_taps,
 )
 from . import launch
-from .sampling import fill
+from .sampling import fill as set_all
 
 
 @cuda.jit(device=True)
@@ -161,7 +161,7 @@ def _warp_backward_launch(grad_output, input, displacement, grad_input, grad_dis
     launch(_warp_displacement_gradient, _points(grad_output), stream)(
         *views, _view(grad_displacement, spatial), mode, padding_mode, align_corners, fill)
     if input_requires_grad:
-        fill(grad_input, 0, stream)
+        set_all(grad_input, 0, stream)
         launch(_warp_input_gradient, _points(grad_output), stream)(*views, _view(grad_input, spatial), mode,
                                                                   padding_mode, align_corners)
 

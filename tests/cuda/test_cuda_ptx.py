@@ -75,6 +75,11 @@ for dtype in (t.float32, t.float64):
         (padding._fill_outside_backward, (a(3), a(3), a(3), shape3, dtype, i64, b1)),
         (fields._jacobian_determinant, (a(5), a(4))),
         (fields._jacobian_determinant_backward, (a(4), a(5), a(5))),
+        (fields._warp, (a(5), a(5), a(5), i64, i64, b1, dtype)),
+        (fields._warp_displacement_gradient, (a(5), a(5), a(5), a(5), i64, i64, b1, dtype)),
+        (fields._warp_input_gradient, (a(5), a(5), a(5), a(5), i64, i64, b1)),
+        (fields._field_add, (a(1), a(1))),
+        (fields._field_scale, (a(1), a(1), dtype)),
     ]
     if dtype == t.float32:
         kernels += [(sampling._fill, (index(1), t.int64)), (sampling._chunk_sums, (index(1), index(1))),
@@ -101,7 +106,7 @@ def test_every_kernel_compiles_to_ptx_and_float32_kernels_use_no_float64():
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     if lines and "skip" in lines[0]:
         pytest.skip(f"cannot compile PTX here (needs the CUDA toolkit's NVVM and NVRTC): {lines[0]['skip']}")
-    assert len(lines) == 45
+    assert len(lines) == 55
     for line in lines:
         if line["dtype"] == "float32":
             assert not line["f64_instructions"], line
