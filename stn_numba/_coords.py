@@ -327,11 +327,12 @@ def cubic_coefficient_derivatives(t):
 @register_jitable(forceinline=True)
 def _unnormalize_or_mask(g, size, padding_mode, align_corners):
     """``unnormalize(g)`` and whether ``g`` samples nothing: a NaN, or with
-    circular padding an infinite coordinate; such a ``g`` is computed as 0
-    (its taps are masked by the caller)."""
+    circular padding ±Inf (a finite ``g`` whose coordinate overflows is huge,
+    not infinite: it wraps); such a ``g`` is computed as 0 (its taps are
+    masked by the caller)."""
     lost = g != g
     x, scale = unnormalize(type(g)(0) if lost else g, size, align_corners)
-    if padding_mode == CIRCULAR and math.isinf(x):  # (folds away for other paddings)
+    if padding_mode == CIRCULAR and math.isinf(g):  # (folds away for other paddings)
         x, scale = unnormalize(type(g)(0), size, align_corners)
         lost = True
     return x, scale, lost
@@ -681,6 +682,17 @@ def combined_share(share_x, slope_x, share_y, slope_y, share_z, slope_z):
 
 
 @register_jitable(forceinline=True)
+def fill_gradient(upstream, fill, slope_x, slope_y, slope_z):
+    """The fill's term of a point's coordinate gradient along x, y and z:
+    ``fill · upstream · slope`` (``upstream``: Σ_c grad_output), exactly 0
+    where the slope is (so a non-finite fill reaches only points it weighs)."""
+    zero = type(upstream)(0)
+    scaled = fill * upstream
+    return (scaled * slope_x if slope_x != 0 else zero, scaled * slope_y if slope_y != 0 else zero,
+            scaled * slope_z if slope_z != 0 else zero)
+
+
+@register_jitable(forceinline=True)
 def fill_share(grid, n, p, sizes, mode, align_corners):
     """`combined_share` at point ``p`` of image ``n`` of a grid viewed as
     (N, P, A); ``sizes``: the input's (W, H, D), D = 1 for images."""
@@ -691,6 +703,18 @@ def fill_share(grid, n, p, sizes, mode, align_corners):
     if grid.shape[2] == 3:
         share_z, slope_z = outside_share(grid[n, p, 2], sizes[2], mode, align_corners)
     return combined_share(share_x, slope_x, share_y, slope_y, share_z, slope_z)
+
+
+@register_jitable(forceinline=True)
+def fill_point_gradient(grad_output, grid, n, p, sizes, mode, align_corners, fill):
+    """The fill's term of the gradient of grid point ``p`` of image ``n``
+    (grid (N, P, A), grad_output (N, C, P)) along x, y and z."""
+    _, slope_x, slope_y, slope_z = fill_share(grid, n, p, sizes, mode, align_corners)
+    upstream = type(fill)(0)
+    if slope_x != 0 or slope_y != 0 or slope_z != 0:
+        for c in range(grad_output.shape[1]):
+            upstream += grad_output[n, c, p]
+    return fill_gradient(upstream, fill, slope_x, slope_y, slope_z)
 
 
 @register_jitable(forceinline=True)
@@ -981,24 +1005,34 @@ def warp_point_share(input, u, n, z, y, x, mode, align_corners):
 
 
 @register_jitable(forceinline=True)
+def warp_tap_count(taps):
+    """The taps of a point of `warp_point_taps`: the product of its axes'."""
+    return taps[0][3] * taps[1][3] * taps[2][3]
+
+
+@register_jitable(forceinline=True)
+def warp_tap(taps, j):
+    """Tap ``j`` of a point of `warp_point_taps`, x fastest: its (z, y, x)
+    indices and weight (w_z · w_y) · w_x."""
+    taps_z, taps_y, taps_x = taps
+    a, b, k = j // (taps_y[3] * taps_x[3]), (j // taps_x[3]) % taps_y[3], j % taps_x[3]
+    return taps_z[0][a], taps_y[0][b], taps_x[0][k], (taps_z[1][a] * taps_y[1][b]) * taps_x[1][k]
+
+
+@register_jitable(forceinline=True)
 def warp_point(input, u, output, n, z, y, x, mode, padding_mode, align_corners, fill):
     """Write ``output[n, :, z, y, x]``: ``input`` sampled at (z, y, x) + u(z, y,
     x), every channel from the same taps (zero weights skipped), plus
     ``fill`` times the point's outside share with constant padding."""
-    taps_z, taps_y, taps_x = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
+    taps = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
     share = warp_point_share(input, u, n, z, y, x, mode, align_corners)[0] if padding_mode == CONSTANT \
         else type(fill)(0)
     for c in range(input.shape[1]):
         total = type(fill)(0)
-        for a in range(taps_z[3]):
-            for b in range(taps_y[3]):
-                weight_zy = taps_z[1][a] * taps_y[1][b]
-                if weight_zy == 0:
-                    continue
-                for k in range(taps_x[3]):
-                    weight = weight_zy * taps_x[1][k]
-                    if weight != 0:
-                        total += weight * input[n, c, taps_z[0][a], taps_y[0][b], taps_x[0][k]]
+        for j in range(warp_tap_count(taps)):
+            tap_z, tap_y, tap_x, weight = warp_tap(taps, j)
+            if weight != 0:
+                total += weight * input[n, c, tap_z, tap_y, tap_x]
         output[n, c, z, y, x] = total + fill * share if share != 0 else total
 
 
@@ -1032,8 +1066,17 @@ def warp_point_gradient(grad_output, input, u, n, z, y, x, mode, padding_mode, a
             upstream = zero
             for c in range(input.shape[1]):
                 upstream += grad_output[n, c, z, y, x]
-            scaled = fill * upstream
-            total_z += scaled * slope_z
-            total_y += scaled * slope_y
-            total_x += scaled * slope_x
+            fill_x, fill_y, fill_z = fill_gradient(upstream, fill, slope_x, slope_y, slope_z)
+            total_z, total_y, total_x = total_z + fill_z, total_y + fill_y, total_x + fill_x
     return total_z, total_y, total_x
+
+
+@register_jitable(forceinline=True)
+def store_field_gradient(grad_u, n, z, y, x, along_z, along_y, along_x):
+    """Store a point's gradient along z, y and x into a field viewed as (N, A,
+    D, H, W) (a 2-D field has no z component)."""
+    axes = grad_u.shape[1]
+    if axes == 3:
+        grad_u[n, 0, z, y, x] = along_z
+    grad_u[n, axes - 2, z, y, x] = along_y
+    grad_u[n, axes - 1, z, y, x] = along_x

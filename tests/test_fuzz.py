@@ -226,6 +226,8 @@ def is_compared(point, spatial, case):
     """False for points the reference does not define exactly (see reflection_limit)."""
     if case.padding_mode not in ("reflection", "circular") or np.isnan(point).any():
         return True
+    if case.padding_mode == "circular" and np.isinf(point).any():
+        return True  # samples nothing, as the reference
     k = len(point)
     for a in range(k):
         x, _, _ = axis_geometry(point[a], spatial[k - 1 - a], case.align_corners, case.input.dtype)

@@ -20,9 +20,12 @@ from .._coords import (
     determinant_cofactors,
     determinant_gradient,
     field_jacobian,
+    store_field_gradient,
     warp_point,
     warp_point_gradient,
     warp_point_taps,
+    warp_tap,
+    warp_tap_count,
 )
 
 _RUNS = 4  # warp backward: cut images so that N * runs reaches this
@@ -101,8 +104,7 @@ def _warp_backward(grad_output, input, u, grad_input, grad_u, buffers, runs, mod
     """Overwrite ``grad_u`` and, if ``input_requires_grad``, ``grad_input``:
     run r > 0 of image n scatters into ``buffers[n * (runs - 1) + r - 1]``,
     added afterwards by `_add_buffers`."""
-    n_batch, channels, depth, height, width = input.shape
-    axes = u.shape[1]
+    n_batch, _, depth, height, width = input.shape
     lines = depth * height
     for item in prange(n_batch * runs):
         n, run = item // runs, item % runs
@@ -113,12 +115,8 @@ def _warp_backward(grad_output, input, u, grad_input, grad_u, buffers, runs, mod
         for line in range(run * lines // runs, (run + 1) * lines // runs):
             z, y = line // height, line % height
             for x in range(width):
-                along_z, along_y, along_x = warp_point_gradient(grad_output, input, u, n, z, y, x, mode,
-                                                                padding_mode, align_corners, fill)
-                if axes == 3:
-                    grad_u[n, 0, z, y, x] = along_z
-                grad_u[n, axes - 2, z, y, x] = along_y
-                grad_u[n, axes - 1, z, y, x] = along_x
+                store_field_gradient(grad_u, n, z, y, x, *warp_point_gradient(
+                    grad_output, input, u, n, z, y, x, mode, padding_mode, align_corners, fill))
                 if input_requires_grad:
                     _scatter_point(grad_output, input, u, target, image, n, z, y, x, mode, padding_mode,
                                    align_corners)
@@ -127,18 +125,12 @@ def _warp_backward(grad_output, input, u, grad_input, grad_u, buffers, runs, mod
 @njit(inline="always")
 def _scatter_point(grad_output, input, u, target, image, n, z, y, x, mode, padding_mode, align_corners):
     """Add grad_output at (z, y, x) times each tap's weight into ``target[image]``."""
-    taps_z, taps_y, taps_x = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
+    taps = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
     for c in range(input.shape[1]):
-        upstream = grad_output[n, c, z, y, x]
-        for a in range(taps_z[3]):
-            for b in range(taps_y[3]):
-                weight_zy = taps_z[1][a] * taps_y[1][b]
-                if weight_zy == 0:
-                    continue
-                for k in range(taps_x[3]):
-                    weight = weight_zy * taps_x[1][k]
-                    if weight != 0:
-                        target[image, c, taps_z[0][a], taps_y[0][b], taps_x[0][k]] += upstream * weight
+        for j in range(warp_tap_count(taps)):
+            tap_z, tap_y, tap_x, weight = warp_tap(taps, j)
+            if weight != 0:
+                target[image, c, tap_z, tap_y, tap_x] += grad_output[n, c, z, y, x] * weight
 
 
 @njit(parallel=True, cache=True, nogil=True)

@@ -13,12 +13,19 @@ on the threads. The CUDA twins are `stn_numba._cuda.padding`.
 from numba import prange
 
 from .._codegen import njit
-from .._coords import fill_share
+from .._coords import fill_point_gradient, fill_share
 
 _POINTS_PER_TASK = 4096
 # below this many points a call runs on the calling thread (a pool launch
 # costs more than a small call's whole work)
 _SERIAL_POINTS = 1 << 14
+
+
+@njit(inline="always")
+def _piece(job, pieces, count):
+    """(image, first point, stop) of task ``job``: ``pieces`` tasks an image of ``count`` points."""
+    first = (job % pieces) * _POINTS_PER_TASK
+    return job // pieces, first, min(first + _POINTS_PER_TASK, count)
 
 
 def _make(parallel):
@@ -30,9 +37,8 @@ def _make(parallel):
         n_batch, count, _ = grid.shape
         pieces = -(-count // _POINTS_PER_TASK)
         for job in loop(n_batch * pieces):
-            n = job // pieces
-            first = (job % pieces) * _POINTS_PER_TASK
-            for p in range(first, min(first + _POINTS_PER_TASK, count)):
+            n, first, stop = _piece(job, pieces, count)
+            for p in range(first, stop):
                 share = fill_share(grid, n, p, sizes, mode, align_corners)[0]
                 if share != 0:  # (a fill of ±Inf or NaN reaches only points it weighs)
                     added = fill * share
@@ -41,23 +47,15 @@ def _make(parallel):
 
     @njit(parallel=parallel, cache=True, nogil=True)
     def backward(grad_output, grid, grad_grid, sizes, fill, mode, align_corners):
-        """grad_grid (N, P, A) += fill · Σ_c grad_output (N, C, P) · d share / d grid."""
+        """grad_grid (N, P, A) += the fill's term (`fill_point_gradient`)."""
         n_batch, count, axes = grid.shape
         pieces = -(-count // _POINTS_PER_TASK)
         for job in loop(n_batch * pieces):
-            n = job // pieces
-            first = (job % pieces) * _POINTS_PER_TASK
-            for p in range(first, min(first + _POINTS_PER_TASK, count)):
-                slopes = fill_share(grid, n, p, sizes, mode, align_corners)[1:]
-                if slopes[0] == 0 and slopes[1] == 0 and slopes[2] == 0:
-                    continue
-                total = grad_output[n, 0, p]
-                for c in range(1, grad_output.shape[1]):
-                    total += grad_output[n, c, p]
-                scaled = fill * total
+            n, first, stop = _piece(job, pieces, count)
+            for p in range(first, stop):
+                terms = fill_point_gradient(grad_output, grid, n, p, sizes, mode, align_corners, fill)
                 for a in range(axes):
-                    if slopes[a] != 0:
-                        grad_grid[n, p, a] = grad_grid[n, p, a] + scaled * slopes[a]  # (owned by this point)
+                    grad_grid[n, p, a] = grad_grid[n, p, a] + terms[a]  # (owned by this point)
 
     return forward, backward
 

@@ -64,7 +64,9 @@ input plane is small enough (`loads.narrow`: under 2**29 pixels, 2 to 2**22
 along each axis) the taps are int32 and the gathers take 32-bit offsets
 (twice the lanes of Numba's int64 ones), and bilinear reads each input row's
 two x taps as one 64-bit pair (`linear_pair_taps`, whose index arithmetic is
-in floating point), and the rows (and slices) in pairs. The parallel region
+in floating point), and the rows (and slices) in pairs; not with circular
+padding, whose taps at the last pixel are the last and the first
+(`_narrow_taps`). The parallel region
 forward (`sample_region`) runs pointwise too: the taps of the whole input,
 shifted into the part, bilinear read in pairs as well (inside the part
 wherever a weight is not 0).

@@ -8,42 +8,41 @@ from .._coords import (
     determinant_cofactors,
     determinant_gradient,
     field_jacobian,
+    store_field_gradient,
     warp_point,
     warp_point_gradient,
     warp_point_taps,
+    warp_tap,
+    warp_tap_count,
 )
 from . import launch
 from .sampling import fill as set_all
 
 
 @cuda.jit(device=True)
-def _point(item, depth, height, width):
-    """(n, z, y, x) of flat point ``item``."""
+def _thread_point(array):
+    """(n, z, y, x) of this thread's point of an (N, A, D, H, W) array, and whether it has one."""
+    n_batch, _, depth, height, width = array.shape
+    item = cuda.grid(1)
     x = item % width
     rest = item // width
-    return rest // (depth * height), (rest // height) % depth, rest % height, x
+    return rest // (depth * height), (rest // height) % depth, rest % height, x, item < n_batch * depth * height * width
 
 
 @cuda.jit
 def _jacobian_determinant(u, output):
-    n_batch, _, depth, height, width = u.shape
-    item = cuda.grid(1)
-    if item >= n_batch * depth * height * width:
-        return
-    n, z, y, x = _point(item, depth, height, width)
-    output[n, z, y, x] = determinant_cofactors(field_jacobian(u, n, z, y, x))[0]
+    n, z, y, x, inside = _thread_point(u)
+    if inside:
+        output[n, z, y, x] = determinant_cofactors(field_jacobian(u, n, z, y, x))[0]
 
 
 @cuda.jit
 def _jacobian_determinant_backward(grad_output, u, grad_u):
-    n_batch, axes, depth, height, width = u.shape
-    item = cuda.grid(1)
-    if item >= n_batch * depth * height * width:
-        return
-    n, z, y, x = _point(item, depth, height, width)
-    totals = determinant_gradient(grad_output, u, n, z, y, x)
-    for i in range(axes):
-        grad_u[n, i, z, y, x] = totals[i]
+    n, z, y, x, inside = _thread_point(u)
+    if inside:
+        totals = determinant_gradient(grad_output, u, n, z, y, x)
+        for i in range(u.shape[1]):
+            grad_u[n, i, z, y, x] = totals[i]
 
 
 def _view(array, spatial):
@@ -82,51 +81,31 @@ def jacobian_determinant_3d_backward(grad_output, displacement, grad_displacemen
 
 @cuda.jit
 def _warp(input, u, output, mode, padding_mode, align_corners, fill):
-    n_batch, _, depth, height, width = input.shape
-    item = cuda.grid(1)
-    if item >= n_batch * depth * height * width:
-        return
-    n, z, y, x = _point(item, depth, height, width)
-    warp_point(input, u, output, n, z, y, x, mode, padding_mode, align_corners, fill)
+    n, z, y, x, inside = _thread_point(input)
+    if inside:
+        warp_point(input, u, output, n, z, y, x, mode, padding_mode, align_corners, fill)
 
 
 @cuda.jit
 def _warp_displacement_gradient(grad_output, input, u, grad_u, mode, padding_mode, align_corners, fill):
-    n_batch, _, depth, height, width = input.shape
-    item = cuda.grid(1)
-    if item >= n_batch * depth * height * width:
-        return
-    n, z, y, x = _point(item, depth, height, width)
-    axes = u.shape[1]
-    along_z, along_y, along_x = warp_point_gradient(grad_output, input, u, n, z, y, x, mode, padding_mode,
-                                                    align_corners, fill)
-    if axes == 3:
-        grad_u[n, 0, z, y, x] = along_z
-    grad_u[n, axes - 2, z, y, x] = along_y
-    grad_u[n, axes - 1, z, y, x] = along_x
+    n, z, y, x, inside = _thread_point(input)
+    if inside:
+        store_field_gradient(grad_u, n, z, y, x, *warp_point_gradient(
+            grad_output, input, u, n, z, y, x, mode, padding_mode, align_corners, fill))
 
 
 @cuda.jit
 def _warp_input_gradient(grad_output, input, u, grad_input, mode, padding_mode, align_corners):
     """Scatter each point's grad_output into grad_input with atomic adds."""
-    n_batch, channels, depth, height, width = input.shape
-    item = cuda.grid(1)
-    if item >= n_batch * depth * height * width:
+    n, z, y, x, inside = _thread_point(input)
+    if not inside:
         return
-    n, z, y, x = _point(item, depth, height, width)
-    taps_z, taps_y, taps_x = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
-    for c in range(channels):
-        upstream = grad_output[n, c, z, y, x]
-        for a in range(taps_z[3]):
-            for b in range(taps_y[3]):
-                weight_zy = taps_z[1][a] * taps_y[1][b]
-                if weight_zy == 0:
-                    continue
-                for k in range(taps_x[3]):
-                    weight = weight_zy * taps_x[1][k]
-                    if weight != 0:
-                        cuda.atomic.add(grad_input, (n, c, taps_z[0][a], taps_y[0][b], taps_x[0][k]),
-                                        upstream * weight)
+    taps = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
+    for c in range(input.shape[1]):
+        for j in range(warp_tap_count(taps)):
+            tap_z, tap_y, tap_x, weight = warp_tap(taps, j)
+            if weight != 0:
+                cuda.atomic.add(grad_input, (n, c, tap_z, tap_y, tap_x), grad_output[n, c, z, y, x] * weight)
 
 
 @cuda.jit

@@ -3,7 +3,7 @@ per-point math (`stn_numba._coords.fill_share`), in the same order."""
 
 from numba import cuda
 
-from .._coords import fill_share
+from .._coords import fill_point_gradient, fill_share
 from . import launch
 
 
@@ -28,16 +28,9 @@ def _fill_outside_backward(grad_output, grid, grad_grid, sizes, fill, mode, alig
     if item >= n_batch * count:
         return
     n, p = item // count, item % count
-    slopes = fill_share(grid, n, p, sizes, mode, align_corners)[1:]
-    if slopes[0] == 0 and slopes[1] == 0 and slopes[2] == 0:
-        return
-    total = grad_output[n, 0, p]
-    for c in range(1, grad_output.shape[1]):
-        total += grad_output[n, c, p]
-    scaled = fill * total
+    terms = fill_point_gradient(grad_output, grid, n, p, sizes, mode, align_corners, fill)
     for a in range(axes):
-        if slopes[a] != 0:
-            grad_grid[n, p, a] = grad_grid[n, p, a] + scaled * slopes[a]
+        grad_grid[n, p, a] = grad_grid[n, p, a] + terms[a]
 
 
 def _flat(grid, output):
