@@ -64,9 +64,9 @@ input plane is small enough (`loads.narrow`: under 2**29 pixels, 2 to 2**22
 along each axis) the taps are int32 and the gathers take 32-bit offsets
 (twice the lanes of Numba's int64 ones), and bilinear reads each input row's
 two x taps as one 64-bit pair (`linear_pair_taps`, whose index arithmetic is
-in floating point), and the rows (and slices) in pairs; not with circular
-padding, whose taps at the last pixel are the last and the first
-(`_narrow_taps`). The parallel region
+in floating point), and the rows (and slices) in pairs. Circular padding
+(whose taps at the last pixel are the last and the first) and tricubic take
+the tabled kernels only, with the padding an argument (`_general`). The parallel region
 forward (`sample_region`) runs pointwise too: the taps of the whole input,
 shifted into the part, bilinear read in pairs as well (inside the part
 wherever a weight is not 0).
@@ -1651,11 +1651,27 @@ def _parallel(spatial, mode, work_items):
 
 
 def _kernel(spatial, mode, padding_mode, fused, work_items, which, windowed=False):
-    """Parallel kernels are specialised on the padding too; serial ones, for
-    small work, take it as an argument (a third of the compilations)."""
+    """The tabled kernel ``which`` of a case (see `_specialised_padding`)."""
     parallel = _parallel(spatial, mode, work_items)
-    padding = padding_mode if parallel else None
-    return kernels(spatial, mode, padding, fused, parallel, windowed)[which]
+    return kernels(spatial, mode, _specialised_padding(spatial, mode, padding_mode, parallel), fused, parallel,
+                   windowed)[which]
+
+
+def _specialised_padding(spatial, mode, padding_mode, parallel):
+    """The padding a tabled kernel is compiled for, or None for the kernel
+    that takes it as an argument: parallel kernels are specialised on it;
+    serial ones, for small work, take it as an argument (a third of the
+    compilations), and so do the rarer general cases (`_general`)."""
+    return padding_mode if parallel and not _general(spatial, mode, padding_mode) else None
+
+
+def _general(spatial, mode, padding_mode):
+    """Whether a case runs the tabled kernels with the padding an argument,
+    never the pointwise ones: circular padding (whose bilinear taps are no
+    pair of adjacent pixels at the last pixel) and tricubic. Each then
+    compiles one kernel for every padding, not one per padding and path
+    (a suite's cold compile time), at some speed on large work."""
+    return padding_mode == CIRCULAR or (spatial == 3 and mode == BICUBIC)
 
 
 def _forward(fused, input, points, output, mode, padding_mode, align_corners,
@@ -1675,21 +1691,15 @@ def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
     # a part (bilinear reads pairs there too); its taps are the whole input's, which must fit too
     pairs = mode == BILINEAR or not windowed
     whole = tuple(window[:spatial].tolist())[::-1] if windowed else None
-    reads_narrow = (_narrow_taps(mode, padding_mode) and narrow(shape[2:], pairs)
-                    and (not windowed or narrow(whole, pairs)))
+    if _general(spatial, mode, padding_mode):
+        return _kernel(spatial, mode, padding_mode, fused, out_size, 0, windowed)
+    reads_narrow = narrow(shape[2:], pairs) and (not windowed or narrow(whole, pairs))
     planes = _pointwise_planes(mode, shape[1], fused, spatial == 2 and reads_narrow and not windowed)
     if not on_pool and (planes != ALL_CHANNELS or mode == BILINEAR):
         planes = 1  # (a serial run of several planes does not vectorise: 2-3x slower)
     if planes is None or (windowed and not parallel):  # the tabled kernel
         return _kernel(spatial, mode, padding_mode, fused, out_size, 0, windowed)
     return pointwise(spatial, mode, padding_mode, fused, on_pool, reads_narrow, planes, windowed)
-
-
-def _narrow_taps(mode, padding_mode):
-    """Whether a case may take the narrow taps: all but bilinear with circular
-    padding, whose two taps at the last pixel are the last and the first, not
-    the pair of adjacent pixels that narrow bilinear reads."""
-    return mode != BILINEAR or padding_mode != CIRCULAR
 
 
 # what a call on a small input pays in Python counts (the fixed cost of a call)
@@ -1750,10 +1760,10 @@ def _through_grid(shape, mode, padding_mode):
     23-40 -> 13-15 (45-46 -> 17-20); 8x1x28² lost 0.06-0.07 -> 0.08. Nearest
     lost (32x3x224² 7.8-8.4 -> 12-15). From the channels, mode and sizes
     only, never the batch: a batch chunk of `stn_numba.dask` sums theta's
-    gradient as the whole batch does. Not circular padding, whose grid path
-    has no pointwise backward (`_narrow_taps`)."""
-    return (mode == BILINEAR and _narrow_taps(mode, padding_mode) and shape[1] <= max(_POINTWISE_BACKWARD_PLANES)
-            and narrow(shape[2:]))
+    gradient as the whole batch does. Not the general cases (`_general`),
+    whose grid path has no pointwise backward."""
+    return (mode == BILINEAR and not _general(len(shape) - 2, mode, padding_mode)
+            and shape[1] <= max(_POINTWISE_BACKWARD_PLANES) and narrow(shape[2:]))
 
 
 def _backward_through_grid(grad_output, input, theta, grad_input, grad_theta, mode, padding_mode, align_corners,
@@ -1778,7 +1788,7 @@ def _backward_kernel(fused, shape, out_size, mode, padding_mode, windowed):
     # small single-channel work too: the pointwise kernel vectorises (see _SERIAL_POINTWISE;
     # 2x1x28² bilinear forward + backward, 2 threads: 26.3 -> 16.1-23.1 µs)
     on_pool = _parallel(spatial, mode, out_size) or (shape[1] == 1 and out_size >= _SERIAL_POINTWISE)
-    if (on_pool and not windowed and not fused and mode != BICUBIC and _narrow_taps(mode, padding_mode)
+    if (on_pool and not windowed and not fused and mode != BICUBIC and not _general(spatial, mode, padding_mode)
             and shape[1] in _POINTWISE_BACKWARD_PLANES and narrow(shape[2:])):
         return (pointwise_backward(spatial, mode, padding_mode, shape[1]),
                 _TAPS_PER_AXIS[mode] ** spatial * _BLOCK)
@@ -1810,7 +1820,9 @@ def _backward_plan(fused, grad_output, input, points, mode, padding_mode,
     if chunks <= 1:
         return (1,) + no_buffers
     rows = np.zeros((n_batch * chunks, 2), np.int64)
-    chunk_rows = kernels(input.ndim - 2, mode, padding_mode, fused, True, windowed)[2]
+    spatial = input.ndim - 2
+    chunk_rows = kernels(spatial, mode, _specialised_padding(spatial, mode, padding_mode, True), fused, True,
+                         windowed)[2]
     chunk_rows(grad_output, input, points, chunks, window, padding_mode, align_corners, rows)
     rows[::chunks] = (0, -1)  # chunk 0 adds into grad_input itself
     sizes = (rows[:, 1] - rows[:, 0] + 1) * input.shape[-1] * channels
@@ -1864,7 +1876,7 @@ def tap_extent(points, output_shape, window, fused, mode, padding_mode,
     parallel = _parallel(spatial, mode, work)
     groups = min(_MAX_GROUPS, max(1, output_shape[0] * _tiling(*out_sizes)[4])) if parallel else 1
     bounds = np.empty((groups, 3, 2), np.int64)
-    kernels(spatial, mode, padding_mode if parallel else None, fused, parallel, True)[3](
+    kernels(spatial, mode, _specialised_padding(spatial, mode, padding_mode, parallel), fused, parallel, True)[3](
         points, output_shape[0], out_sizes, window, padding_mode, align_corners, bounds)
     low, high = bounds[:, :spatial, 0].min(axis=0), bounds[:, :spatial, 1].max(axis=0)
     return np.stack([low, high], axis=1)[::-1]
