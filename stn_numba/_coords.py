@@ -987,9 +987,12 @@ def warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners):
     itself for 2-D fields, whose D is 1)."""
     depth, height, width = input.shape[2], input.shape[3], input.shape[4]
     along_z, along_y, along_x = _point_displacement(u, n, z, y, x)
-    z_padding = padding_mode if u.shape[1] == 3 else ZEROS
-    return (displaced_taps(z, along_z, depth, mode, z_padding, align_corners),
-            displaced_taps(y, along_y, height, mode, padding_mode, align_corners),
+    if u.shape[1] == 3:
+        taps_z = displaced_taps(z, along_z, depth, mode, padding_mode, align_corners)
+    else:  # one tap of weight 1
+        zero, one, index = type(along_z)(0), type(along_z)(1), type(depth)(z)
+        taps_z = (index, index, index, index), (one, zero, zero, zero), (zero, zero, zero, zero), 1
+    return (taps_z, displaced_taps(y, along_y, height, mode, padding_mode, align_corners),
             displaced_taps(x, along_x, width, mode, padding_mode, align_corners))
 
 

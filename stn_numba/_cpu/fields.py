@@ -80,11 +80,14 @@ def jacobian_determinant_3d_backward(grad_output, displacement, grad_displacemen
     _jacobian_determinant_backward(grad_output, displacement, grad_displacement)
 
 
-def _make_warp(parallel):
+def _make_warp(mode, parallel):
+    """The warp's forward and backward for one mode, a constant of their
+    loops (its tap counts then are, and the taps unroll); the padding is an
+    argument (a fifth of the compilations)."""
     loop = prange if parallel else range
 
     @njit(parallel=parallel, cache=True, nogil=True, error_model="numpy")
-    def warp(input, u, output, mode, padding_mode, align_corners, fill):
+    def forward(input, u, output, padding_mode, align_corners, fill):
         """``output`` (N, C, D, H, W) = ``input`` sampled at each point + u."""
         n_batch, _, depth, height, width = input.shape
         for line in loop(n_batch * depth * height):
@@ -92,34 +95,40 @@ def _make_warp(parallel):
             for x in range(width):
                 warp_point(input, u, output, n, z, y, x, mode, padding_mode, align_corners, fill)
 
-    return warp
+    @njit(parallel=True, cache=True, nogil=True, error_model="numpy")
+    def backward(grad_output, input, u, grad_input, grad_u, buffers, runs, padding_mode, align_corners, fill,
+                 input_requires_grad):
+        """Overwrite ``grad_u`` and, if ``input_requires_grad``, ``grad_input``:
+        run r > 0 of image n scatters into ``buffers[n * (runs - 1) + r - 1]``,
+        added afterwards by `_add_buffers`."""
+        n_batch, _, depth, height, width = input.shape
+        lines = depth * height
+        for item in prange(n_batch * runs):
+            n, run = item // runs, item % runs
+            target = grad_input if run == 0 else buffers
+            image = n if run == 0 else n * (runs - 1) + run - 1
+            if input_requires_grad:
+                target[image] = 0
+            for line in range(run * lines // runs, (run + 1) * lines // runs):
+                z, y = line // height, line % height
+                for x in range(width):
+                    store_field_gradient(grad_u, n, z, y, x, *warp_point_gradient(
+                        grad_output, input, u, n, z, y, x, mode, padding_mode, align_corners, fill))
+                    if input_requires_grad:
+                        _scatter_point(grad_output, input, u, target, image, n, z, y, x, mode, padding_mode,
+                                       align_corners)
+
+    return forward, backward
 
 
-_warp, _warp_serial = _make_warp(True), _make_warp(False)
+_WARPS = {}  # (mode, parallel) -> (forward, backward)
 
 
-@njit(parallel=True, cache=True, nogil=True, error_model="numpy")
-def _warp_backward(grad_output, input, u, grad_input, grad_u, buffers, runs, mode, padding_mode, align_corners,
-                   fill, input_requires_grad):
-    """Overwrite ``grad_u`` and, if ``input_requires_grad``, ``grad_input``:
-    run r > 0 of image n scatters into ``buffers[n * (runs - 1) + r - 1]``,
-    added afterwards by `_add_buffers`."""
-    n_batch, _, depth, height, width = input.shape
-    lines = depth * height
-    for item in prange(n_batch * runs):
-        n, run = item // runs, item % runs
-        target = grad_input if run == 0 else buffers
-        image = n if run == 0 else n * (runs - 1) + run - 1
-        if input_requires_grad:
-            target[image] = 0
-        for line in range(run * lines // runs, (run + 1) * lines // runs):
-            z, y = line // height, line % height
-            for x in range(width):
-                store_field_gradient(grad_u, n, z, y, x, *warp_point_gradient(
-                    grad_output, input, u, n, z, y, x, mode, padding_mode, align_corners, fill))
-                if input_requires_grad:
-                    _scatter_point(grad_output, input, u, target, image, n, z, y, x, mode, padding_mode,
-                                   align_corners)
+def _warp_kernels(mode, parallel):
+    kernels = _WARPS.get((mode, parallel))
+    if kernels is None:
+        kernels = _WARPS[mode, parallel] = _make_warp(mode, parallel)
+    return kernels
 
 
 @njit(inline="always")
@@ -161,9 +170,9 @@ def _warp_runs(shape):
 
 def _run_warp(input, displacement, output, mode, padding_mode, align_corners, fill):
     spatial = input.ndim - 2
-    kernel = _warp if output.size // max(1, output.shape[1]) >= _SERIAL_POINTS else _warp_serial
-    kernel(_view(input, spatial), _view(displacement, spatial), _view(output, spatial), mode, padding_mode,
-           align_corners, fill)
+    kernel = _warp_kernels(mode, output.size // max(1, output.shape[1]) >= _SERIAL_POINTS)[0]
+    kernel(_view(input, spatial), _view(displacement, spatial), _view(output, spatial), padding_mode, align_corners,
+           fill)
 
 
 def _run_warp_backward(grad_output, input, displacement, grad_input, grad_displacement, mode, padding_mode,
@@ -173,9 +182,9 @@ def _run_warp_backward(grad_output, input, displacement, grad_input, grad_displa
     runs = _warp_runs(volume.shape) if input_requires_grad else 1
     buffers = np.empty((input.shape[0] * (runs - 1),) + volume.shape[1:], input.dtype)
     target = _view(grad_input, spatial) if input_requires_grad else np.empty((0,) + volume.shape[1:], input.dtype)
-    _warp_backward(_view(grad_output, spatial), volume, _view(displacement, spatial), target,
-                   _view(grad_displacement, spatial), buffers, runs, mode, padding_mode, align_corners, fill,
-                   input_requires_grad)
+    _warp_kernels(mode, True)[1](_view(grad_output, spatial), volume, _view(displacement, spatial), target,
+                                 _view(grad_displacement, spatial), buffers, runs, padding_mode, align_corners,
+                                 fill, input_requires_grad)
     if runs > 1:
         _add_buffers(target, buffers, runs)
 
