@@ -169,7 +169,7 @@ def warp(input, displacement, mode="bilinear", padding_mode="zeros", align_corne
 
 
 def warp_backward(grad_output, input, displacement, mode="bilinear", padding_mode="zeros", align_corners=False, *,
-                  fill_value=0.0, input_requires_grad=True, device=None, stream=None):
+                  fill_value=0.0, input_requires_grad=True, deterministic=False, device=None, stream=None):
     """Gradients of :func:`warp` with respect to ``input`` and ``displacement``.
 
     Exact: ``grad_input`` scatters ``grad_output`` back with the interpolation
@@ -177,8 +177,7 @@ def warp_backward(grad_output, input, displacement, mode="bilinear", padding_mod
     the interpolant at the source point (one-sided at kinks, as
     :func:`stn_numba.grid_sample_backward`), in pixels. On the CPU both are
     bitwise the same for any thread count; on the GPU ``grad_displacement``
-    is, and ``grad_input`` is added atomically (its last bits may change from
-    run to run, as in torch's CUDA backward).
+    is, and ``grad_input`` is with ``deterministic=True``.
 
     Parameters
     ----------
@@ -188,6 +187,11 @@ def warp_backward(grad_output, input, displacement, mode="bilinear", padding_mod
         As given to :func:`warp`.
     input_requires_grad : bool, optional
         If False, ``grad_input`` is not computed and None is returned in its place.
+    deterministic : bool, optional
+        As in :func:`stn_numba.grid_sample_backward`: GPU only (the CPU
+        always is deterministic); False adds ``grad_input`` atomically (its
+        last bits may change from run to run), True sums each pixel's
+        contributions in a fixed order, at the cost of a record per tap.
     device, stream
         As in :func:`stn_numba.grid_sample`.
 
@@ -205,16 +209,19 @@ def warp_backward(grad_output, input, displacement, mode="bilinear", padding_mod
     _checks.shape_for(grad_output, "grad_output", tuple(input.shape), "the output of warp")
     dtype = _checks.same_dtype(grad_output=grad_output, input=input)
     return _warp_backward(backend, grad_output, input, displacement, dtype, mode_code, padding_code, align, fill,
-                          input_requires_grad)
+                          input_requires_grad, deterministic)
 
 
 def _warp_backward(backend, grad_output, input, displacement, dtype, mode_code, padding_code, align, fill,
-                   input_requires_grad):
+                   input_requires_grad, deterministic):
     """Allocate and run the warp's backward kernel (arguments validated)."""
     grad_input = backend.empty(tuple(input.shape) if input_requires_grad else (0,) * len(input.shape), dtype)
     grad_displacement = backend.empty(tuple(displacement.shape), dtype)
+    name = f"warp_{len(input.shape) - 2}d_backward"
+    if deterministic and backend.name == "cuda":
+        name += "_deterministic"  # the CPU kernel always is
     if grad_displacement.size:
-        backend.kernel(f"warp_{len(input.shape) - 2}d_backward")(
+        backend.kernel(name)(
             backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
             backend.contiguous(displacement, dtype), grad_input, grad_displacement, mode_code, padding_code, align,
             np.dtype(dtype).type(fill), bool(input_requires_grad))
@@ -271,15 +278,16 @@ def integrate_velocity(velocity, steps=7, mode="bilinear", padding_mode="zeros",
 
 
 def integrate_velocity_backward(grad_output, velocity, steps=7, mode="bilinear", padding_mode="zeros",
-                                align_corners=False, *, device=None, stream=None):
+                                align_corners=False, *, deterministic=False, device=None, stream=None):
     """Gradient of :func:`integrate_velocity` with respect to ``velocity``.
 
     Back through the squarings: with ``u_{k+1} = u_k + warp(u_k, u_k)``, the
     gradient of ``u_k`` is that of ``u_{k+1}`` plus both gradients of
     :func:`warp_backward` (its input and its displacement are both ``u_k``);
     finally divided by ``2**steps``. Exact, and bitwise the same for any
-    thread count on the CPU. It recomputes the forward's fields (and holds
-    all ``steps + 1`` of them).
+    thread count on the CPU, and on the GPU with ``deterministic=True`` (as in
+    :func:`warp_backward`). It recomputes the forward's fields (and holds all
+    ``steps + 1`` of them).
 
     Parameters
     ----------
@@ -287,6 +295,8 @@ def integrate_velocity_backward(grad_output, velocity, steps=7, mode="bilinear",
         Gradient of the loss with respect to the displacement, shape of ``velocity``.
     velocity, steps, mode, padding_mode, align_corners, device, stream
         As given to :func:`integrate_velocity`.
+    deterministic : bool, optional
+        As in :func:`warp_backward`.
 
     Returns
     -------
@@ -299,7 +309,8 @@ def integrate_velocity_backward(grad_output, velocity, steps=7, mode="bilinear",
     fields = _integrate(backend, velocity, int(steps), dtype, options, keep=True)
     grad = backend.contiguous(grad_output, dtype)
     for field in reversed(fields[:-1]):
-        grad_input, grad_displacement = _warp_backward(backend, grad, field, field, dtype, *options, True)
+        grad_input, grad_displacement = _warp_backward(backend, grad, field, field, dtype, *options, True,
+                                                       deterministic)
         backend.kernel("field_add")(grad_input, grad)  # (a new array: grad_output is never written)
         backend.kernel("field_add")(grad_input, grad_displacement)
         grad = grad_input

@@ -14,7 +14,7 @@ import pytest
 
 import reference
 import stn_numba
-from sampler_cases import ALIGN, DTYPES
+from sampler_cases import ALIGN
 from stn_numba import nn
 from stn_numba.nn import functional as F
 from stn_numba.tensor import Tensor

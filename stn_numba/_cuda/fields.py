@@ -1,7 +1,9 @@
 """CUDA twins of `stn_numba._cpu.fields`: one thread per point, the same
 per-point math (`stn_numba._coords`), so the same order of operations. The
-warp's input gradient is scattered with atomic adds."""
+warp's input gradient is scattered with atomic adds, or (deterministic) through
+the sampler's count, scan, place, sort and gather."""
 
+import numpy as np
 from numba import cuda
 
 from .._coords import (
@@ -15,7 +17,9 @@ from .._coords import (
     warp_tap,
     warp_tap_count,
 )
+from .._codes import BICUBIC, NEAREST
 from . import launch
+from .sampling import exclusive_scan, gather_taps
 from .sampling import fill as set_all
 
 
@@ -108,6 +112,66 @@ def _warp_input_gradient(grad_output, input, u, grad_input, mode, padding_mode, 
                 cuda.atomic.add(grad_input, (n, c, tap_z, tap_y, tap_x), grad_output[n, c, z, y, x] * weight)
 
 
+@cuda.jit(device=True)
+def _tap_pixel(input, n, tap_z, tap_y, tap_x):
+    """The flat (N·D·H·W) pixel of a tap of image ``n``."""
+    depth, height, width = input.shape[2], input.shape[3], input.shape[4]
+    return ((n * depth + tap_z) * height + tap_y) * width + tap_x
+
+
+@cuda.jit
+def _warp_count_taps(input, u, counts, mode, padding_mode, align_corners):
+    """``counts[pixel]`` += the point's non-zero taps on that pixel (exact integer atomics)."""
+    n, z, y, x, inside = _thread_point(input)
+    if not inside:
+        return
+    taps = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
+    for j in range(warp_tap_count(taps)):
+        tap_z, tap_y, tap_x, weight = warp_tap(taps, j)
+        if weight != 0:
+            cuda.atomic.add(counts, _tap_pixel(input, n, tap_z, tap_y, tap_x), 1)
+
+
+@cuda.jit
+def _warp_place_taps(input, u, offsets, counts, keys, weights, mode, padding_mode, align_corners, taps_per_point):
+    """Write each non-zero tap's (key, weight) into its pixel's segment, as the sampler's
+    `_place_taps` (key: the point's flat index times ``taps_per_point`` plus the tap's)."""
+    n, z, y, x, inside = _thread_point(input)
+    if not inside:
+        return
+    point = (z * input.shape[3] + y) * input.shape[4] + x
+    taps = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
+    for j in range(warp_tap_count(taps)):
+        tap_z, tap_y, tap_x, weight = warp_tap(taps, j)
+        if weight != 0:
+            pixel = _tap_pixel(input, n, tap_z, tap_y, tap_x)
+            slot = offsets[pixel] + cuda.atomic.add(counts, pixel, -1) - 1
+            keys[slot] = point * taps_per_point + j
+            weights[slot] = weight
+
+
+def _warp_input_gradient_deterministic(grad_output, input, displacement, grad_input, mode, padding_mode,
+                                       align_corners, stream):
+    """``grad_input`` (N, C, D, H, W views) through the sampler's count, scan, place, sort and gather:
+    each pixel's contributions summed in the order of their points and taps."""
+    pixels = grad_input.size // max(1, grad_input.shape[1])
+    taps = (1 if mode == NEAREST else (4 if mode == BICUBIC else 2)) ** displacement.shape[1]
+    counts = cuda.device_array(pixels, dtype=np.int64, stream=stream)
+    set_all(counts, 0, stream)
+    launch(_warp_count_taps, pixels, stream)(input, displacement, counts, mode, padding_mode, align_corners)
+    offsets = cuda.device_array(pixels + 1, dtype=np.int64, stream=stream)
+    exclusive_scan(counts, offsets, stream)
+    records = max(1, pixels * taps)  # room for every tap (reading the count back would stall the stream)
+    keys = cuda.device_array(records, dtype=np.int64, stream=stream)
+    weights = cuda.device_array(records, dtype=input.dtype, stream=stream)
+    launch(_warp_place_taps, pixels, stream)(input, displacement, offsets, counts, keys, weights, mode,
+                                            padding_mode, align_corners, taps)
+    n_batch, channels = grad_input.shape[:2]
+    launch(gather_taps, pixels, stream)(grad_output.reshape(n_batch, channels, pixels // max(1, n_batch)), offsets,
+                                        keys, weights, taps,
+                                        grad_input.reshape(n_batch, channels, pixels // max(1, n_batch)))
+
+
 @cuda.jit
 def _field_add(target, addend):
     item = cuda.grid(1)
@@ -134,12 +198,15 @@ def _warp_launch(input, displacement, output, mode, padding_mode, align_corners,
 
 
 def _warp_backward_launch(grad_output, input, displacement, grad_input, grad_displacement, mode, padding_mode,
-                          align_corners, fill, input_requires_grad, stream):
+                          align_corners, fill, input_requires_grad, stream, deterministic=False):
     spatial = input.ndim - 2
     views = _view(grad_output, spatial), _view(input, spatial), _view(displacement, spatial)
     launch(_warp_displacement_gradient, _points(grad_output), stream)(
         *views, _view(grad_displacement, spatial), mode, padding_mode, align_corners, fill)
-    if input_requires_grad:
+    if input_requires_grad and deterministic:
+        _warp_input_gradient_deterministic(*views, _view(grad_input, spatial), mode, padding_mode, align_corners,
+                                           stream)
+    elif input_requires_grad:
         set_all(grad_input, 0, stream)
         launch(_warp_input_gradient, _points(grad_output), stream)(*views, _view(grad_input, spatial), mode,
                                                                   padding_mode, align_corners)
@@ -163,6 +230,18 @@ def warp_3d_backward(grad_output, input, displacement, grad_input, grad_displace
                      align_corners, fill, input_requires_grad, stream=0):
     _warp_backward_launch(grad_output, input, displacement, grad_input, grad_displacement, mode, padding_mode,
                           align_corners, fill, input_requires_grad, stream)
+
+
+def warp_2d_backward_deterministic(grad_output, input, displacement, grad_input, grad_displacement, mode,
+                                   padding_mode, align_corners, fill, input_requires_grad, stream=0):
+    _warp_backward_launch(grad_output, input, displacement, grad_input, grad_displacement, mode, padding_mode,
+                          align_corners, fill, input_requires_grad, stream, deterministic=True)
+
+
+def warp_3d_backward_deterministic(grad_output, input, displacement, grad_input, grad_displacement, mode,
+                                   padding_mode, align_corners, fill, input_requires_grad, stream=0):
+    _warp_backward_launch(grad_output, input, displacement, grad_input, grad_displacement, mode, padding_mode,
+                          align_corners, fill, input_requires_grad, stream, deterministic=True)
 
 
 def field_add(target, addend, stream=0):

@@ -306,7 +306,7 @@ def _heapsort(keys, weights, start, count):
 
 
 @cuda.jit
-def _gather_taps(grad_output, offsets, keys, weights, taps, grad_source):
+def gather_taps(grad_output, offsets, keys, weights, taps, grad_source):
     """``grad_source[n, c, e]`` = sum over pixel e's records, sorted by key, of
     ``grad_output[n, c, key // taps] * weight``: one thread per pixel, in a fixed order."""
     n_batch, channels, volume = grad_source.shape
@@ -352,7 +352,7 @@ def _chunk_scan(values, chunk_offsets, offsets):
         offsets[i + 1] = total
 
 
-def _exclusive_scan(values, offsets, stream):
+def exclusive_scan(values, offsets, stream):
     """``offsets`` (size + 1) = 0 and the running sums of the int64 ``values`` (exact: integers)."""
     chunks = -(-values.size // _SCAN_FAN_IN)
     chunk_offsets = cuda.device_array(chunks + 1, dtype=np.int64, stream=stream)
@@ -361,7 +361,7 @@ def _exclusive_scan(values, offsets, stream):
     else:
         sums = cuda.device_array(chunks, dtype=np.int64, stream=stream)
         launch(_chunk_sums, chunks, stream)(values, sums)
-        _exclusive_scan(sums, chunk_offsets, stream)
+        exclusive_scan(sums, chunk_offsets, stream)
     launch(_chunk_scan, chunks, stream)(values, chunk_offsets, offsets)
 
 
@@ -379,14 +379,14 @@ def _input_gradient_deterministic(grad_output, points, affine, out_shape, grad_s
     shape_args = (depth, height, width, mode, padding_mode, align_corners)
     launch(_count_taps, n_batch * count, stream)(points, affine, out_shape, counts, *shape_args)
     offsets = cuda.device_array(pixels + 1, dtype=np.int64, stream=stream)
-    _exclusive_scan(counts, offsets, stream)
+    exclusive_scan(counts, offsets, stream)
     # Room for every tap: reading the exact count back would stall the stream.
     records = max(1, n_batch * count * taps)
     keys = cuda.device_array(records, dtype=np.int64, stream=stream)
     weights = cuda.device_array(records, dtype=points.dtype, stream=stream)
     launch(_place_taps, n_batch * count, stream)(points, affine, out_shape, offsets, counts, keys, weights,
                                                  *shape_args)
-    launch(_gather_taps, pixels, stream)(grad_output, offsets, keys, weights, taps, grad_source)
+    launch(gather_taps, pixels, stream)(grad_output, offsets, keys, weights, taps, grad_source)
 
 
 # ------------------------------------------------------------- launchers

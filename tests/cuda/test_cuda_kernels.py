@@ -111,7 +111,7 @@ def test_deterministic_sum_does_not_depend_on_the_record_order(rng, cuda):
 
     def gather(order):
         grad_source = cuda.device_array((1, 3, 2), dtype=np.float32)
-        launch(sampling._gather_taps, 2, 0)(cuda.to_device(grad_output), cuda.to_device(offsets),
+        launch(sampling.gather_taps, 2, 0)(cuda.to_device(grad_output), cuda.to_device(offsets),
                                             cuda.to_device(keys[order]), cuda.to_device(weights[order]),
                                             taps, grad_source)
         return host(grad_source)
@@ -137,7 +137,7 @@ def test_exclusive_scan(rng, cuda):
     for size in (1, 255, 256, 257, 70_000):
         values = rng.integers(0, 17, size).astype(np.int64)
         offsets = cuda.device_array(size + 1, dtype=np.int64)
-        sampling._exclusive_scan(cuda.to_device(values), offsets, 0)
+        sampling.exclusive_scan(cuda.to_device(values), offsets, 0)
         np.testing.assert_array_equal(host(offsets), np.concatenate([[0], np.cumsum(values)]))
 
 

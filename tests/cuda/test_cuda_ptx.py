@@ -70,7 +70,7 @@ for dtype in (t.float32, t.float64):
         (sampling._count_taps, (a(3), b1, shape3, index(1), i64, i64, i64, i64, i64, b1)),
         (sampling._place_taps, (a(3), b1, shape3, index(1), index(1), index(1), a(1), i64, i64, i64, i64, i64,
                                 b1)),
-        (sampling._gather_taps, (a(3), index(1), index(1), a(1), i64, a(3))),
+        (sampling.gather_taps, (a(3), index(1), index(1), a(1), i64, a(3))),
         (padding._fill_outside, (a(3), a(3), shape3, dtype, i64, b1)),
         (padding._fill_outside_backward, (a(3), a(3), a(3), shape3, dtype, i64, b1)),
         (fields._jacobian_determinant, (a(5), a(4))),
@@ -78,6 +78,8 @@ for dtype in (t.float32, t.float64):
         (fields._warp, (a(5), a(5), a(5), i64, i64, b1, dtype)),
         (fields._warp_displacement_gradient, (a(5), a(5), a(5), a(5), i64, i64, b1, dtype)),
         (fields._warp_input_gradient, (a(5), a(5), a(5), a(5), i64, i64, b1)),
+        (fields._warp_count_taps, (a(5), a(5), index(1), i64, i64, b1)),
+        (fields._warp_place_taps, (a(5), a(5), index(1), index(1), index(1), a(1), i64, i64, b1, i64)),
         (fields._field_add, (a(1), a(1))),
         (fields._field_scale, (a(1), a(1), dtype)),
     ]
@@ -106,7 +108,7 @@ def test_every_kernel_compiles_to_ptx_and_float32_kernels_use_no_float64():
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     if lines and "skip" in lines[0]:
         pytest.skip(f"cannot compile PTX here (needs the CUDA toolkit's NVVM and NVRTC): {lines[0]['skip']}")
-    assert len(lines) == 55
+    assert len(lines) == 59
     for line in lines:
         if line["dtype"] == "float32":
             assert not line["f64_instructions"], line

@@ -30,10 +30,12 @@ def test_warp_on_the_gpu_matches_the_cpu(cuda, rng, dim, mode, padding_mode, dty
     d_input, d_displacement, d_grad_output = (cuda.to_device(a) for a in (input, displacement, grad_output))
     np.testing.assert_allclose(host(stn_numba.warp(d_input, d_displacement, *args, **kwargs)),
                                stn_numba.warp(input, displacement, *args, **kwargs), **tolerances(dtype))
-    got = stn_numba.warp_backward(d_grad_output, d_input, d_displacement, *args, **kwargs)
     expected = stn_numba.warp_backward(grad_output, input, displacement, *args, **kwargs)
-    for g, e in zip(got, expected):
-        np.testing.assert_allclose(host(g), e, **tolerances(dtype))
+    for deterministic in (False, True):
+        got = stn_numba.warp_backward(d_grad_output, d_input, d_displacement, *args, deterministic=deterministic,
+                                      **kwargs)
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(host(g), e, **tolerances(dtype))
     skipped, only = stn_numba.warp_backward(d_grad_output, d_input, d_displacement, *args,
                                             input_requires_grad=False, **kwargs)
     assert skipped is None
@@ -51,3 +53,15 @@ def test_integrate_velocity_on_the_gpu_matches_the_cpu(cuda, rng, dim):
     np.testing.assert_allclose(
         host(stn_numba.integrate_velocity_backward(cuda.to_device(weights), d_velocity, 3, padding_mode="border")),
         stn_numba.integrate_velocity_backward(weights, velocity, 3, padding_mode="border"), **tolerances(np.float64))
+
+
+def test_deterministic_warp_backward_gives_the_same_bits_every_run(cuda, rng):
+    input, displacement, grad_output = warp_case(rng, 3, np.float32)
+    d_arrays = [cuda.to_device(a) for a in (grad_output, input, displacement)]
+    runs = [host(stn_numba.warp_backward(*d_arrays, "bicubic", deterministic=True)[0]) for _ in range(2)]
+    np.testing.assert_array_equal(runs[0].view(np.uint32), runs[1].view(np.uint32))
+    velocity = rng.uniform(-1, 1, displacement.shape).astype(np.float32)
+    d_velocity = cuda.to_device(velocity)
+    np.testing.assert_allclose(
+        host(stn_numba.integrate_velocity_backward(d_velocity, d_velocity, 2, deterministic=True)),
+        stn_numba.integrate_velocity_backward(velocity, velocity, 2), **tolerances(np.float32))
