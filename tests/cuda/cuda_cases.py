@@ -18,12 +18,15 @@ def modes_for(dim):
 
 
 COMBO_ARGS = "dim, mode, padding_mode, align_corners"
+# Tricubic runs 64 taps a point in the simulator's Python: it takes zeros and reflection padding here
+# (the per-axis taps are bicubic's, which takes every padding; the CPU suite takes tricubic with every one).
 COMBOS = [
     pytest.param(dim, mode, padding, align, id=f"{dim}d-{mode}-{padding}-{'aligned' if align else 'unaligned'}")
     for dim in (2, 3)
     for mode in modes_for(dim)
     for padding in PADDINGS
     for align in (False, True)
+    if not (dim == 3 and mode == "bicubic" and padding not in ("zeros", "reflection"))
 ]
 
 
