@@ -134,6 +134,8 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     backend, (input, grid) = _device.resolve(device, stream, input=input, grid=grid)
     dtype, mode_code, padding_code, align = _checks.grid_sample_args(input, grid, mode, padding_mode, align_corners)
     fill = _checks.fill_value(fill_value, padding_code)
+    if padding_code == CONSTANT:
+        grid = backend.contiguous(grid, dtype)  # once: the sampler and the fill both read it
     output = _run_forward(backend, f"grid_sample_{input.ndim - 2}d", input, grid,
                           tuple(input.shape[:2]) + tuple(grid.shape[1:-1]), dtype, mode_code, padding_code, align)
     if padding_code == CONSTANT:
@@ -228,6 +230,8 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
     _checks.grad_output_for(grad_output, input, grid)
     dtype = _checks.same_dtype(grad_output=grad_output, input=input)
     constant = padding_code == CONSTANT
+    if constant:  # once: the sampler's backward and the fill's both read them
+        grad_output, grid = backend.contiguous(grad_output, dtype), backend.contiguous(grid, dtype)
     grad_input, grad_grid = _run_backward(backend, None if constant else key, f"grid_sample_{input.ndim - 2}d_backward",
                                           grad_output, input, grid, dtype, mode_code, padding_code, align,
                                           input_requires_grad, deterministic)
