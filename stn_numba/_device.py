@@ -19,48 +19,16 @@ is part of the key (``align_corners=1`` is not ``True`` to validation).
 import numpy as np
 
 from . import _threading
-
-_DLPACK_CUDA_DEVICES = (2, 13)  # kDLCUDA, kDLCUDAManaged
-
-
-def is_device_array(value):
-    """Whether ``value`` lives in GPU memory."""
-    if isinstance(value, np.ndarray):
-        return False
-    if hasattr(value, "__cuda_array_interface__"):
-        return True
-    # The CUDA simulator's FakeCUDAArray has no __cuda_array_interface__.
-    if type(value).__module__.startswith("numba.cuda.simulator"):
-        return True
-    dlpack_device = getattr(value, "__dlpack_device__", None)
-    if dlpack_device is None:
-        return False
-    try:
-        return dlpack_device()[0] in _DLPACK_CUDA_DEVICES
-    except Exception:
-        return False
+from ._arrays import is_device_array
 
 
 class CpuBackend:
     """Runs ops with the ``@njit`` kernels of ``stn_numba._cpu`` on NumPy arrays."""
 
-    name = "cpu"
-
     def __init__(self):
-        from ._cpu import fields, grids, padding, sampling
+        from ._cpu.kernels import KERNELS
 
-        self._modules = (grids, sampling, padding, fields)
-        self._kernels = {}  # name -> kernel, looked up once
-
-    def kernel(self, name):
-        """The kernel called ``name`` (see the kernel table in CONTRIBUTING.md)."""
-        kernel = self._kernels.get(name)
-        if kernel is None:
-            module = next((m for m in self._modules if hasattr(m, name)), None)
-            if module is None:
-                raise AttributeError(f"no CPU kernel named {name!r}")
-            kernel = self._kernels[name] = _threading.guard(getattr(module, name))
-        return kernel
+        self.kernels = KERNELS.map(_threading.guard)  # a `stn_numba._kernels.Kernels`
 
     @staticmethod
     def as_array(value, name):
@@ -94,12 +62,13 @@ class CpuBackend:
         return _threading.guard(sampling.forward_runner(fused, shape, out_shape, dtype, mode, padding_mode,
                                                         align_corners))
 
-    def runner(self, name, output_shapes, dtype, *options):
+    @staticmethod
+    def runner(kernel, output_shapes, dtype, *options):
         """A function of an op's arrays, as the kernels take them, that
-        allocates its one or two outputs and runs kernel ``name`` on them
-        with ``options``; it returns the output, or the pair of them: what
-        `remember` keeps for calls like the one that made these choices."""
-        kernel = self.kernel(name)
+        allocates its one or two outputs and runs ``kernel`` (one of
+        ``kernels``) on them with ``options``; it returns the output, or the
+        pair of them: what `remember` keeps for calls like the one that made
+        these choices."""
         if len(output_shapes) == 1:
             (shape,) = output_shapes
 

@@ -81,7 +81,8 @@ except ImportError as error:  # pragma: no cover - exercised without dask only
     raise ImportError("stn_numba.dask needs dask: pip install 'stn-numba[dask]' "
                       "(dask[array,distributed] and zarr)") from error
 
-from . import _checks, _codes, _device
+from . import _checks, _codes, _threading
+from ._arrays import is_device_array
 from . import sampling as _sampling
 
 __all__ = [
@@ -113,7 +114,7 @@ def _as_dask(value, name, chunks=None):
             raise ValueError(f"{name} must have known chunk sizes, got unknown ones in {value.chunks}; "
                              "call .compute_chunk_sizes() first")
         return value
-    if _device.is_device_array(value):
+    if is_device_array(value):
         raise TypeError(f"{name} is a GPU array; stn_numba.dask runs on the CPU only: pass a NumPy or dask array")
     if not hasattr(value, "shape") or not hasattr(value, "dtype"):
         raise TypeError(f"{name} must be a dask or NumPy array, got {_describe(value)}")
@@ -125,7 +126,7 @@ def _cpu_array(value, name):
     """A small argument (theta): NumPy array, computed first if it is a dask array."""
     if isinstance(value, da.Array):
         value = _as_dask(value, name).compute()
-    if _device.is_device_array(value):
+    if is_device_array(value):
         raise TypeError(f"{name} is a GPU array; stn_numba.dask runs on the CPU only: pass a NumPy or dask array")
     return np.asarray(value)
 
@@ -169,7 +170,7 @@ def _is_source(value):
     """A lazily readable array that each task should read its own region of (zarr, h5py, memmap)."""
     if isinstance(value, np.memmap):
         return True
-    if isinstance(value, (np.ndarray, da.Array)) or _device.is_device_array(value):
+    if isinstance(value, (np.ndarray, da.Array)) or is_device_array(value):
         return False
     return all(hasattr(value, name) for name in ("shape", "dtype", "__getitem__")) and len(value.shape) > 0
 
@@ -350,16 +351,8 @@ def _use_threads(plan):
 
 
 # ------------------------------------------------------------ kernels
-_BACKEND = []
-
-
-def _kernel(name):
-    """A CPU kernel entry point (under the workqueue lock where needed, as the public functions)."""
-    if not _BACKEND:
-        _BACKEND.append(_device.CpuBackend())
-    return _BACKEND[0].kernel(name)
-
-
+# A chunk's parallel kernels run through `_threading.guard`, as the public
+# functions' do (under a lock on Numba's workqueue layer).
 def _region_kernels():
     from ._cpu import sampling
 
@@ -608,11 +601,12 @@ def _forward_task(op, part, blocks, points, out_shape, mask):
         points, fused = _region_points(op, part, points, out_shape)
         output = np.empty(source.shape[:2] + tuple(out_shape), op.dtype)
         if output.size:
-            _kernel("sample_region")(source, points, output, _window(op, part), fused, op.mode,
-                                     _codes.sampled_padding(op.padding), op.align)
+            sample_region = _threading.guard(_region_kernels().sample_region)
+            sample_region(source, points, output, _window(op, part), fused, op.mode,
+                          _codes.sampled_padding(op.padding), op.align)
             if op.padding == _codes.CONSTANT:
-                _fill_kernels().fill_outside(points, output, _codes.fill_sizes(op.in_size), op.dtype.type(op.fill),
-                                             op.mode, op.align)
+                fill_outside = _threading.guard(_fill_kernels().fill_outside)
+                fill_outside(points, output, _codes.fill_sizes(op.in_size), op.dtype.type(op.fill), op.mode, op.align)
     if mask is not None:
         _apply_mask(output, mask, part.out_origin, op.in_size)
     return output
@@ -672,12 +666,13 @@ def _backward_task(op, part, grad_output, blocks, points, input_requires_grad):
         return (np.zeros(shape, op.dtype) if input_requires_grad else None), np.zeros(np.shape(theta), op.dtype)
     grad_input = np.empty(shape, op.dtype)
     grad_points = np.empty(points.shape, op.dtype)
-    _kernel("sample_region_backward")(grad_output, source, points, grad_input, grad_points, _window(op, part),
-                                      fused, op.mode, _codes.sampled_padding(op.padding), op.align,
-                                      bool(input_requires_grad))
+    sample_region_backward = _threading.guard(_region_kernels().sample_region_backward)
+    sample_region_backward(grad_output, source, points, grad_input, grad_points, _window(op, part), fused, op.mode,
+                           _codes.sampled_padding(op.padding), op.align, bool(input_requires_grad))
     if op.padding == _codes.CONSTANT:
-        _fill_kernels().fill_outside_backward(grad_output, points, grad_points, _codes.fill_sizes(op.in_size),
-                                              op.dtype.type(op.fill), op.mode, op.align)
+        fill_outside_backward = _threading.guard(_fill_kernels().fill_outside_backward)
+        fill_outside_backward(grad_output, points, grad_points, _codes.fill_sizes(op.in_size), op.dtype.type(op.fill),
+                              op.mode, op.align)
         if op.fused:  # the chunk's grid gradient, through its affine grid
             grad_points = _part_theta_gradient(op, part, grad_points)
     return (grad_input if input_requires_grad else None), grad_points

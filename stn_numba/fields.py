@@ -66,7 +66,7 @@ def jacobian_determinant(displacement, *, device=None, stream=None):
     spatial = len(displacement.shape) - 2
     output = backend.empty((displacement.shape[0],) + tuple(displacement.shape[2:]), dtype)
     if output.size:
-        backend.kernel(f"jacobian_determinant_{spatial}d")(backend.contiguous(displacement, dtype), output)
+        backend.kernels.jacobian_determinant[spatial](backend.contiguous(displacement, dtype), output)
     return output
 
 
@@ -97,7 +97,7 @@ def jacobian_determinant_backward(grad_output, displacement, *, device=None, str
     dtype = _checks.same_dtype(grad_output=grad_output, displacement=displacement)
     grad_displacement = backend.empty(tuple(displacement.shape), dtype)
     if grad_displacement.size:
-        backend.kernel(f"jacobian_determinant_{len(expected) - 1}d_backward")(
+        backend.kernels.jacobian_determinant_backward[len(expected) - 1](
             backend.contiguous(grad_output, dtype), backend.contiguous(displacement, dtype), grad_displacement)
     return grad_displacement
 
@@ -162,7 +162,7 @@ def warp(input, displacement, mode="bilinear", padding_mode="zeros", align_corne
                                                                    align_corners, fill_value)
     output = backend.empty(tuple(input.shape), dtype)
     if output.size:
-        backend.kernel(f"warp_{len(input.shape) - 2}d")(
+        backend.kernels.warp[len(input.shape) - 2](
             backend.contiguous(input, dtype), backend.contiguous(displacement, dtype), output, mode_code,
             padding_code, align, np.dtype(dtype).type(fill))
     return output
@@ -217,11 +217,10 @@ def _warp_backward(backend, grad_output, input, displacement, dtype, mode_code, 
     """Allocate and run the warp's backward kernel (arguments validated)."""
     grad_input = backend.empty(tuple(input.shape) if input_requires_grad else (0,) * len(input.shape), dtype)
     grad_displacement = backend.empty(tuple(displacement.shape), dtype)
-    name = f"warp_{len(input.shape) - 2}d_backward"
-    if deterministic and backend.name == "cuda":
-        name += "_deterministic"  # the CPU kernel always is
+    kernels = backend.kernels
+    backward = (kernels.warp_backward_deterministic if deterministic else kernels.warp_backward)[len(input.shape) - 2]
     if grad_displacement.size:
-        backend.kernel(name)(
+        backward(
             backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
             backend.contiguous(displacement, dtype), grad_input, grad_displacement, mode_code, padding_code, align,
             np.dtype(dtype).type(fill), bool(input_requires_grad))
@@ -311,11 +310,11 @@ def integrate_velocity_backward(grad_output, velocity, steps=7, mode="bilinear",
     for field in reversed(fields[:-1]):
         grad_input, grad_displacement = _warp_backward(backend, grad, field, field, dtype, *options, True,
                                                        deterministic)
-        backend.kernel("field_add")(grad_input, grad)  # (a new array: grad_output is never written)
-        backend.kernel("field_add")(grad_input, grad_displacement)
+        backend.kernels.field_add(grad_input, grad)  # (a new array: grad_output is never written)
+        backend.kernels.field_add(grad_input, grad_displacement)
         grad = grad_input
     grad_velocity = backend.empty(tuple(velocity.shape), dtype)
-    backend.kernel("field_scale")(grad_velocity, grad, 0.5**int(steps))  # (a power of two: exact)
+    backend.kernels.field_scale(grad_velocity, grad, 0.5**int(steps))  # (a power of two: exact)
     return grad_velocity
 
 
@@ -336,14 +335,14 @@ def _integrate(backend, velocity, steps, dtype, options, keep=False):
     """The fields u_0 .. u_steps of the scaling and squaring (only the last unless ``keep``)."""
     mode_code, padding_code, align, fill = options
     field = backend.empty(tuple(velocity.shape), dtype)
-    backend.kernel("field_scale")(field, backend.contiguous(velocity, dtype), 0.5**steps)
+    backend.kernels.field_scale(field, backend.contiguous(velocity, dtype), 0.5**steps)
     fields = [field]
     for _ in range(steps):
         composed = backend.empty(tuple(field.shape), dtype)
         if composed.size:
-            backend.kernel(f"warp_{len(field.shape) - 2}d")(field, field, composed, mode_code, padding_code, align,
+            backend.kernels.warp[len(field.shape) - 2](field, field, composed, mode_code, padding_code, align,
                                                             np.dtype(dtype).type(fill))
-        backend.kernel("field_add")(composed, field)
+        backend.kernels.field_add(composed, field)
         field = composed
         fields = fields + [field] if keep else [field]
     return fields

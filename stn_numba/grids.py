@@ -79,12 +79,12 @@ def affine_grid(theta, size, align_corners=False, *, device=None, stream=None):
     dtype = _checks.theta_for_size(theta, dims)
     align = _checks.align_corners(align_corners)
     spatial = len(dims) - 2
-    name = f"affine_grid_{spatial}d"
+    kernel = backend.kernels.affine_grid[spatial]
     grid = backend.empty((dims[0],) + dims[2:] + (spatial,), dtype)
     if grid.size:
-        backend.kernel(name)(backend.contiguous(theta, dtype), grid, align)
+        kernel(backend.contiguous(theta, dtype), grid, align)
         if key is not None and theta.dtype == dtype:
-            _device.remember(key, backend.runner(name, (grid.shape,), dtype, align))
+            _device.remember(key, backend.runner(kernel, (grid.shape,), dtype, align))
     return grid
 
 
@@ -121,7 +121,7 @@ def affine_grid_backward(grad_grid, size, align_corners=False, *, device=None, s
     allocate = backend.empty if grad_grid.size else backend.zeros
     grad_theta = allocate((dims[0], spatial, spatial + 1), dtype)
     if grad_grid.size:
-        kernel = backend.kernel(f"affine_grid_{spatial}d_backward")
+        kernel = backend.kernels.affine_grid_backward[spatial]
         kernel(backend.contiguous(grad_grid, dtype), grad_theta, align)
     return grad_theta
 
@@ -176,7 +176,7 @@ def projective_grid(theta, size, align_corners=False, *, device=None, stream=Non
     align = _checks.align_corners(align_corners)
     grid = backend.empty((dims[0], dims[2], dims[3], 2), dtype)
     if grid.size:
-        backend.kernel("projective_grid_2d")(backend.contiguous(theta, dtype), grid, align)
+        backend.kernels.projective_grid(backend.contiguous(theta, dtype), grid, align)
     return grid
 
 
@@ -212,7 +212,7 @@ def projective_grid_backward(grad_grid, theta, size, align_corners=False, *, dev
     # The kernel overwrites grad_theta; with an empty grid it is zero.
     grad_theta = (backend.empty if grad_grid.size else backend.zeros)((dims[0], 3, 3), dtype)
     if grad_grid.size:
-        kernel = backend.kernel("projective_grid_2d_backward")
+        kernel = backend.kernels.projective_grid_backward
         kernel(backend.contiguous(grad_grid, dtype), backend.contiguous(theta, dtype), grad_theta, align)
     return grad_theta
 
@@ -346,7 +346,7 @@ def tps_grid(theta, size, control_points=(4, 4), align_corners=False, *, device=
     grid = backend.empty((dims[0], dims[2], dims[3], 2), dtype)
     if grid.size:
         matrix = backend.as_array(_tps_matrix(*key, dtype), "matrix")
-        kernel = backend.kernel("tps_grid_2d")
+        kernel = backend.kernels.tps_grid
         kernel(matrix, backend.contiguous(theta, dtype), grid.reshape(dims[0], points, 2))
     return grid
 
@@ -375,7 +375,7 @@ def tps_grid_backward(grad_grid, size, control_points=(4, 4), align_corners=Fals
     grad_theta = (backend.empty if grad_grid.size else backend.zeros)((dims[0], count, 2), dtype)
     if grad_grid.size:
         matrix = backend.as_array(_tps_matrix(*key, dtype), "matrix")
-        kernel = backend.kernel("tps_grid_2d_backward")
+        kernel = backend.kernels.tps_grid_backward
         kernel(matrix, backend.contiguous(grad_grid, dtype).reshape(dims[0], points, 2), grad_theta)
     return grad_theta
 
@@ -385,14 +385,23 @@ ATTENTION_PARAMETERS = ("s", "tx", "ty")
 SIMILARITY_PARAMETERS = ("s", "angle", "tx", "ty")
 
 
-def _to_affine(kernel_name, params, names, device, stream, batch=None):
-    """Validate (N, len(names)) ``params`` and convert them to (N, 2, 3) affine matrices with a kernel."""
+def _to_affine(kernel_of, params, names, device, stream, batch=None):
+    """Validate (N, len(names)) ``params`` and convert them to (N, 2, 3)
+    affine matrices with the kernel ``kernel_of(backend.kernels)``."""
     backend, (params,) = _device.resolve(device, stream, params=params)
     dtype = _checks.parameters(params, "params", names, batch)
     theta = backend.empty((params.shape[0], 2, 3), dtype)
     if params.shape[0]:
-        backend.kernel(kernel_name)(backend.contiguous(params, dtype), theta)
+        kernel_of(backend.kernels)(backend.contiguous(params, dtype), theta)
     return theta
+
+
+def _attention_kernel(kernels):
+    return kernels.attention_to_affine
+
+
+def _similarity_kernel(kernels):
+    return kernels.similarity_to_affine
 
 
 def attention_to_affine(params, *, device=None, stream=None):
@@ -413,7 +422,7 @@ def attention_to_affine(params, *, device=None, stream=None):
     -------
     theta : ndarray, shape (N, 2, 3), dtype of ``params``
     """
-    return _to_affine("attention_to_affine_2d", params, ATTENTION_PARAMETERS, device, stream)
+    return _to_affine(_attention_kernel, params, ATTENTION_PARAMETERS, device, stream)
 
 
 def attention_to_affine_backward(grad_theta, *, device=None, stream=None):
@@ -437,7 +446,7 @@ def attention_to_affine_backward(grad_theta, *, device=None, stream=None):
     dtype = _checks.shape_for(grad_theta, "grad_theta", (len(grad_theta), 2, 3), "N affine matrices")
     grad_params = backend.empty((len(grad_theta), 3), dtype)
     if len(grad_theta):
-        backend.kernel("attention_to_affine_2d_backward")(backend.contiguous(grad_theta, dtype), grad_params)
+        backend.kernels.attention_to_affine_backward(backend.contiguous(grad_theta, dtype), grad_params)
     return grad_params
 
 
@@ -462,7 +471,7 @@ def similarity_to_affine(params, *, device=None, stream=None):
     -------
     theta : ndarray, shape (N, 2, 3), dtype of ``params``
     """
-    return _to_affine("similarity_to_affine_2d", params, SIMILARITY_PARAMETERS, device, stream)
+    return _to_affine(_similarity_kernel, params, SIMILARITY_PARAMETERS, device, stream)
 
 
 def similarity_to_affine_backward(grad_theta, params, *, device=None, stream=None):
@@ -492,7 +501,7 @@ def similarity_to_affine_backward(grad_theta, params, *, device=None, stream=Non
     dtype = _checks.same_dtype(grad_theta=grad_theta, params=params)
     grad_params = backend.empty(params.shape, dtype)
     if params.shape[0]:
-        kernel = backend.kernel("similarity_to_affine_2d_backward")
+        kernel = backend.kernels.similarity_to_affine_backward
         kernel(backend.contiguous(grad_theta, dtype), backend.contiguous(params, dtype), grad_params)
     return grad_params
 
@@ -518,7 +527,7 @@ def attention_grid(params, size, align_corners=False, *, device=None, stream=Non
     grid : ndarray, shape (N, H, W, 2), dtype of ``params``
     """
     dims = _checks.size_2d(size, "attention_grid")
-    theta = _to_affine("attention_to_affine_2d", params, ATTENTION_PARAMETERS, device, stream, dims[0])
+    theta = _to_affine(_attention_kernel, params, ATTENTION_PARAMETERS, device, stream, dims[0])
     return affine_grid(theta, dims, align_corners, device=device, stream=stream)
 
 
@@ -553,7 +562,7 @@ def similarity_grid(params, size, align_corners=False, *, device=None, stream=No
     grid : ndarray, shape (N, H, W, 2), dtype of ``params``
     """
     dims = _checks.size_2d(size, "similarity_grid")
-    theta = _to_affine("similarity_to_affine_2d", params, SIMILARITY_PARAMETERS, device, stream, dims[0])
+    theta = _to_affine(_similarity_kernel, params, SIMILARITY_PARAMETERS, device, stream, dims[0])
     return affine_grid(theta, dims, align_corners, device=device, stream=stream)
 
 

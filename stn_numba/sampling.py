@@ -136,7 +136,7 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     fill = _checks.fill_value(fill_value, padding_code)
     if padding_code == CONSTANT:
         grid = backend.contiguous(grid, dtype)  # once: the sampler and the fill both read it
-    output = _run_forward(backend, f"grid_sample_{input.ndim - 2}d", input, grid,
+    output = _run_forward(backend.kernels.grid_sample[input.ndim - 2], backend, input, grid,
                           tuple(input.shape[:2]) + tuple(grid.shape[1:-1]), dtype, mode_code, padding_code, align)
     if padding_code == CONSTANT:
         _fill_outside(backend, grid, output, input.shape, fill, mode_code, align)
@@ -146,14 +146,14 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     return output
 
 
-def _run_forward(backend, name, input, points, shape, dtype, mode_code, padding_code, align):
-    """Allocate a sampler forward's output of ``shape`` and run kernel ``name``
-    on it (``points``: the grid or theta); nothing to sample, nothing run.
+def _run_forward(kernel, backend, input, points, shape, dtype, mode_code, padding_code, align):
+    """Allocate a sampler forward's output of ``shape`` and run ``kernel``
+    (one of ``backend.kernels``) on it (``points``: the grid or theta); nothing to sample, nothing run.
     Constant padding runs as zeros (the caller adds the fill)."""
     output = backend.empty(shape, dtype)
     if output.size:
-        backend.kernel(name)(backend.contiguous(input, dtype), backend.contiguous(points, dtype), output,
-                             mode_code, sampled_padding(padding_code), align)
+        kernel(backend.contiguous(input, dtype), backend.contiguous(points, dtype), output, mode_code,
+               sampled_padding(padding_code), align)
     return output
 
 
@@ -161,17 +161,17 @@ def _fill_outside(backend, grid, output, input_shape, fill, mode_code, align):
     """Constant padding's second step: add ``fill`` times each point's share
     of interpolation weight outside the input (exactly 0 inside)."""
     if output.size:
-        backend.kernel("fill_outside")(backend.contiguous(grid, output.dtype), output, fill_sizes(input_shape[2:]),
-                                       output.dtype.type(fill), mode_code, align)
+        backend.kernels.fill_outside(backend.contiguous(grid, output.dtype), output, fill_sizes(input_shape[2:]),
+                                     output.dtype.type(fill), mode_code, align)
 
 
 def _fill_outside_backward(backend, grad_output, grid, grad_grid, input_shape, fill, mode_code, align):
     """Add constant padding's fill term to ``grad_grid`` (zeros padding's)."""
     if grad_output.size:
         dtype = grad_grid.dtype
-        backend.kernel("fill_outside_backward")(backend.contiguous(grad_output, dtype), backend.contiguous(grid, dtype),
-                                                grad_grid, fill_sizes(input_shape[2:]), dtype.type(fill), mode_code,
-                                                align)
+        backend.kernels.fill_outside_backward(backend.contiguous(grad_output, dtype), backend.contiguous(grid, dtype),
+                                              grad_grid, fill_sizes(input_shape[2:]), dtype.type(fill), mode_code,
+                                              align)
 
 
 def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode="zeros", align_corners=False, *,
@@ -232,17 +232,25 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
     constant = padding_code == CONSTANT
     if constant:  # once: the sampler's backward and the fill's both read them
         grad_output, grid = backend.contiguous(grad_output, dtype), backend.contiguous(grid, dtype)
-    grad_input, grad_grid = _run_backward(backend, None if constant else key, f"grid_sample_{input.ndim - 2}d_backward",
-                                          grad_output, input, grid, dtype, mode_code, padding_code, align,
-                                          input_requires_grad, deterministic)
+    grad_input, grad_grid = _run_backward(_grid_sample_backward(backend, input.ndim - 2, deterministic), backend,
+                                          None if constant else key, grad_output, input, grid, dtype, mode_code,
+                                          padding_code, align, input_requires_grad)
     if constant:
         _fill_outside_backward(backend, grad_output, grid, grad_grid, input.shape, fill, mode_code, align)
     return grad_input, grad_grid
 
 
-def _run_backward(backend, key, name, grad_output, input, points, dtype, mode_code, padding_code, align,
-                  input_requires_grad, deterministic):
-    """Allocate the gradients of a sampler backward and run its kernel; then
+def _grid_sample_backward(backend, spatial, deterministic):
+    """The backend's grid_sample backward kernel for ``spatial`` dimensions;
+    with ``deterministic``, one whose sums run in an order fixed by the shapes."""
+    kernels = backend.kernels
+    return (kernels.grid_sample_backward_deterministic if deterministic else kernels.grid_sample_backward)[spatial]
+
+
+def _run_backward(kernel, backend, key, grad_output, input, points, dtype, mode_code, padding_code, align,
+                  input_requires_grad):
+    """Allocate the gradients of a sampler backward and run ``kernel`` (one of
+    ``backend.kernels``); then
     remember the call under ``key`` where it has one and runs as it will
     next time (input gradient wanted, arrays of ``dtype``).
 
@@ -254,14 +262,12 @@ def _run_backward(backend, key, name, grad_output, input, points, dtype, mode_co
     allocate = backend.empty if grad_output.size else backend.zeros
     grad_input = allocate(input_shape, dtype)
     grad_points = allocate(tuple(points.shape), dtype)
-    if deterministic and backend.name == "cuda":
-        name += "_deterministic"  # the CPU kernel always is
     if grad_output.size:
         options = mode_code, sampled_padding(padding_code), align, bool(input_requires_grad)
-        backend.kernel(name)(backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
-                             backend.contiguous(points, dtype), grad_input, grad_points, *options)
+        kernel(backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),
+               backend.contiguous(points, dtype), grad_input, grad_points, *options)
         if key is not None and input_requires_grad and grad_output.dtype == input.dtype == points.dtype == dtype:
-            _device.remember(key, backend.runner(name, (input_shape, grad_points.shape), dtype, *options))
+            _device.remember(key, backend.runner(kernel, (input_shape, grad_points.shape), dtype, *options))
     return (grad_input if input_requires_grad else None), grad_points
 
 
@@ -331,12 +337,12 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
     fill = _checks.fill_value(fill_value, padding_code)
     if padding_code == CONSTANT:
         grid = _affine_points(backend, theta, dims, dtype, align)
-        output = _run_forward(backend, f"grid_sample_{len(dims) - 2}d", input, grid, dims, dtype, mode_code,
-                              padding_code, align)
+        output = _run_forward(backend.kernels.grid_sample[len(dims) - 2], backend, input, grid, dims, dtype,
+                              mode_code, padding_code, align)
         _fill_outside(backend, grid, output, input.shape, fill, mode_code, align)
         return output
-    output = _run_forward(backend, f"affine_grid_sample_{len(dims) - 2}d", input, theta, dims, dtype, mode_code,
-                          padding_code, align)
+    output = _run_forward(backend.kernels.affine_grid_sample[len(dims) - 2], backend, input, theta, dims, dtype,
+                          mode_code, padding_code, align)
     if output.size and key is not None and input.dtype == theta.dtype == dtype:
         _device.remember(key, backend.forward_runner(True, input.shape, dims, dtype, mode_code, padding_code, align))
     return output
@@ -397,16 +403,18 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
     if padding_code == CONSTANT:  # through the grid, which the fill's gradient reads
         spatial = len(dims) - 2
         grid = _affine_points(backend, theta, dims, dtype, align)
-        grad_input, grad_grid = _run_backward(backend, None, f"grid_sample_{spatial}d_backward", grad_output, input,
-                                              grid, dtype, mode_code, padding_code, align, input_requires_grad,
-                                              deterministic)
+        grad_input, grad_grid = _run_backward(_grid_sample_backward(backend, spatial, deterministic), backend, None,
+                                              grad_output, input, grid, dtype, mode_code, padding_code, align,
+                                              input_requires_grad)
         _fill_outside_backward(backend, grad_output, grid, grad_grid, input.shape, fill, mode_code, align)
         grad_theta = backend.zeros(tuple(theta.shape), dtype)
         if grad_grid.size:
-            backend.kernel(f"affine_grid_{spatial}d_backward")(grad_grid, grad_theta, align)
+            backend.kernels.affine_grid_backward[spatial](grad_grid, grad_theta, align)
         return grad_input, grad_theta
-    return _run_backward(backend, key, f"affine_grid_sample_{len(dims) - 2}d_backward", grad_output, input,
-                         theta, dtype, mode_code, padding_code, align, input_requires_grad, deterministic)
+    kernels = backend.kernels
+    backward = kernels.affine_grid_sample_backward_deterministic if deterministic else kernels.affine_grid_sample_backward
+    return _run_backward(backward[len(dims) - 2], backend, key, grad_output, input, theta, dtype, mode_code,
+                         padding_code, align, input_requires_grad)
 
 
 def _affine_points(backend, theta, dims, dtype, align):
@@ -414,7 +422,7 @@ def _affine_points(backend, theta, dims, dtype, align):
     spatial = len(dims) - 2
     grid = backend.empty((dims[0],) + tuple(dims[2:]) + (spatial,), dtype)
     if grid.size:
-        backend.kernel(f"affine_grid_{spatial}d")(backend.contiguous(theta, dtype), grid, align)
+        backend.kernels.affine_grid[spatial](backend.contiguous(theta, dtype), grid, align)
     return grid
 
 
@@ -484,8 +492,8 @@ def _push(backend, values, grid, dims, dtype, mode_code, padding_code, align, de
     """Run the sampler backward's input gradient on an input of zeros: the
     push; its grid gradient, then all zeros, is dropped."""
     zeros = backend.zeros(dims, dtype)
-    pushed, _ = _run_backward(backend, None, f"grid_sample_{len(dims) - 2}d_backward", values, zeros, grid, dtype,
-                              mode_code, padding_code, align, True, deterministic)
+    pushed, _ = _run_backward(_grid_sample_backward(backend, len(dims) - 2, deterministic), backend, None, values,
+                              zeros, grid, dtype, mode_code, padding_code, align, True)
     return pushed
 
 
@@ -528,10 +536,10 @@ def grid_push_backward(grad_output, values, grid, mode="bilinear", padding_mode=
     dtype = _checks.same_dtype(grad_output=grad_output, values=values)
     grad_values = None
     if values_requires_grad:
-        grad_values = _run_forward(backend, f"grid_sample_{len(dims) - 2}d", grad_output, grid, tuple(values.shape),
-                                   dtype, mode_code, padding_code, align)
-    _, grad_grid = _run_backward(backend, None, f"grid_sample_{len(dims) - 2}d_backward", values, grad_output,
-                                 grid, dtype, mode_code, padding_code, align, False, False)
+        grad_values = _run_forward(backend.kernels.grid_sample[len(dims) - 2], backend, grad_output, grid,
+                                   tuple(values.shape), dtype, mode_code, padding_code, align)
+    _, grad_grid = _run_backward(backend.kernels.grid_sample_backward[len(dims) - 2], backend, None, values,
+                                 grad_output, grid, dtype, mode_code, padding_code, align, False)
     return grad_values, grad_grid
 
 
@@ -607,6 +615,6 @@ def grid_count_backward(grad_output, grid, mode="bilinear", padding_mode="zeros"
     dims, ones, dtype, mode_code, padding_code, align = _count_args(backend, grid, counted_shape, mode,
                                                                     padding_mode, align_corners)
     dtype = _checks.same_dtype(grad_output=grad_output, grid=grid)
-    _, grad_grid = _run_backward(backend, None, f"grid_sample_{len(dims) - 2}d_backward", ones, grad_output, grid,
-                                 dtype, mode_code, padding_code, align, False, False)
+    _, grad_grid = _run_backward(backend.kernels.grid_sample_backward[len(dims) - 2], backend, None, ones,
+                                 grad_output, grid, dtype, mode_code, padding_code, align, False)
     return grad_grid

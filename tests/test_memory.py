@@ -20,8 +20,6 @@ import reference
 import stn_numba
 from stn_numba import _codes, _coords
 from stn_numba import _device
-from stn_numba._cpu import grids as cpu_grids
-from stn_numba._cpu import sampling as cpu_sampling
 
 # ----------------------------------------------------------------- RSS growth
 ITERATIONS = 1000
@@ -123,14 +121,15 @@ COPIED_LAYOUTS = ["unaligned", "strided", "negative_strides", "fortran", "read_o
 def kernel_arguments(monkeypatch):
     """The array arguments of every CPU kernel call, recorded by wrapping the kernels."""
     seen = []
-    for module in (cpu_grids, cpu_sampling):
-        for name, kernel in list(vars(module).items()):
-            if not name.startswith("_") and name.endswith(("_2d", "_3d", "_backward")) and callable(kernel):
-                def spy(*args, kernel=kernel):
-                    seen.extend(a for a in args if isinstance(a, np.ndarray))
-                    return kernel(*args)
-                monkeypatch.setattr(module, name, spy)
-    monkeypatch.setattr(_device._cpu_backend(), "_kernels", {})  # look the spies up
+
+    def spy_on(kernel):
+        def spy(*args):
+            seen.extend(a for a in args if isinstance(a, np.ndarray))
+            return kernel(*args)
+        return spy
+
+    backend = _device._cpu_backend()
+    monkeypatch.setattr(backend, "kernels", backend.kernels.map(spy_on))
     return seen
 
 

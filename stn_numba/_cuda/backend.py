@@ -18,7 +18,7 @@ import functools
 
 import numpy as np
 
-from .. import _device
+from .._arrays import is_device_array
 
 INSTALL_HINT = "pip install stn-numba[cuda]"
 
@@ -64,21 +64,13 @@ class CudaBackend:
         stream has reached them, as for any CUDA work.
     """
 
-    name = "cuda"
-
     def __init__(self, stream=None):
         self._cuda = numba_cuda()
         self.stream = _stream(self._cuda, stream)
-        from . import fields, grids, padding, sampling
+        from .kernels import KERNELS
 
-        self._modules = (grids, sampling, padding, fields)
-
-    def kernel(self, name):
-        """The launcher called ``name``, bound to this backend's stream (kernel table of CONTRIBUTING.md)."""
-        for module in self._modules:
-            if hasattr(module, name):
-                return functools.partial(getattr(module, name), stream=self.stream)
-        raise AttributeError(f"no CUDA kernel named {name!r}")
+        # a `stn_numba._kernels.Kernels` of launchers bound to this stream
+        self.kernels = KERNELS.map(lambda launcher: functools.partial(launcher, stream=self.stream))
 
     def as_array(self, value, name):
         """``value`` as a numba device array: GPU arrays viewed in place, host arrays copied."""
@@ -90,7 +82,7 @@ class CudaBackend:
                 raise TypeError(f"{name}: the CUDA simulator cannot view __cuda_array_interface__ arrays; "
                                 "pass a numba device array")
             array = cuda.as_cuda_array(value)
-        elif _device.is_device_array(value):
+        elif is_device_array(value):
             array = self._from_dlpack(value, name)
         else:
             host = np.asarray(value)

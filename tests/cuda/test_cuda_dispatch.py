@@ -12,7 +12,7 @@ from cuda_cases import SIMULATED, host
 
 import stn_numba
 import stn_numba._cuda
-from stn_numba import _device
+from stn_numba._arrays import is_device_array
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,7 +150,7 @@ def test_empty_output_gives_zero_gradients(cuda, rng):
 def test_simulator_arrays_are_detected(cuda):
     array = cuda.to_device(np.zeros(3))
     assert type(array).__name__ == "FakeCUDAArray" and not hasattr(array, "__cuda_array_interface__")
-    assert _device.is_device_array(array)
+    assert is_device_array(array)
 
 
 @pytest.mark.skipif(not SIMULATED, reason="only the simulator cannot view CUDA array interfaces")
