@@ -63,9 +63,9 @@ CPU only: arrays whose chunks are GPU arrays are refused.
 """
 
 import math
+import operator
 import os
 import threading
-import operator
 from dataclasses import dataclass, replace
 from itertools import product
 from urllib.parse import urlparse

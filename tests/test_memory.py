@@ -18,8 +18,7 @@ import pytest
 
 import reference
 import stn_numba
-from stn_numba import _codes, _coords
-from stn_numba import _device
+from stn_numba import _codes, _coords, _device
 from stn_numba._cpu import grids as cpu_grids
 from stn_numba._cpu import sampling as cpu_sampling
 

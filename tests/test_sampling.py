@@ -13,9 +13,17 @@ from hypothesis import strategies as st
 
 import reference
 import stn_numba
-
-from sampler_cases import (ALIGN, COMBO_ARGS, COMBOS, DTYPES, INPUT_SHAPES, LEAN_COMBOS, PADDINGS, TORCH_COMBOS,
-                          modes_for)
+from sampler_cases import (
+    ALIGN,
+    COMBO_ARGS,
+    COMBOS,
+    DTYPES,
+    INPUT_SHAPES,
+    LEAN_COMBOS,
+    PADDINGS,
+    TORCH_COMBOS,
+    modes_for,
+)
 
 UNIT_AXIS_SHAPES = {2: (1, 2, 1, 4), 3: (1, 2, 3, 1, 1)}  # unit axes: zero scale with align_corners=True
 OUTPUT_SPATIAL = {2: (3, 4), 3: (2, 3, 2)}

@@ -21,8 +21,8 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from ..tensor import _FLOAT_DTYPES, Tensor, default_generator
 from . import functional as F
-from ..tensor import Tensor, _FLOAT_DTYPES, default_generator
 
 __all__ = [
     "Parameter", "Module", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d",
