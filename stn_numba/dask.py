@@ -851,7 +851,8 @@ def _pieces(x, lead, part, blocks, layer, cut_name, where):
             origins.append(tuple(origin))
         else:
             cut_key = (cut_name,) + where + tuple(index)
-            layer[cut_key] = (operator.getitem, key, (slice(None),) * len(lead_key) + tuple(slice(a, b) for a, b in cut))
+            layer[cut_key] = (operator.getitem, key,
+                              (slice(None),) * len(lead_key) + tuple(slice(a, b) for a, b in cut))
             inputs.append(cut_key)
             origins.append(tuple(first + a for first, (a, _) in zip(origin, cut)))
     return inputs, replace(part, origins=tuple(origins))
@@ -1041,7 +1042,8 @@ def _flag(value, name):
 
 
 def _backward_chunks(x, g=None):
-    """One channel chunk; batch chunks merged (spatially whole input) so the gradients are bitwise the in-memory ones."""
+    """One channel chunk; batch chunks merged (spatially whole input), so the gradients are bitwise the
+    in-memory ones."""
     x = _rechunk_axis(x, 1, (x.shape[1],))
     if _spatially_whole(x, range(2, x.ndim)) and x.shape[0]:
         x = _rechunk_axis(x, 0, _merged_batch_chunks(x.chunks[0]))
