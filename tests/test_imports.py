@@ -15,14 +15,14 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 # module and, for a package, everything under it.
 KERNELS = ("stn_numba._cpu", "stn_numba._cuda", "stn_numba._coords", "stn_numba._codes")
 
-# Private helpers that the kernels may import. Each imports only the standard library, NumPy, Numba and
-# llvmlite, so it cannot bring the public layer in behind a kernel's back (the test checks that too).
+# Private helpers that the kernels may import. They are held to the kernels' rule themselves (the test
+# checks them too), so none can bring the public layer in behind a kernel's back.
 #
-# | module                | why a kernel needs it                                                        |
-# |-----------------------|------------------------------------------------------------------------------|
-# | stn_numba._codegen    | `njit`: Numba's decorator compiled for the host CPU's full vector width      |
-# | stn_numba._threading  | `guard` (Numba's thread pool in use) and BLAS held to one thread in the ops  |
-# | stn_numba._memory     | `empty`: the allocator settings for the arrays that kernels write            |
+# | module               | why a kernel needs it                                                           |
+# |----------------------|---------------------------------------------------------------------------------|
+# | stn_numba._codegen   | `njit`: Numba's decorator, compiled for the host CPU's full vector width        |
+# | stn_numba._threading | `guard` (kernels take turns on Numba's workqueue layer), `single_threaded_blas` |
+# | stn_numba._memory    | `empty`: `np.empty` with large buffers reused from the calling thread's pool    |
 #
 # Not here: `_device` (choosing a backend is dispatch, the public layer's job) and `_checks` (validation).
 KERNEL_HELPERS = ("stn_numba._codegen", "stn_numba._threading", "stn_numba._memory")
@@ -63,16 +63,16 @@ def imported_modules(tree, name, is_package, modules, package=PACKAGE):
 
     def add(target, line):
         if target == package or target.startswith(package + "."):
-            found.setdefault(target, line)
+            found[target] = min(line, found.get(target, line))
 
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name, node.lineno)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = here.split(".")[:len(here.split(".")) - (node.level - 1)]
-                source = ".".join(base + ([node.module] if node.module else []))
+            if node.level:  # one dot is `here`, each further dot one package up
+                parts = here.split(".")
+                source = ".".join(parts[:len(parts) - node.level + 1] + ([node.module] if node.module else []))
             else:
                 source = node.module
             for alias in node.names:
