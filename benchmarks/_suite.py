@@ -34,8 +34,8 @@ def parser(description, defaults):
     p.add_argument("--startup-families", default="",
                    help="comma-separated kernel families to compile cold, e.g. 'affine_grid 2-D' (default: all; "
                         "the warm first call is grid_sample 2-D if listed, else the first listed)")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds per worker process, or per answer of a serving worker "
-                   "(default: 1800)")
+    p.add_argument("--timeout", type=float, default=1800,
+                   help="seconds per worker process, or per answer of a serving worker (default: 1800)")
     p.set_defaults(**defaults)
     return p
 

@@ -96,7 +96,8 @@ class _Memory:
     def report(self):
         mib = 2.0**20
         return ({f"worker{i}": round(self.peaks[a] / mib, 1) for i, a in enumerate(sorted(self.peaks))},
-                {f"worker{i}": round((self.peaks[a] - self.before[a]) / mib, 1) for i, a in enumerate(sorted(self.peaks))})
+                {f"worker{i}": round((self.peaks[a] - self.before[a]) / mib, 1)
+                 for i, a in enumerate(sorted(self.peaks))})
 
 
 def _known_keys(keys, dask_scheduler=None):

@@ -120,8 +120,8 @@ def main(argv=None):
     print(f"The demo's CNN recipe (RTS, batch {config.batch_size}, {config.epochs} epochs), {args.threads} threads, "
           f"{machine.get('cpu', 'unknown CPU')}; BLAS: {machine['blas']}")
     def worker_args(impl):
-        return (["--worker", "--impl", impl, "--threads", args.threads] + (["--epochs", args.epochs] if args.epochs else [])
-                + (["--quick"] if args.quick else []))
+        return (["--worker", "--impl", impl, "--threads", args.threads]
+                + (["--epochs", args.epochs] if args.epochs else []) + (["--quick"] if args.quick else []))
 
     results = run_each("benchmarks.bench_demo", args.impl, IMPLEMENTATIONS, worker_args, threads=args.threads)
     baseline = results.get("torch", {}).get("train_s")

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# The whole test suite: the CPU suite, then the CUDA suite under the Numba CUDA
-# simulator in its own process (NUMBA_ENABLE_CUDASIM must be set before numba
-# is imported). On a machine with a GPU, STN_NUMBA_REAL_GPU=1 runs the CUDA
-# suite on the device instead. Last, the fuzz cases run once more on
-# bounds-checked serial copies of the CPU kernels (tests/test_fuzz.py), which
-# compile into a fresh private Numba cache (the cache does not key on
-# NUMBA_BOUNDSCHECK); float64 only, to halve the compile time, and on two
-# pytest-xdist workers, which share that cache (on an Intel Xeon host of the
-# CI kind: 299 s serial, 158 s on two).
+# The whole test suite. First the fast checks, which fail early: ruff (lint
+# and import order, [tool.ruff] in pyproject.toml), then the examples in the
+# package's docstrings as doctests (conftest.py leaves out the modules whose
+# optional dependency is missing). Then the CPU suite, then the CUDA suite
+# under the Numba CUDA simulator in its own process (NUMBA_ENABLE_CUDASIM must
+# be set before numba is imported); on a machine with a GPU,
+# STN_NUMBA_REAL_GPU=1 runs it on the device instead. Last, the fuzz cases run
+# once more on bounds-checked serial copies of the CPU kernels
+# (tests/test_fuzz.py), which compile into a fresh private Numba cache (the
+# cache does not key on NUMBA_BOUNDSCHECK); float64 only, to halve the compile
+# time, and on two pytest-xdist workers, which share that cache (on an Intel
+# Xeon host of the CI kind: 299 s serial, 158 s on two).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+python -m ruff check .
+python -m pytest -q --doctest-modules stn_numba
 
 # Two pytest-xdist workers, a test file each at a time (module fixtures run
 # once): most of the CPU suite's time is Numba compiling, one core a process.

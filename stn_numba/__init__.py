@@ -16,7 +16,7 @@ from . import _threading
 
 _threading.load_pip_tbb()  # before Numba picks a threading layer; see _threading
 
-from . import _codegen  # noqa: E402
+from . import _codegen
 
 _codegen.prefer_full_width_vectors()  # before Numba compiles anything; see _codegen
 

@@ -63,9 +63,9 @@ CPU only: arrays whose chunks are GPU arrays are refused.
 """
 
 import math
+import operator
 import os
 import threading
-import operator
 from dataclasses import dataclass, replace
 from itertools import product
 from urllib.parse import urlparse
@@ -82,8 +82,8 @@ except ImportError as error:  # pragma: no cover - exercised without dask only
                       "(dask[array,distributed] and zarr)") from error
 
 from . import _checks, _codes, _threading
-from ._arrays import is_device_array
 from . import sampling as _sampling
+from ._arrays import is_device_array
 
 __all__ = [
     "affine_grid_sample",
@@ -846,7 +846,8 @@ def _pieces(x, lead, part, blocks, layer, cut_name, where):
             origins.append(tuple(origin))
         else:
             cut_key = (cut_name,) + where + tuple(index)
-            layer[cut_key] = (operator.getitem, key, (slice(None),) * len(lead_key) + tuple(slice(a, b) for a, b in cut))
+            layer[cut_key] = (operator.getitem, key,
+                              (slice(None),) * len(lead_key) + tuple(slice(a, b) for a, b in cut))
             inputs.append(cut_key)
             origins.append(tuple(first + a for first, (a, _) in zip(origin, cut)))
     return inputs, replace(part, origins=tuple(origins))
@@ -1036,7 +1037,8 @@ def _flag(value, name):
 
 
 def _backward_chunks(x, g=None):
-    """One channel chunk; batch chunks merged (spatially whole input) so the gradients are bitwise the in-memory ones."""
+    """One channel chunk; batch chunks merged (spatially whole input), so the gradients are bitwise the
+    in-memory ones."""
     x = _rechunk_axis(x, 1, (x.shape[1],))
     if _spatially_whole(x, range(2, x.ndim)) and x.shape[0]:
         x = _rechunk_axis(x, 0, _merged_batch_chunks(x.chunks[0]))

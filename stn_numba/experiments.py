@@ -22,9 +22,8 @@ from collections import OrderedDict
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import io, optim
+from . import io, nn, optim
 from ._memory import reuse_freed_memory
-from . import nn
 from .data import DISTORTIONS, distort, load_mnist
 from .nn import functional as F
 from .nn.transformer import TRANSFORMS

@@ -412,7 +412,8 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
             backend.kernels.affine_grid_backward[spatial](grad_grid, grad_theta, align)
         return grad_input, grad_theta
     kernels = backend.kernels
-    backward = kernels.affine_grid_sample_backward_deterministic if deterministic else kernels.affine_grid_sample_backward
+    backward = (kernels.affine_grid_sample_backward_deterministic if deterministic
+                else kernels.affine_grid_sample_backward)
     return _run_backward(backward[len(dims) - 2], backend, key, grad_output, input, theta, dtype, mode_code,
                          padding_code, align, input_requires_grad)
 

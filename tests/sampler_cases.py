@@ -28,6 +28,7 @@ COMBO_ARGS = "dim, mode, padding_mode, align_corners"
 TORCH_COMBOS = [case for case in COMBOS if case.values[2] != "circular" and case.values[:2] != (3, "bicubic")]
 # Tricubic compiles a parallel kernel per padding and dtype on the larger special cases (10-15 s each
 # in CI): the costly tests take it with zeros and reflection padding only, the others everywhere.
-LEAN_COMBOS = [case for case in COMBOS if case.values[:2] != (3, "bicubic") or case.values[2] in ("zeros", "reflection")]
+LEAN_COMBOS = [case for case in COMBOS
+               if case.values[:2] != (3, "bicubic") or case.values[2] in ("zeros", "reflection")]
 
 INPUT_SHAPES = {2: (2, 3, 5, 6), 3: (2, 2, 3, 4, 5)}

@@ -270,7 +270,8 @@ def test_affine_transform_matrix_forms_cval_and_float32(rng):
         np.testing.assert_allclose(got, expected, atol=1e-9)  # offset ignored, as in scipy
     diagonal = np.array([0.8731, 1.1237])
     np.testing.assert_allclose(sd.affine_transform(lazy, diagonal, 1.37, (25, 41), mode="nearest").compute(**SYNC),
-                               ndi.affine_transform(image, diagonal, 1.37, (25, 41), order=1, mode="nearest"), atol=1e-9)
+                               ndi.affine_transform(image, diagonal, 1.37, (25, 41), order=1, mode="nearest"),
+                               atol=1e-9)
     single = image.astype(np.float32)
     got = sd.affine_transform(da.from_array(single, chunks=(8, 8)), matrix, offset).compute(**SYNC)
     assert got.dtype == np.float32

@@ -14,10 +14,9 @@ import reference
 import stn_numba
 import stn_numba.nn as nn
 import stn_numba.nn.functional as F
+from sampler_cases import COMBO_ARGS, COMBOS, DTYPES, INPUT_SHAPES, TORCH_COMBOS
 from stn_numba import sampling
 from stn_numba.tensor import Tensor
-
-from sampler_cases import COMBO_ARGS, COMBOS, TORCH_COMBOS, DTYPES, INPUT_SHAPES
 
 OUTPUT_SPATIAL = {2: (4, 7), 3: (2, 3, 4)}
 

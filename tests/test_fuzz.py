@@ -410,7 +410,8 @@ def check_affine(case, grid, grad_params, params, grad_grid):
 def projective_ambiguous(params, case, dtype):
     """Per batch item, whether some point's clamped denominator depends on rounding (sign or clamp)."""
     base = base_points(case)
-    w = params[:, None, None, 2, 0] * base[..., 0] + params[:, None, None, 2, 1] * base[..., 1] + params[:, None, None, 2, 2]
+    w = (params[:, None, None, 2, 0] * base[..., 0] + params[:, None, None, 2, 1] * base[..., 1]
+         + params[:, None, None, 2, 2])
     size = np.abs(params[:, None, None, 2, 0] * base[..., 0]) + np.abs(params[:, None, None, 2, 1] * base[..., 1]) \
         + np.abs(params[:, None, None, 2, 2])
     margin = 16 * eps(dtype) * size + subnormal(dtype)  # w may underflow to ±0 in the dtype
@@ -649,7 +650,8 @@ def serial_bounds_checked_kernels():
     for module in (cpu_grids, cpu_sampling):
         for name, value in list(vars(module).items()):
             if isinstance(value, numba.core.registry.CPUDispatcher):
-                options = {k: v for k, v in value.targetoptions.items() if k not in ("parallel", "cache", "boundscheck")}
+                options = {k: v for k, v in value.targetoptions.items()
+                           if k not in ("parallel", "cache", "boundscheck")}
                 patch.setattr(module, name, numba.njit(**options, boundscheck=True)(value.py_func))
     patch.setattr(cpu_sampling, "_SERIAL_WORK", float("inf"))
     patch.setattr(cpu_sampling, "_SERIAL_POINTWISE", float("inf"))

@@ -18,8 +18,7 @@ import pytest
 
 import reference
 import stn_numba
-from stn_numba import _codes, _coords
-from stn_numba import _device
+from stn_numba import _codes, _coords, _device
 
 # ----------------------------------------------------------------- RSS growth
 ITERATIONS = 1000
@@ -109,7 +108,8 @@ def _ops(rng):
         ("affine_grid_sample", lambda input, theta: stn_numba.affine_grid_sample(input, theta, size),
          {"input": image, "theta": theta}),
         ("affine_grid_sample_backward", lambda grad_output, input, theta: stn_numba.affine_grid_sample_backward(
-            grad_output, input, theta, size), {"grad_output": rng.standard_normal(size), "input": image, "theta": theta}),
+            grad_output, input, theta, size),
+         {"grad_output": rng.standard_normal(size), "input": image, "theta": theta}),
     ]
 
 

@@ -246,8 +246,8 @@ def test_losses_match_torch(rng):
         np.testing.assert_allclose(out.data, expected.detach().numpy(), rtol=1e-12)
         np.testing.assert_allclose(mine.grad, theirs.grad.numpy(), rtol=1e-12, atol=1e-15)
     prediction, goal = rng.standard_normal((3, 2)), rng.standard_normal((3, 2))
-    np.testing.assert_allclose(F.mse_loss(Tensor(prediction), goal).item(),
-                               torch.nn.functional.mse_loss(_to_torch(torch, prediction), _to_torch(torch, goal)).item())
+    torch_loss = torch.nn.functional.mse_loss(_to_torch(torch, prediction), _to_torch(torch, goal)).item()
+    np.testing.assert_allclose(F.mse_loss(Tensor(prediction), goal).item(), torch_loss)
 
 
 def test_batch_norm_layer_matches_torch_over_training_and_eval(rng):

@@ -13,9 +13,8 @@ import pytest
 import reference
 import stn_numba
 import stn_numba.nn.functional as F
+from sampler_cases import COMBO_ARGS, COMBOS, DTYPES, TORCH_COMBOS
 from stn_numba.tensor import Tensor
-
-from sampler_cases import COMBO_ARGS, COMBOS, TORCH_COMBOS, DTYPES
 from test_sampling import random_case, smooth_case, special_case, tolerances
 
 

@@ -13,9 +13,17 @@ from hypothesis import strategies as st
 
 import reference
 import stn_numba
-
-from sampler_cases import (ALIGN, COMBO_ARGS, COMBOS, DTYPES, INPUT_SHAPES, LEAN_COMBOS, PADDINGS, TORCH_COMBOS,
-                          modes_for)
+from sampler_cases import (
+    ALIGN,
+    COMBO_ARGS,
+    COMBOS,
+    DTYPES,
+    INPUT_SHAPES,
+    LEAN_COMBOS,
+    PADDINGS,
+    TORCH_COMBOS,
+    modes_for,
+)
 
 UNIT_AXIS_SHAPES = {2: (1, 2, 1, 4), 3: (1, 2, 3, 1, 1)}  # unit axes: zero scale with align_corners=True
 OUTPUT_SPATIAL = {2: (3, 4), 3: (2, 3, 2)}
@@ -407,9 +415,9 @@ def test_cpu_kernels_release_the_gil():
 def test_small_forwards_stay_on_the_calling_thread_and_larger_ones_take_the_pool(rng, dim, mode, padding_mode):
     """The pointwise forward, grid and fused alike, runs serially below `_POOL_FORWARD` tap reads
     (output values times taps a value; `_POOL_FORWARD_CHANNELS` with several channels) and on the
-    pool from there; the backward of one channel takes the pool from `_SERIAL_POINTWISE`. The serial forward kernels, specialised on the padding
-    as the parallel ones (their loops vectorise only then), give the tabled kernel's bits, non-finite
-    points included."""
+    pool from there; the backward of one channel takes the pool from `_SERIAL_POINTWISE`. The serial
+    forward kernels, specialised on the padding as the parallel ones (their loops vectorise only then),
+    give the tabled kernel's bits, non-finite points included."""
     from stn_numba._codes import MODES, PADDING_MODES
     from stn_numba._cpu import sampling
 
@@ -542,7 +550,8 @@ def test_repeated_calls_run_the_remembered_kernel_and_other_calls_are_still_vali
     assert len(_device._remembered) == 1
     calls = []
     monkeypatch.setattr(stn_numba.sampling._checks, "grid_sample_args",
-                        lambda *args, checked=stn_numba.sampling._checks.grid_sample_args: calls.append(1) or checked(*args))
+                        lambda *args, checked=stn_numba.sampling._checks.grid_sample_args:
+                        calls.append(1) or checked(*args))
     np.testing.assert_array_equal(stn_numba.grid_sample(input, grid, mode="nearest", align_corners=True), first)
     input[0, 0, 0, 0] += 1  # values are not part of the key
     np.testing.assert_array_equal(stn_numba.grid_sample(input, grid, mode="nearest", align_corners=True),
@@ -598,9 +607,12 @@ def test_repeated_affine_and_backward_calls_are_remembered_and_other_calls_still
         call()
     assert len(_device._remembered) == 4
     validations = []
+
+    def counted(check):
+        return lambda *args, **kwargs: validations.append(1) or check(*args, **kwargs)
+
     for name in ("size", "affine_grid_sample_args", "grid_sample_args"):
-        monkeypatch.setattr(_checks, name, lambda *args, checked=getattr(_checks, name), **kwargs:
-                            validations.append(1) or checked(*args, **kwargs))
+        monkeypatch.setattr(_checks, name, counted(getattr(_checks, name)))
     input += 1  # values are not part of the key
     theta[:, :, 2] += 0.1
     for name, values in expected().items():
@@ -760,7 +772,8 @@ def test_windowed_pointwise_forward_gives_the_whole_bits(rng, monkeypatch, dim, 
     (2, "bilinear", "border", (7, 10), (2, 2), 1, True), (2, "nearest", "border", (9, 70), (11, 13), 1, False),
     (2, "bilinear", "zeros", (9, 70), (11, 13), 3, False), (2, "nearest", "reflection", (7, 10), (11, 13), 2, True),
     (3, "bilinear", "border", (5, 6, 40), (11, 13), 1, False), (3, "bilinear", "zeros", (5, 6, 10), (2, 13), 1, True),
-    (3, "bilinear", "reflection", (5, 6, 10), (11, 13), 4, False), (3, "nearest", "zeros", (7, 12, 10), (11, 13), 1, False),
+    (3, "bilinear", "reflection", (5, 6, 10), (11, 13), 4, False),
+    (3, "nearest", "zeros", (7, 12, 10), (11, 13), 1, False),
     (2, "bilinear", "zeros", (9, 70), (45, 70), 2, False), (2, "nearest", "border", (7, 10), (45, 70), 1, True)])
 def test_pointwise_and_tabled_backward_give_the_same_bits(rng, dim, mode, padding_mode, out_spatial, plane,
                                                          channels, align_corners):

@@ -232,7 +232,7 @@ def test_integrate_velocity_gradient_matches_finite_differences(rng, dim):
     velocity = rng.uniform(-0.8, 0.8, (1, dim) + (5, 6, 4)[:dim])
     weights = rng.standard_normal(velocity.shape)
     for padding_mode in ("zeros", "circular"):
-        def loss(v):
+        def loss(v, padding_mode=padding_mode):
             return float(np.sum(stn_numba.integrate_velocity(v, 3, padding_mode=padding_mode) * weights))
 
         got = stn_numba.integrate_velocity_backward(weights, velocity, 3, padding_mode=padding_mode)

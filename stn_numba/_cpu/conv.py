@@ -459,8 +459,8 @@ def conv2d_forward(x, weight, bias, geometry, block_rows=None):
         bias = np.zeros(weight.shape[0], x.dtype)
     if out.size:
         with single_threaded_blas():
-            guard(_conv_forward_kernel)(np.ascontiguousarray(x), groups.weights(weight), np.ascontiguousarray(bias), out,
-                                        block_rows or groups.block_rows(g, x.dtype.itemsize),
+            guard(_conv_forward_kernel)(np.ascontiguousarray(x), groups.weights(weight), np.ascontiguousarray(bias),
+                                        out, block_rows or groups.block_rows(g, x.dtype.itemsize),
                                         *groups.kernel_args(g))
     return out
 

@@ -6,6 +6,7 @@ the sampler's count, scan, place, sort and gather."""
 import numpy as np
 from numba import cuda
 
+from .._codes import BICUBIC, NEAREST
 from .._coords import (
     determinant_cofactors,
     determinant_gradient,
@@ -17,7 +18,6 @@ from .._coords import (
     warp_tap,
     warp_tap_count,
 )
-from .._codes import BICUBIC, NEAREST
 from . import launch
 from .sampling import exclusive_scan, gather_taps
 from .sampling import fill as set_all

@@ -19,11 +19,11 @@ import numpy as np
 from .. import fields, grids, sampling
 from .._cpu import conv as _conv
 from ..tensor import (
+    _FLOAT_DTYPES,
     Concat,
     Function,
     Tensor,
     _check_dtype_pair,
-    _FLOAT_DTYPES,
     _lift,
     _normalise_axis,
     default_generator,

@@ -21,8 +21,8 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from ..tensor import _FLOAT_DTYPES, Tensor, default_generator
 from . import functional as F
-from ..tensor import Tensor, _FLOAT_DTYPES, default_generator
 
 __all__ = [
     "Parameter", "Module", "Sequential", "Linear", "Conv2d", "MaxPool2d", "AvgPool2d",
@@ -249,7 +249,7 @@ class Module:
             for registry in (module._parameters, module._buffers):
                 for name, value in registry.items():
                     if value is not None:
-                        targets[dot + name] = (module, registry, name)
+                        targets[dot + name] = (registry, name)
         missing = [k for k in targets if k not in state_dict]
         unexpected = [k for k in state_dict if k not in targets]
         source = getattr(state_dict, "path", None)
@@ -258,7 +258,7 @@ class Module:
             raise KeyError(f"load_state_dict{where}: the state dict does not fit "
                            f"{type(self).__name__}: missing keys {missing}, unexpected keys {unexpected}")
         updates, mismatched = [], []
-        for key, (module, registry, name) in targets.items():
+        for key, (registry, name) in targets.items():
             if key not in state_dict:
                 continue
             value = state_dict[key]

@@ -32,9 +32,9 @@ import numbers
 
 import numpy as np
 
-from . import functional as F
 from .. import _checks, grids
-from ..tensor import Tensor, _FLOAT_DTYPES, no_grad
+from ..tensor import _FLOAT_DTYPES, Tensor, no_grad
+from . import functional as F
 from .modules import Linear, Module
 
 __all__ = ["SpatialTransformer", "TRANSFORMS"]

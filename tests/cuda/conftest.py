@@ -8,9 +8,9 @@ thread, blocks are shrunk to 32 threads and shapes are tiny.
 """
 
 import pytest
-from cuda_cases import SIMULATED
 
 import stn_numba._cuda
+from cuda_cases import SIMULATED
 
 
 def _cuda_unavailable_reason():

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cuda_cases import SIMULATED, host
 
 import stn_numba
 import stn_numba._cuda
+from cuda_cases import SIMULATED, host
 from stn_numba._arrays import is_device_array
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-from cuda_cases import host, tolerances
 
+from cuda_cases import host, tolerances
 from stn_numba import fields
 
 

@@ -8,10 +8,10 @@ dispatch (GPU arrays in, GPU arrays out, streams, empty batches).
 
 import numpy as np
 import pytest
-from cuda_cases import COMBO_ARGS, COMBOS, DTYPES, INPUT_SHAPES, OUTPUT_SPATIAL, SIMULATED, bits, host, tolerances
 
 import stn_numba
 import stn_numba._cuda
+from cuda_cases import COMBO_ARGS, COMBOS, DTYPES, INPUT_SHAPES, OUTPUT_SPATIAL, SIMULATED, bits, host, tolerances
 
 
 def fused_case(rng, dim, dtype, spatial=None, zoom=1.3):

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from cuda_cases import DTYPES, bits, host, tolerances
 
 import stn_numba
 import stn_numba.grids
+from cuda_cases import DTYPES, bits, host, tolerances
 
 
 def assert_same_on_gpu(cuda, function, arrays, *args, dtype, **options):

@@ -6,9 +6,9 @@ deterministic input gradient; the non-finite coordinate rule.
 
 import numpy as np
 import pytest
-from cuda_cases import COMBO_ARGS, COMBOS, DTYPES, bits, host, random_case, tolerances
 
 import stn_numba
+from cuda_cases import COMBO_ARGS, COMBOS, DTYPES, bits, host, random_case, tolerances
 
 
 def run_both(cuda, function, arrays, *args, **options):

@@ -4,10 +4,10 @@ case of ``cuda_cases.COMBOS``.)"""
 
 import numpy as np
 import pytest
-from cuda_cases import DTYPES, host, random_case, tolerances
-from test_cuda_fused import fused_case, on_device
 
 import stn_numba
+from cuda_cases import DTYPES, host, random_case, tolerances
+from test_cuda_fused import fused_case, on_device
 
 FILL = -1.75
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from cuda_cases import COMBO_ARGS, COMBOS, bits, host, random_case, tolerances
 
 import stn_numba
+from cuda_cases import COMBO_ARGS, COMBOS, bits, host, random_case, tolerances
 
 
 @pytest.mark.parametrize(COMBO_ARGS, COMBOS)

@@ -3,9 +3,9 @@ checks against grid_sample, finite differences and known flows."""
 
 import numpy as np
 import pytest
-from cuda_cases import DTYPES, host, tolerances
 
 import stn_numba
+from cuda_cases import DTYPES, host, tolerances
 
 PADDINGS = ["zeros", "border", "reflection", "circular", "constant"]
 
