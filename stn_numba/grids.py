@@ -15,11 +15,13 @@ place and give numba device arrays, which ``cupy.asarray(grid)`` and
 ``__cuda_array_interface__``); see :mod:`stn_numba.sampling`.
 """
 
-import functools
+from . import _checks, _device, _tps
 
-import numpy as np
 
-from . import _checks, _device
+def _parameter_gradient(backend, grad_grid, shape, dtype):
+    """The array of a grid backward's parameter gradient: the kernel overwrites it, and without points
+    (``grad_grid`` empty, no kernel runs) it is zero."""
+    return (backend.empty if grad_grid.size else backend.zeros)(shape, dtype)
 
 
 def affine_grid(theta, size, align_corners=False, *, device=None, stream=None):
@@ -117,9 +119,7 @@ def affine_grid_backward(grad_grid, size, align_corners=False, *, device=None, s
     dtype = _checks.grad_grid_for(grad_grid, dims)
     align = _checks.align_corners(align_corners)
     spatial = len(dims) - 2
-    # The kernel overwrites grad_theta; with an empty grid it is zero.
-    allocate = backend.empty if grad_grid.size else backend.zeros
-    grad_theta = allocate((dims[0], spatial, spatial + 1), dtype)
+    grad_theta = _parameter_gradient(backend, grad_grid, (dims[0], spatial, spatial + 1), dtype)
     if grad_grid.size:
         kernel = backend.kernels.affine_grid_backward[spatial]
         kernel(backend.contiguous(grad_grid, dtype), grad_theta, align)
@@ -209,8 +209,7 @@ def projective_grid_backward(grad_grid, theta, size, align_corners=False, *, dev
     _checks.grad_grid_for(grad_grid, dims)
     dtype = _checks.same_dtype(grad_grid=grad_grid, theta=theta)
     align = _checks.align_corners(align_corners)
-    # The kernel overwrites grad_theta; with an empty grid it is zero.
-    grad_theta = (backend.empty if grad_grid.size else backend.zeros)((dims[0], 3, 3), dtype)
+    grad_theta = _parameter_gradient(backend, grad_grid, (dims[0], 3, 3), dtype)
     if grad_grid.size:
         kernel = backend.kernels.projective_grid_backward
         kernel(backend.contiguous(grad_grid, dtype), backend.contiguous(theta, dtype), grad_theta, align)
@@ -237,57 +236,14 @@ def tps_control_points(control_points=(4, 4)):
         A new array. It is also the identity ``theta`` of :func:`tps_grid`.
     """
     spec = _checks.control_points(control_points)
-    if isinstance(spec, tuple):
-        rows, columns = spec
-        ys, xs = np.meshgrid(np.linspace(-1.0, 1.0, rows), np.linspace(-1.0, 1.0, columns), indexing="ij")
-        return np.stack([xs.ravel(), ys.ravel()], axis=1)
-    return spec
+    return _tps.regular_control_points(*spec) if isinstance(spec, tuple) else spec
 
 
-def _tps_radial(squared_distance):
-    """The thin-plate kernel U(r) = r² log r² of squared distances, with U(0) = 0."""
-    safe = np.where(squared_distance > 0, squared_distance, 1.0)
-    return np.where(squared_distance > 0, squared_distance * np.log(safe), 0.0)
-
-
-def _squared_distances(a, b):
-    return np.sum((a[:, None, :] - b[None, :, :]) ** 2, axis=-1)
-
-
-@functools.lru_cache(maxsize=16)
-def _tps_matrix(height, width, points, align_corners, dtype):
-    """M, shape (H*W, K), with ``grid = M @ theta``: the spline as a linear map of theta.
-
-    Bookstein's interpolation system ``L [w; a] = [theta; 0]``, with
-    ``L = [[U(|c_i - c_j|), P], [Pᵀ, 0]]`` and ``P`` the rows (1, x_k, y_k),
-    gives ``f(p) = b(p) L⁻¹ [theta; 0]`` at a pixel with
-    ``b(p) = (U(|p - c_k|)..., 1, x, y)``. With B the rows b(p) of all
-    pixels and L symmetric, ``Mᵀ = (L⁻¹ Bᵀ)[:K]``: one scipy solve in float64
-    per configuration, cached (``points`` is a tuple of (x, y) pairs, so it
-    can be a key).
-    """
-    control = np.array(points)
-    count = len(control)
-    system = np.zeros((count + 3, count + 3))
-    system[:count, :count] = _tps_radial(_squared_distances(control, control))
-    system[:count, count] = 1.0
-    system[:count, count + 1:] = control
-    system[count:, :count] = system[:count, count:].T
-    identity = np.eye(2, 3)[None]
-    base = affine_grid(identity, (1, 1, height, width), align_corners).reshape(-1, 2)
-    features = np.hstack([_tps_radial(_squared_distances(base, control)), np.ones((len(base), 1)), base])
-    import scipy.linalg  # here, not at module level: it doubles the import time of stn_numba
-
-    coefficients = scipy.linalg.solve(system, features.T, assume_a="sym")
-    return np.ascontiguousarray(coefficients[:count].T, dtype=dtype)
-
-
-def _tps_setup(size, control_points, align_corners, op):
-    """Validate the arguments shared by the TPS functions; return (dims, K, the cache key of M less dtype)."""
+def _tps_arguments(size, control_points, align_corners, op):
+    """Validate the arguments shared by the TPS functions; return (dims, control points (K, 2), align_corners)."""
     dims = _checks.size_2d(size, op)
     points = tps_control_points(control_points)
-    key = (dims[2], dims[3], tuple(map(tuple, points.tolist())), _checks.align_corners(align_corners))
-    return dims, len(points), key
+    return dims, points, _checks.align_corners(align_corners)
 
 
 def tps_grid(theta, size, control_points=(4, 4), align_corners=False, *, device=None, stream=None):
@@ -340,14 +296,13 @@ def tps_grid(theta, size, control_points=(4, 4), align_corners=False, *, device=
     is copied to the device on every call. There is no torch counterpart.
     """
     backend, (theta,) = _device.resolve(device, stream, theta=theta)
-    dims, count, key = _tps_setup(size, control_points, align_corners, "tps_grid")
-    dtype = _checks.shape_for(theta, "theta", (dims[0], count, 2), "the source point of each control point")
-    points = dims[2] * dims[3]
+    dims, points, align = _tps_arguments(size, control_points, align_corners, "tps_grid")
+    dtype = _checks.shape_for(theta, "theta", (dims[0], len(points), 2), "the source point of each control point")
     grid = backend.empty((dims[0], dims[2], dims[3], 2), dtype)
     if grid.size:
-        matrix = backend.as_array(_tps_matrix(*key, dtype), "matrix")
+        matrix = backend.as_array(_tps.matrix(dims[2], dims[3], points, align, dtype), "matrix")
         kernel = backend.kernels.tps_grid
-        kernel(matrix, backend.contiguous(theta, dtype), grid.reshape(dims[0], points, 2))
+        kernel(matrix, backend.contiguous(theta, dtype), grid.reshape(dims[0], dims[2] * dims[3], 2))
     return grid
 
 
@@ -369,14 +324,13 @@ def tps_grid_backward(grad_grid, size, control_points=(4, 4), align_corners=Fals
     grad_theta : ndarray, shape (N, K, 2), dtype of ``grad_grid``
     """
     backend, (grad_grid,) = _device.resolve(device, stream, grad_grid=grad_grid)
-    dims, count, key = _tps_setup(size, control_points, align_corners, "tps_grid_backward")
+    dims, points, align = _tps_arguments(size, control_points, align_corners, "tps_grid_backward")
     dtype = _checks.grad_grid_for(grad_grid, dims)
-    points = dims[2] * dims[3]
-    grad_theta = (backend.empty if grad_grid.size else backend.zeros)((dims[0], count, 2), dtype)
+    grad_theta = _parameter_gradient(backend, grad_grid, (dims[0], len(points), 2), dtype)
     if grad_grid.size:
-        matrix = backend.as_array(_tps_matrix(*key, dtype), "matrix")
+        matrix = backend.as_array(_tps.matrix(dims[2], dims[3], points, align, dtype), "matrix")
         kernel = backend.kernels.tps_grid_backward
-        kernel(matrix, backend.contiguous(grad_grid, dtype).reshape(dims[0], points, 2), grad_theta)
+        kernel(matrix, backend.contiguous(grad_grid, dtype).reshape(dims[0], dims[2] * dims[3], 2), grad_theta)
     return grad_theta
 
 

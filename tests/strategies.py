@@ -161,6 +161,7 @@ def sampler_case(rng):
 
 
 # --------------------------------------------------------------------- grids
+# stn_numba._families.GRID_FAMILIES, in the order that seeds the corpus (test_fuzz checks they agree)
 GRID_FAMILIES = ("affine", "projective", "attention", "similarity", "tps")
 
 

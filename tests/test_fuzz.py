@@ -45,6 +45,7 @@ import strategies
 from stn_numba import cli, experiments
 from stn_numba._cpu import grids as cpu_grids
 from stn_numba._cpu import sampling as cpu_sampling
+from stn_numba._families import GRID_FAMILIES
 
 # Hostile values make NumPy warn in the reference and in BLAS; that is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -345,19 +346,10 @@ def rounding_tolerance(sizes, dtype, ulps):
 
 def grid_call(case, params, grad_grid):
     """(grid, grad_params) of the case's family, through the public functions."""
-    size, align = case.size, case.align_corners
-    if case.family == "affine":
-        return stn_numba.affine_grid(params, size, align), stn_numba.affine_grid_backward(grad_grid, size, align)
-    if case.family == "projective":
-        return (stn_numba.projective_grid(params, size, align),
-                stn_numba.projective_grid_backward(grad_grid, params, size, align))
-    if case.family == "attention":
-        return stn_numba.attention_grid(params, size, align), stn_numba.attention_grid_backward(grad_grid, size, align)
-    if case.family == "similarity":
-        return (stn_numba.similarity_grid(params, size, align),
-                stn_numba.similarity_grid_backward(grad_grid, params, size, align))
-    return (stn_numba.tps_grid(params, size, case.control_points, align),
-            stn_numba.tps_grid_backward(grad_grid, size, case.control_points, align))
+    family = GRID_FAMILIES[case.family]
+    options = family.options(case.control_points)
+    return (family.grid(params, case.size, align_corners=case.align_corners, **options),
+            family.backward(grad_grid, params, case.size, align_corners=case.align_corners, **options))
 
 
 def reference_grid(case, params):
@@ -530,6 +522,10 @@ def test_sampler_corpus(layout_variants):
 
 def test_grid_corpus(layout_variants):
     run_failures(strategies.corpus("grids"), check_grid, layout_variants)
+
+
+def test_the_corpus_draws_every_grid_family():
+    assert sorted(strategies.GRID_FAMILIES) == sorted(GRID_FAMILIES) == sorted(GRID_CHECKS)
 
 
 def test_fused_corpus(layout_variants):

@@ -15,7 +15,8 @@ import pytest
 
 import reference
 import stn_numba
-from stn_numba import grids
+from stn_numba import _tps, grids
+from stn_numba._families import GRID_FAMILIES
 
 ALIGN = [False, True]
 DTYPES = [np.float64, np.float32]
@@ -87,14 +88,6 @@ def test_projective_grid_without_perspective_is_affine_grid(rng, align_corners, 
     np.testing.assert_allclose(grad_theta[:, :2],
                                stn_numba.affine_grid_backward(grad_grid, size, align_corners=align_corners),
                                **tolerances(dtype))
-
-
-@pytest.mark.parametrize("align_corners", ALIGN)
-def test_projective_identity_is_identity_grid(align_corners):
-    size = (2, 1, 3, 4)
-    theta = np.broadcast_to(np.eye(3), (2, 3, 3))
-    np.testing.assert_array_equal(stn_numba.projective_grid(theta, size, align_corners=align_corners),
-                                  identity_grid(size, align_corners))
 
 
 def horizon_homography(dtype, h33):
@@ -237,14 +230,15 @@ def test_tps_grid_interpolates_the_control_points(rng, dtype):
 
 
 def test_tps_matrix_is_cached_per_configuration(rng):
-    grids._tps_matrix.cache_clear()
+    cached = _tps._cached_matrix
+    cached.cache_clear()
     theta = perturbed_control_points(rng, (3, 3), 1)
     first = stn_numba.tps_grid(theta, (1, 1, 4, 4), (3, 3))
     stn_numba.tps_grid_backward(first, (1, 1, 4, 4), (3, 3))
-    assert grids._tps_matrix.cache_info().misses == 1 and grids._tps_matrix.cache_info().hits == 1
+    assert cached.cache_info().misses == 1 and cached.cache_info().hits == 1
     stn_numba.tps_grid(theta.astype(np.float32), (1, 1, 4, 4), (3, 3))
     stn_numba.tps_grid(theta, (1, 1, 4, 4), (3, 3), align_corners=True)
-    assert grids._tps_matrix.cache_info().misses == 3
+    assert cached.cache_info().misses == 3
 
 
 BLAS_THREADS_SCRIPT = """
@@ -280,11 +274,11 @@ def random_attention(rng, n, dtype=np.float64):
     return np.column_stack([rng.uniform(0.5, 1.5, n), rng.uniform(-0.5, 0.5, (n, 2))]).astype(dtype)
 
 
-# family: (random parameters for n transforms, stn_numba's grid, the reference grid)
+# family: (random parameters for n transforms, the reference grid)
 PARAMETRIC_FAMILIES = {
-    "projective": (random_homography, stn_numba.projective_grid, reference.projective_grid),
-    "attention": (random_attention, stn_numba.attention_grid, reference.attention_grid),
-    "similarity": (random_similarity, stn_numba.similarity_grid, reference.similarity_grid),
+    "projective": (random_homography, reference.projective_grid),
+    "attention": (random_attention, reference.attention_grid),
+    "similarity": (random_similarity, reference.similarity_grid),
 }
 
 
@@ -293,9 +287,9 @@ PARAMETRIC_FAMILIES = {
 @pytest.mark.parametrize("align_corners", ALIGN)
 @pytest.mark.parametrize("family", PARAMETRIC_FAMILIES)
 def test_projective_attention_and_similarity_grids_match_reference(rng, family, size, align_corners, dtype):
-    random_params, grid_of, reference_grid = PARAMETRIC_FAMILIES[family]
+    random_params, reference_grid = PARAMETRIC_FAMILIES[family]
     params = random_params(rng, size[0], dtype)
-    grid = grid_of(params, size, align_corners=align_corners)
+    grid = GRID_FAMILIES[family].grid(params, size, align_corners=align_corners)
     assert grid.dtype == dtype and grid.shape == (size[0], *size[2:], 2)
     np.testing.assert_allclose(grid, reference_grid(params, size, align_corners), **tolerances(dtype))
 
@@ -317,16 +311,6 @@ def test_positive_angle_turns_the_content_counter_clockwise_on_screen():
     grid = stn_numba.similarity_grid(np.array([[1.0, np.pi / 2, 0, 0]]), image.shape, align_corners=True)
     output = stn_numba.grid_sample(image, grid, mode="nearest", align_corners=True)
     assert np.argwhere(output[0, 0] > 0.5).tolist() == [[1, 2]]  # above the centre
-
-
-@pytest.mark.parametrize("align_corners", ALIGN)
-def test_attention_and_similarity_identity(align_corners):
-    size = (2, 1, 3, 4)
-    expected = identity_grid(size, align_corners)
-    np.testing.assert_array_equal(stn_numba.attention_grid(np.tile([1.0, 0, 0], (2, 1)), size,
-                                                           align_corners=align_corners), expected)
-    np.testing.assert_array_equal(stn_numba.similarity_grid(np.tile([1.0, 0, 0, 0], (2, 1)), size,
-                                                            align_corners=align_corners), expected)
 
 
 @pytest.mark.parametrize("align_corners", ALIGN)
@@ -366,33 +350,32 @@ def test_parameter_backward_in_float32(rng):
 
 
 # ------------------------------------------------------------------ every family
-def family_calls(n, dtype):
-    """(name, forward(size), backward(size)) for each family, with identity-like parameters."""
-    homography = np.broadcast_to(np.eye(3, dtype=dtype), (n, 3, 3))
-    points = np.broadcast_to(stn_numba.tps_control_points((2, 2)).astype(dtype), (n, 4, 2))
-    attention = np.tile(np.array([1, 0, 0], dtype), (n, 1))
-    similarity = np.tile(np.array([1, 0, 0, 0], dtype), (n, 1))
-    return [
-        ("projective", lambda s: stn_numba.projective_grid(homography, s),
-         lambda g, s: stn_numba.projective_grid_backward(g, homography, s), (3, 3)),
-        ("tps", lambda s: stn_numba.tps_grid(points, s, (2, 2)),
-         lambda g, s: stn_numba.tps_grid_backward(g, s, (2, 2)), (4, 2)),
-        ("attention", lambda s: stn_numba.attention_grid(attention, s),
-         lambda g, s: stn_numba.attention_grid_backward(g, s), (3,)),
-        ("similarity", lambda s: stn_numba.similarity_grid(similarity, s),
-         lambda g, s: stn_numba.similarity_grid_backward(g, similarity, s), (4,)),
-    ]
+def identity_parameters(family, n, dtype, control_points=(2, 2)):
+    """The family's identity parameters for ``n`` images, and the options its functions take."""
+    identity = family.identity(control_points).astype(dtype)
+    return np.broadcast_to(identity, (n, *identity.shape)), family.options(control_points)
+
+
+@pytest.mark.parametrize("align_corners", ALIGN)
+@pytest.mark.parametrize("family", [f for f in GRID_FAMILIES.values() if f.name != "tps"], ids=lambda f: f.name)
+def test_identity_parameters_give_the_identity_grid_exactly(family, align_corners):
+    # (tps: test_tps_control_points_at_rest_give_identity_grid, to rounding)
+    size = (2, 1, 3, 4)
+    params, options = identity_parameters(family, 2, np.float64)
+    np.testing.assert_array_equal(family.grid(params, size, align_corners=align_corners, **options),
+                                  identity_grid(size, align_corners))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [(0, 1, 3, 4), (2, 1, 0, 4)])
-def test_empty_shapes(size, dtype):
-    for name, forward, backward, parameter_shape in family_calls(size[0], dtype):
-        grid = forward(size)
-        assert grid.shape == (size[0], *size[2:], 2) and grid.dtype == dtype, name
-        grad = backward(np.zeros(grid.shape, dtype), size)
-        assert grad.shape == (size[0], *parameter_shape) and grad.dtype == dtype, name
-        np.testing.assert_array_equal(grad, 0, err_msg=name)
+@pytest.mark.parametrize("family", GRID_FAMILIES.values(), ids=lambda f: f.name)
+def test_empty_shapes(family, size, dtype):
+    params, options = identity_parameters(family, size[0], dtype)
+    grid = family.grid(params, size, **options)
+    assert grid.shape == (size[0], *size[2:], 2) and grid.dtype == dtype
+    grad = family.backward(np.zeros(grid.shape, dtype), params, size, **options)
+    assert grad.shape == params.shape and grad.dtype == dtype
+    np.testing.assert_array_equal(grad, 0)
 
 
 def test_layouts_give_the_same_result(rng, layout_variants):

@@ -7,9 +7,10 @@ import reference
 import stn_numba.nn as nn
 import stn_numba.nn.functional as F
 from stn_numba import io
+from stn_numba._families import GRID_FAMILIES
 from stn_numba.tensor import Tensor, manual_seed, no_grad
 
-FAMILIES = ["affine", "attention", "similarity", "projective", "tps"]
+FAMILIES = list(GRID_FAMILIES)
 
 
 def _perturb(layer, rng, scale=0.05):

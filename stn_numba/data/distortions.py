@@ -34,7 +34,6 @@ Angles are in degrees, positive counter-clockwise as the image is displayed
 pixels of the 28×28 input.
 """
 
-import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,25 +82,22 @@ def _check_range(low, high, name):
         raise ValueError(f"{name} must satisfy min <= max, got ({low}, {high})")
 
 
-def _resample(images, make_grid, transforms, out_hw):
-    """Warp ``images`` with one grid per image, ``make_grid(transforms[chunk], size)``, chunk by chunk."""
+def _resample(images, grid_of, transforms, out_hw, **options):
+    """Warp ``images`` with one grid per image, chunk by chunk.
+
+    ``grid_of`` is a grid generator of :mod:`stn_numba.grids`, called as
+    ``grid_of(transforms[chunk], size, align_corners=False, **options)``.
+    """
     n, channels = images.shape[:2]
     output = np.empty((n, channels) + tuple(out_hw), dtype=np.float32)
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
-        grid = make_grid(transforms[start:stop], (stop - start, channels) + tuple(out_hw))
+        grid = grid_of(transforms[start:stop], (stop - start, channels) + tuple(out_hw), align_corners=False,
+                       **options)
         output[start:stop] = sampling.grid_sample(
             images[start:stop], grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
     return output
-
-
-def _affine_grid(theta, size):
-    return grids.affine_grid(theta, size, align_corners=False)
-
-
-def _projective_grid(homographies, size):
-    return grids.projective_grid(homographies, size, align_corners=False)
 
 
 def _half_sizes(hw):
@@ -243,7 +239,7 @@ class RandomSimilarity(_Distortion):
         in_hw = images.shape[2:]
         out_hw = self.output_hw(in_hw)
         theta = similarity_theta(params["angle"], params["scale"], params["shift"], in_hw, out_hw)
-        return _resample(images, _affine_grid, theta, out_hw)
+        return _resample(images, grids.affine_grid, theta, out_hw)
 
 
 @dataclass(frozen=True)
@@ -279,7 +275,7 @@ class RandomProjective(_Distortion):
     def apply(self, images, params):
         images = _check_images(images)
         homographies = corner_homography(params["corners"]).astype(np.float32)
-        return _resample(images, _projective_grid, homographies, images.shape[2:])
+        return _resample(images, grids.projective_grid, homographies, images.shape[2:])
 
 
 @dataclass(frozen=True)
@@ -312,10 +308,9 @@ class RandomElastic(_Distortion):
 
     def apply(self, images, params):
         images = _check_images(images)
-        make_grid = functools.partial(
-            grids.tps_grid, control_points=(self.control_grid, self.control_grid), align_corners=False
-        )
-        return _resample(images, make_grid, np.asarray(params["sources"], dtype=np.float32), images.shape[2:])
+        sources = np.asarray(params["sources"], dtype=np.float32)
+        return _resample(images, grids.tps_grid, sources, images.shape[2:],
+                         control_points=(self.control_grid, self.control_grid))
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ import numbers
 
 import numpy as np
 
-from .. import fields, grids, sampling
+from .. import fields, sampling
 from .._cpu import conv as _conv
+from .._families import GRID_FAMILIES
 from ..tensor import (
     _FLOAT_DTYPES,
     Concat,
@@ -581,13 +582,24 @@ def mse_loss(input, target, reduction="mean"):
 # ---------------------------------------------------------------- spatial transformer ops
 
 
-class _AffineGrid(Function):
-    def forward(self, theta, size, align_corners):
-        self.size, self.align_corners = size, align_corners
-        return grids.affine_grid(theta, size, align_corners)
+class _FamilyGrid(Function):
+    """The grid generator of a transform family (a :class:`stn_numba._families.GridFamily`)."""
+
+    def forward(self, params, family, size, align_corners, **options):
+        self.params, self.family, self.size, self.align_corners, self.options = (
+            params, family, size, align_corners, options)
+        return family.grid(params, size, align_corners=align_corners, **options)
 
     def backward(self, grad):
-        return grids.affine_grid_backward(grad, self.size, self.align_corners)
+        return self.family.backward(grad, self.params, self.size, self.align_corners, **self.options)
+
+
+def _family_grid(name, params, size, align_corners, **options):
+    """The differentiable grid of the family ``name`` of ``GRID_FAMILIES`` at ``params`` (a Tensor)."""
+    family = GRID_FAMILIES[name]
+    _float_tensor(params, family.parameter_name)
+    return _FamilyGrid.apply(params, family=family, size=tuple(int(s) for s in size), align_corners=align_corners,
+                             **options)
 
 
 def affine_grid(theta, size, align_corners=False):
@@ -603,8 +615,7 @@ def affine_grid(theta, size, align_corners=False):
         (N, C, H, W) or (N, C, D, H, W).
     align_corners : bool
     """
-    _float_tensor(theta, "theta")
-    return _AffineGrid.apply(theta, size=tuple(int(s) for s in size), align_corners=align_corners)
+    return _family_grid("affine", theta, size, align_corners)
 
 
 class _GridSample(Function):
@@ -777,15 +788,6 @@ def integrate_velocity(velocity, steps=7, mode="bilinear", padding_mode="zeros",
 # ---------------------------------------------------------------- other transform families
 
 
-class _ProjectiveGrid(Function):
-    def forward(self, theta, size, align_corners):
-        self.theta, self.size, self.align_corners = theta, size, align_corners
-        return grids.projective_grid(theta, size, align_corners)
-
-    def backward(self, grad):
-        return grids.projective_grid_backward(grad, self.theta, self.size, self.align_corners)
-
-
 def projective_grid(theta, size, align_corners=False):
     """Sampling grid of homographies, differentiable; see :func:`stn_numba.grids.projective_grid`.
 
@@ -799,17 +801,7 @@ def projective_grid(theta, size, align_corners=False):
         (N, C, H, W).
     align_corners : bool
     """
-    _float_tensor(theta, "theta")
-    return _ProjectiveGrid.apply(theta, size=tuple(int(s) for s in size), align_corners=align_corners)
-
-
-class _TpsGrid(Function):
-    def forward(self, theta, size, control_points, align_corners):
-        self.options = (size, control_points, align_corners)
-        return grids.tps_grid(theta, *self.options)
-
-    def backward(self, grad):
-        return grids.tps_grid_backward(grad, *self.options)
+    return _family_grid("projective", theta, size, align_corners)
 
 
 def tps_grid(theta, size, control_points=(4, 4), align_corners=False):
@@ -828,18 +820,7 @@ def tps_grid(theta, size, control_points=(4, 4), align_corners=False):
         As in :func:`stn_numba.grids.tps_control_points`.
     align_corners : bool
     """
-    _float_tensor(theta, "theta")
-    return _TpsGrid.apply(theta, size=tuple(int(s) for s in size), control_points=control_points,
-                          align_corners=align_corners)
-
-
-class _AttentionGrid(Function):
-    def forward(self, params, size, align_corners):
-        self.size, self.align_corners = size, align_corners
-        return grids.attention_grid(params, size, align_corners)
-
-    def backward(self, grad):
-        return grids.attention_grid_backward(grad, self.size, self.align_corners)
+    return _family_grid("tps", theta, size, align_corners, control_points=control_points)
 
 
 def attention_grid(params, size, align_corners=False):
@@ -855,17 +836,7 @@ def attention_grid(params, size, align_corners=False):
         (N, C, H, W).
     align_corners : bool
     """
-    _float_tensor(params, "params")
-    return _AttentionGrid.apply(params, size=tuple(int(s) for s in size), align_corners=align_corners)
-
-
-class _SimilarityGrid(Function):
-    def forward(self, params, size, align_corners):
-        self.params, self.size, self.align_corners = params, size, align_corners
-        return grids.similarity_grid(params, size, align_corners)
-
-    def backward(self, grad):
-        return grids.similarity_grid_backward(grad, self.params, self.size, self.align_corners)
+    return _family_grid("attention", params, size, align_corners)
 
 
 def similarity_grid(params, size, align_corners=False):
@@ -881,8 +852,7 @@ def similarity_grid(params, size, align_corners=False):
         (N, C, H, W).
     align_corners : bool
     """
-    _float_tensor(params, "params")
-    return _SimilarityGrid.apply(params, size=tuple(int(s) for s in size), align_corners=align_corners)
+    return _family_grid("similarity", params, size, align_corners)
 
 
 __all__ += ["projective_grid", "tps_grid", "attention_grid", "similarity_grid"]

@@ -32,7 +32,8 @@ import numbers
 
 import numpy as np
 
-from .. import _checks, grids
+from .. import _checks
+from .._families import GRID_FAMILIES
 from ..tensor import _FLOAT_DTYPES, Tensor, no_grad
 from . import functional as F
 from .modules import Linear, Module
@@ -40,35 +41,8 @@ from .modules import Linear, Module
 __all__ = ["SpatialTransformer", "TRANSFORMS"]
 
 
-def _affine(layer, theta, size):
-    return F.affine_grid(theta.reshape(-1, 2, 3), size, layer.align_corners)
-
-
-def _attention(layer, theta, size):
-    return F.attention_grid(theta, size, layer.align_corners)
-
-
-def _similarity(layer, theta, size):
-    return F.similarity_grid(theta, size, layer.align_corners)
-
-
-def _projective(layer, theta, size):
-    h33 = Tensor(np.ones((theta.shape[0], 1), theta.dtype))
-    return F.projective_grid(F.concat([theta, h33], 1).reshape(-1, 3, 3), size, layer.align_corners)
-
-
-def _tps(layer, theta, size):
-    return F.tps_grid(theta.reshape(theta.shape[0], -1, 2), size, layer.control_points, layer.align_corners)
-
-
-# family -> (identity parameters given the control points, grid op)
-TRANSFORMS = {
-    "affine": (lambda control_points: np.array([1.0, 0, 0, 0, 1, 0]), _affine),
-    "attention": (lambda control_points: np.array([1.0, 0, 0]), _attention),
-    "similarity": (lambda control_points: np.array([1.0, 0, 0, 0]), _similarity),
-    "projective": (lambda control_points: np.array([1.0, 0, 0, 0, 1, 0, 0, 0]), _projective),
-    "tps": (lambda control_points: grids.tps_control_points(control_points).ravel(), _tps),
-}
+# The transform families by name: those of the grid generators.
+TRANSFORMS = GRID_FAMILIES
 
 
 def _output_size(value):
@@ -184,8 +158,11 @@ class SpatialTransformer(Module):
         self.transform, self.mode, self.padding_mode = transform, mode, padding_mode
         self.output_size = _output_size(output_size)
         self.control_points = control_points
-        identity, self._make_grid = TRANSFORMS[transform]
-        identity = identity(control_points)
+        identity = TRANSFORMS[transform].identity(control_points)
+        self._parameter_shape = identity.shape
+        identity = identity.ravel()
+        if transform == "projective":  # the paper's 8 parameters: h33 is fixed to 1
+            identity = identity[:-1]
         if dtype is None:
             first = next(localisation.parameters(), None)
             dtype = np.float32 if first is None else first.dtype
@@ -216,9 +193,17 @@ class SpatialTransformer(Module):
                              f"{self.regressor.in_features}")
         return self.regressor(features)
 
+    def _family_parameters(self, theta):
+        """θ (N, ``num_parameters``) in the shape of the family's grid generator."""
+        if self.transform == "projective":  # h33 is fixed to 1, not regressed
+            theta = F.concat([theta, Tensor(np.ones((theta.shape[0], 1), theta.dtype))], 1)
+        # the length of axis 1 is left to the grid generator, whose check names the shape it expects
+        return theta.reshape((theta.shape[0], -1) + self._parameter_shape[1:])
+
     def grid(self, theta, size):
         """The sampling grid (N, H, W, 2) of parameters ``theta`` for an output of ``size`` (N, C, H, W)."""
-        return self._make_grid(self, theta, size)
+        options = TRANSFORMS[self.transform].options(self.control_points)
+        return F._family_grid(self.transform, self._family_parameters(theta), size, self.align_corners, **options)
 
     def output_shape(self, input_shape):
         """(N, C, H_out, W_out) for an input of shape (N, C, H, W)."""
@@ -232,7 +217,7 @@ class SpatialTransformer(Module):
         theta = self.localise(input)
         size = self.output_shape(input.shape)
         if self.transform == "affine":  # fused: the grid is never built
-            return F.affine_grid_sample(input, theta.reshape(-1, 2, 3), size, self.mode, self.padding_mode,
+            return F.affine_grid_sample(input, self._family_parameters(theta), size, self.mode, self.padding_mode,
                                         self.align_corners, fill_value=self.fill_value)
         return F.grid_sample(input, self.grid(theta, size), self.mode, self.padding_mode, self.align_corners,
                              fill_value=self.fill_value)

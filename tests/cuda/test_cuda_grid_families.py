@@ -1,4 +1,4 @@
-"""The projective and thin-plate spline grids and the parameter conversions on the GPU, against the CPU."""
+"""Every family's grid and its backward, and the parameter conversions, on the GPU, against the CPU."""
 
 import numpy as np
 import pytest
@@ -6,6 +6,7 @@ import pytest
 import stn_numba
 import stn_numba.grids
 from cuda_cases import DTYPES, bits, host, tolerances
+from stn_numba._families import GRID_FAMILIES
 
 
 def assert_same_on_gpu(cuda, function, arrays, *args, dtype, **options):
@@ -15,6 +16,19 @@ def assert_same_on_gpu(cuda, function, arrays, *args, dtype, **options):
     assert got.dtype == expected.dtype and got.shape == expected.shape
     np.testing.assert_allclose(host(got), expected, **tolerances(dtype))
     return got
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("family", GRID_FAMILIES.values(), ids=lambda f: f.name)
+def test_every_family(rng, cuda, family, dtype):
+    size = (2, 1, 3, 4)
+    identity = family.identity((2, 3))
+    params = (identity + 0.1 * rng.standard_normal((2, *identity.shape))).astype(dtype)
+    options = family.options((2, 3))
+    assert_same_on_gpu(cuda, family.grid, [params], size, dtype=dtype, align_corners=True, **options)
+    grad_grid = rng.standard_normal((2, 3, 4, 2)).astype(dtype)
+    assert_same_on_gpu(cuda, family.backward, [grad_grid, params], size, dtype=dtype, align_corners=True,
+                       **options)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
