@@ -107,6 +107,7 @@ multiplied: ``0 * inf`` from an infinite input pixel never reaches a point
 that does not use that pixel.
 """
 
+import collections
 import functools
 import math
 
@@ -279,22 +280,29 @@ def _tile(number, tiling, width, height):
     return (z * height + row) * width + column, rows, columns, z, row, column
 
 
+# One task's tables, for the ``_BLOCK`` points of a tile at most.
+Workspace = collections.namedtuple("Workspace", [
+    "index",  # per (axis, tap) row: the tap's index times the axis stride
+    "weight",  # per (axis, tap) row: the tap's weight
+    "slope",  # per (axis, tap) row: the weight's derivative in the grid value
+    "products",  # per tap: grad_output times input, summed over channels
+    "coordinate",  # the grid values of one axis, in a contiguous row
+    "gradient",  # one grid component's gradient per point
+])
+
+
 @njit(inline="always")
 def _workspace(spatial, per_axis, dtype, backward):
-    """One task's tables: per (axis, tap) row, the tap index times the axis
-    stride, the weight and its derivative; per tap, the backward's products
-    (grad_output times input, summed over channels); a row of grid values,
-    and one of gradients. The forward needs neither slopes, products nor
+    """A task's `Workspace`. The forward needs neither slopes, products nor
     gradients and shares those slots (fewer allocations per call)."""
     rows = spatial * per_axis
     index = np.zeros((rows, _BLOCK), np.int64)
     weight = np.zeros((rows, _BLOCK), dtype)
     coordinate = np.empty(_BLOCK, dtype)
     if backward:
-        return (index, weight, np.zeros((rows, _BLOCK), dtype),
-                np.empty((per_axis**spatial, _BLOCK), dtype), coordinate,
-                np.empty(_BLOCK, dtype))
-    return index, weight, weight, weight, coordinate, coordinate
+        return Workspace(index, weight, np.zeros((rows, _BLOCK), dtype), np.empty((per_axis**spatial, _BLOCK), dtype),
+                         coordinate, np.empty(_BLOCK, dtype))
+    return Workspace(index, weight, weight, weight, coordinate, coordinate)
 
 
 # ------------------------------------------------------------ per tile
@@ -334,7 +342,7 @@ def _tabulate_case(grid, theta, bases, n, points, tile, sizes, region,
     def tabulate(grid, theta, bases, n, points, tile, sizes, region,
                  out_width, align_corners, mode, padding, fused, spatial,
                  per_axis, with_slopes, windowed, axes, tables):
-        index, weight, slope, coordinate = tables[0], tables[1], tables[2], tables[4]
+        index, weight, slope, coordinate = tables.index, tables.weight, tables.slope, tables.coordinate
         first, rows, columns, z, row, column = tile
         count = rows * columns
         width, height, depth = sizes
@@ -428,7 +436,7 @@ def _tile_gather(source, source_at, output, output_at, tile, width, spatial,
     """``output[point] = sum over taps of weight * source[index]`` for one
     channel of a tile, skipping zero weights (an Inf pixel cannot reach
     points that skip it); taps in (z, y, x) order."""
-    index, weight = tables[0], tables[1]
+    index, weight = tables.index, tables.weight
     first, rows, columns = tile[0], tile[1], tile[2]
     zero = output.dtype.type(0)
     for r in range(rows):
@@ -454,7 +462,7 @@ def _tile_backward(source, source_at, grad_output, output_at, target,
     (for grad_grid) and ``target[i - target_at] += g * weight`` (grad_input,
     zero weights skipped) over the taps t, in a fixed order, with g the
     point's grad_output."""
-    index, weight, products = tables[0], tables[1], tables[3]
+    index, weight, products = tables.index, tables.weight, tables.products
     first, rows, columns = tile[0], tile[1], tile[2]
     zero = grad_output.dtype.type(0)
     for r in range(rows):
@@ -476,10 +484,10 @@ def _tile_backward(source, source_at, grad_output, output_at, target,
 
 @njit(inline="always")
 def _tile_grid_gradient(count, axis, spatial, per_axis, tables):
-    """``scratch[p] = sum over taps t of slope[t, p] * products[t, p]`` for
+    """``gradient[p] = sum over taps t of slope[t, p] * products[t, p]`` for
     grid component ``axis``, skipping zero slopes; a tap's slope is the
     derivative of its weight (w_z * w_y) * w_x along that component."""
-    weight, slope, products, out = tables[1], tables[2], tables[3], tables[5]
+    weight, slope, products, out = tables.weight, tables.slope, tables.products, tables.gradient
     zero = out.dtype.type(0)
     z0, y0 = 2 * per_axis, per_axis
     for p in range(count):
@@ -574,6 +582,60 @@ def _whole(sizes):
     return (np.int64(sizes[0]), np.int64(sizes[1]), np.int64(sizes[2]), zero, zero, zero)
 
 
+# ------------------------------------------------------------ backward phases
+@njit(inline="always")
+def _gradient_target(item, n, channels, volume, width, rows, offsets, buffered):
+    """Where work item ``item`` (of image ``n``) adds its input gradient:
+    (offset of the image's first pixel in the target, elements per channel).
+    Chunk 0 adds into grad_input itself; a ``buffered`` chunk into its
+    private buffer at ``offsets[item]``, which holds input rows
+    ``rows[item, 0]..rows[item, 1]`` of each channel."""
+    if buffered:
+        return offsets[item] - rows[item, 0] * width, (rows[item, 1] - rows[item, 0] + 1) * width
+    return n * channels * volume, volume
+
+
+@njit(inline="always")
+def _zero_target(target, image_at, span, channels, first_row_at):
+    """Zero the part of ``target`` that a work item adds into."""
+    at = image_at + first_row_at
+    target[at:at + channels * span] = 0
+
+
+@njit(inline="always")
+def _tile_channels_backward(source, grad_output, target, n, channels, volume, count, image_at, span, tile,
+                            out_width, spatial, per_axis, with_grid, with_input, tables):
+    """Every channel of a tile's backward (`_tile_backward`), its taps
+    tabulated in ``tables``: the products summed over channels, and the input
+    gradient added into ``target``."""
+    if with_grid:
+        # (named first: inlined into a prange body, a slice assignment to a
+        # namedtuple's field itself was lost, the buffer left as np.empty made it)
+        products = tables.products
+        products[:] = 0
+    for c in range(channels):
+        _tile_backward(source, (n * channels + c) * volume, grad_output, (n * channels + c) * count, target,
+                       -(image_at + c * span), tile, out_width, spatial, per_axis, with_grid, with_input, tables)
+
+
+@njit(inline="always")
+def _tile_points_gradient(grad_points, theta_sums, bases, item, n, count, tile, out_width, spatial, per_axis,
+                          with_grid, fused, tables):
+    """A tile's gradient of each grid component, from the products in
+    ``tables`` (zeros for nearest): stored into the grid's gradient, or, fused,
+    added into work item ``item``'s theta sums."""
+    gradient = tables.gradient  # (see `_tile_channels_backward`)
+    for axis in range(spatial):
+        if with_grid:
+            _tile_grid_gradient(tile[1] * tile[2], axis, spatial, per_axis, tables)
+        else:
+            gradient[:] = 0
+        if fused:
+            _add_theta_gradient(gradient, tile, bases, theta_sums, item, axis, spatial)
+        else:
+            _store_grid_gradient(grad_points, n, count, tile, out_width, axis, spatial, gradient)
+
+
 # ------------------------------------------------------------ backward chunks
 @njit(cache=True, nogil=True)
 def _chunk_tiles(chunk, chunks, tiles):
@@ -589,7 +651,7 @@ def _tap_rows(grid, theta, bases, n, points, first_tile, stop_tile, tiling,
     tiles ``first_tile..stop_tile-1`` of image ``n`` reads, or (0, -1)."""
     width, height, depth = sizes
     out_width, out_height, _ = out_sizes
-    index = tables[0]
+    index = tables.index
     low = depth * height
     high = -1
     for number in range(first_tile, stop_tile):
@@ -646,13 +708,19 @@ def _planning_padding(mode, padding):
 
 
 def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
-    """The forward and backward kernels of one case; ``parallel`` chooses
-    ``prange`` over task groups or one serial loop (same bits). Arrays
-    arrive flat (C order), with their sizes."""
+    """The kernels of one case: forward, backward, and the backward's
+    planners ``chunk_rows`` and ``extent``. ``parallel`` chooses ``prange``
+    over task groups or one serial loop (same bits)."""
+    return (_make_samplers(spatial, mode, padding, fused, parallel, windowed)
+            + _make_planners(spatial, mode, padding, fused, parallel, windowed))
+
+
+def _make_samplers(spatial, mode, padding, fused, parallel, windowed):
+    """The forward and backward kernels of one case (see `_make_kernels`).
+    Arrays arrive flat (C order), with their sizes."""
     loop = prange if parallel else range
     per_axis = taps_per_axis(mode)
     with_grid = mode != NEAREST
-    planning_padding = None if padding is None else _planning_padding(mode, padding)
 
     @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def forward(source, points, output, window, padding_mode, align_corners):
@@ -728,22 +796,17 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
         theta_sums = np.zeros((items if fused else 0, spatial, spatial + 1), np.float64)
         for group in loop(groups):
             tables = _workspace(spatial, per_axis, dtype, True)
-            products, scratch = tables[3], tables[5]
             for item in range(group * items // groups, (group + 1) * items // groups):
                 n = item // chunks
                 chunk = item % chunks
-                # grad_input target of this item: the image itself, or its
-                # private buffer (rows[item, 0].. of each channel)
-                target = grad_source
-                image_at = n * channels * volume
-                span = volume
-                if input_requires_grad and chunk > 0:
-                    target = buffers
-                    span = (rows[item, 1] - rows[item, 0] + 1) * width
-                    image_at = offsets[item] - rows[item, 0] * width
+                # grad_input goes to the image itself, or to the item's
+                # private buffer (chosen here, not returned from a helper,
+                # which Numba would count as an alias: see `forward`)
+                buffered = input_requires_grad and chunk > 0
+                target = buffers if buffered else grad_source
+                image_at, span = _gradient_target(item, n, channels, volume, width, rows, offsets, buffered)
                 if input_requires_grad:
-                    at = image_at + (rows[item, 0] * width if chunk > 0 else 0)
-                    target[at:at + channels * span] = 0
+                    _zero_target(target, image_at, span, channels, rows[item, 0] * width if buffered else 0)
                 first, stop = _chunk_tiles(chunk, chunks, tiles)
                 for number in range(first, stop):
                     tile = _tile(number, tiling, out_width, out_height)
@@ -751,30 +814,23 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
                               region, out_width, align_corners, mode, pad,
                               fused, spatial, per_axis, with_grid, windowed,
                               range(spatial), tables)
-                    if with_grid:
-                        products[:] = 0
-                    for c in range(channels):
-                        _tile_backward(source, (n * channels + c) * volume,
-                                       grad_output, (n * channels + c) * count,
-                                       target, -(image_at + c * span), tile,
-                                       out_width, spatial, per_axis, with_grid,
-                                       input_requires_grad, tables)
-                    for axis in range(spatial):
-                        if with_grid:
-                            _tile_grid_gradient(tile[1] * tile[2], axis,
-                                                spatial, per_axis, tables)
-                        else:
-                            scratch[:] = 0
-                        if fused:
-                            _add_theta_gradient(scratch, tile, bases,
-                                                theta_sums, item, axis, spatial)
-                        else:
-                            _store_grid_gradient(grad_points, n, count, tile,
-                                                 out_width, axis, spatial,
-                                                 scratch)
+                    _tile_channels_backward(source, grad_output, target, n, channels, volume, count, image_at, span,
+                                            tile, out_width, spatial, per_axis, with_grid, input_requires_grad, tables)
+                    _tile_points_gradient(grad_points, theta_sums, bases, item, n, count, tile, out_width, spatial,
+                                          per_axis, with_grid, fused, tables)
         if fused:
             _sum_chunks(theta_sums.reshape(n_batch, chunks, spatial, spatial + 1),
                         grad_points.reshape(n_batch, spatial, spatial + 1))
+
+    return forward, backward
+
+
+def _make_planners(spatial, mode, padding, fused, parallel, windowed):
+    """The kernels that plan a case's backward (see `_make_kernels`):
+    ``chunk_rows`` for the private buffers, ``extent`` for a window's reads."""
+    loop = prange if parallel else range
+    per_axis = taps_per_axis(mode)
+    planning_padding = None if padding is None else _planning_padding(mode, padding)
 
     @njit(parallel=parallel, **_KERNEL_OPTIONS)
     def chunk_rows(grad_output, source, points, chunks, window, padding_mode,
@@ -824,7 +880,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
         groups = bounds.shape[0]
         for group in loop(groups):
             tables = _workspace(spatial, per_axis, points.dtype, False)
-            index = tables[0]
+            index = tables.index
             for axis in range(spatial):
                 bounds[group, axis, 0] = region[axis]
                 bounds[group, axis, 1] = -1
@@ -843,7 +899,7 @@ def _make_kernels(spatial, mode, padding, fused, parallel, windowed):
                             bounds[group, axis, 0] = min(bounds[group, axis, 0], index[axis * per_axis + k, p])
                             bounds[group, axis, 1] = max(bounds[group, axis, 1], index[axis * per_axis + k, p])
 
-    return forward, backward, chunk_rows, extent
+    return chunk_rows, extent
 
 
 # The taps of one grid value along one axis as tuples (indices, weights,
