@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from cuda_cases import DTYPES, bits, host, tolerances
+from cuda_cases import DTYPES, bits, host
+from tolerances import tolerances
 
 import stn_numba
 import stn_numba.grids
@@ -13,7 +14,7 @@ def assert_same_on_gpu(cuda, function, arrays, *args, dtype, **options):
     expected = function(*arrays, *args, **options)
     got = function(*(cuda.to_device(a) for a in arrays), *args, **options)
     assert got.dtype == expected.dtype and got.shape == expected.shape
-    np.testing.assert_allclose(host(got), expected, **tolerances(dtype))
+    np.testing.assert_allclose(host(got), expected, **tolerances(dtype, "rounding"))
     return got
 
 
