@@ -7,6 +7,7 @@ import pytest
 import reference
 import stn_numba.nn.functional as F
 from stn_numba import fields
+from sampler_cases import DTYPES
 from stn_numba.tensor import Tensor
 from tolerances import tolerances
 
@@ -27,7 +28,7 @@ def reference_determinant(u):
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_determinant_matches_numpy(rng, shape, dtype):
     u = rng.uniform(-0.8, 0.8, shape)
     got = fields.jacobian_determinant(u.astype(dtype))

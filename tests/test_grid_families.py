@@ -15,11 +15,10 @@ import pytest
 
 import reference
 import stn_numba
+from sampler_cases import ALIGN, DTYPES
 from stn_numba import grids
 from tolerances import tolerances
 
-ALIGN = [False, True]
-DTYPES = [np.float64, np.float32]
 SIZES = [(2, 1, 3, 4), (1, 2, 1, 3)]  # the second has a unit axis (base coordinate 0)
 MIN_W = 2.0**-20
 

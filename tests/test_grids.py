@@ -5,10 +5,9 @@ import pytest
 
 import reference
 import stn_numba
+from sampler_cases import ALIGN, DTYPES
 from tolerances import tolerances
 
-ALIGN = [False, True]
-DTYPES = [np.float64, np.float32]
 # (N, C, spatial...) sizes: 2-D and 3-D, including unit axes (base coordinate 0).
 SIZES = [(2, 3, 5, 6), (1, 1, 1, 4), (2, 1, 3, 1), (2, 2, 3, 4, 5), (1, 1, 1, 2, 1)]
 

@@ -15,7 +15,7 @@ import stn_numba
 import stn_numba.nn.functional as F
 from stn_numba.tensor import Tensor
 
-from sampler_cases import COMBO_ARGS, COMBOS, TORCH_COMBOS, DTYPES
+from sampler_cases import ALIGN, COMBO_ARGS, COMBOS, TORCH_COMBOS, DTYPES
 from test_sampling import random_case, smooth_case, special_case
 from tolerances import tolerances
 
@@ -94,7 +94,7 @@ def test_count_is_the_push_of_ones_with_exact_gradients(rng, dim, mode, padding_
 
 
 @pytest.mark.parametrize("dim", [2, 3])
-@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("align_corners", ALIGN)
 def test_identity_grid_counts_every_pixel_once(dim, align_corners):
     size = (2, 1) + (3, 4, 5)[-dim:]
     theta = np.tile(np.eye(dim, dim + 1), (2, 1, 1))

@@ -8,7 +8,8 @@ dispatch (GPU arrays in, GPU arrays out, streams, empty batches).
 
 import numpy as np
 import pytest
-from cuda_cases import COMBO_ARGS, COMBOS, DTYPES, INPUT_SHAPES, OUTPUT_SPATIAL, SIMULATED, bits, host
+from cuda_cases import INPUT_SHAPES, OUTPUT_SPATIAL, SIMULATED, bits, host
+from sampler_cases import COMBO_ARGS, DTYPES, LEAN_COMBOS
 from tolerances import tolerances
 
 import stn_numba
@@ -38,7 +39,7 @@ def is_numba_device_array(value):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+@pytest.mark.parametrize(COMBO_ARGS, LEAN_COMBOS)
 def test_fused_matches_cpu(rng, cuda, dim, mode, padding_mode, align_corners, dtype):
     input, theta, size, grad_output = fused_case(rng, dim, dtype)
     args = (size, mode, padding_mode, align_corners)

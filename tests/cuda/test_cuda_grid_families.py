@@ -2,7 +2,8 @@
 
 import numpy as np
 import pytest
-from cuda_cases import DTYPES, bits, host
+from cuda_cases import bits, host
+from sampler_cases import ALIGN, DTYPES
 from tolerances import tolerances
 
 import stn_numba
@@ -19,7 +20,7 @@ def assert_same_on_gpu(cuda, function, arrays, *args, dtype, **options):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("align_corners", ALIGN)
 def test_projective_grid(rng, cuda, align_corners, dtype):
     size = (2, 1, 4, 5)
     theta = rng.standard_normal((2, 3, 3))
@@ -33,7 +34,7 @@ def test_projective_grid(rng, cuda, align_corners, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("align_corners", ALIGN)
 def test_tps_grid(rng, cuda, align_corners, dtype):
     control_points = (3, 3)
     size = (2, 1, 9, 8)  # 72 points: two passes of the reduction tree

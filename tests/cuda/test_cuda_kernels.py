@@ -6,7 +6,8 @@ deterministic input gradient; the non-finite coordinate rule.
 
 import numpy as np
 import pytest
-from cuda_cases import COMBO_ARGS, COMBOS, DTYPES, bits, host, random_case
+from cuda_cases import bits, host, random_case
+from sampler_cases import ALIGN, COMBO_ARGS, DTYPES, LEAN_COMBOS
 from tolerances import tolerances
 
 import stn_numba
@@ -24,7 +25,7 @@ def run_both(cuda, function, arrays, *args, **options):
 
 # ---------------------------------------------------------------- affine_grid
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("align_corners", ALIGN)
 @pytest.mark.parametrize("size", [(2, 1, 3, 5), (2, 1, 2, 3, 4), (1, 1, 1, 1)], ids=["2d", "3d", "1x1"])
 def test_affine_grid_matches_cpu(rng, cuda, size, align_corners, dtype):
     dim = len(size) - 2
@@ -50,7 +51,7 @@ def test_affine_grid_backward_over_several_reduction_passes(rng, cuda, size):
 
 # ---------------------------------------------------------------- grid_sample
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+@pytest.mark.parametrize(COMBO_ARGS, LEAN_COMBOS)
 def test_grid_sample_matches_cpu(rng, cuda, dim, mode, padding_mode, align_corners, dtype):
     input, grid, grad_output = random_case(rng, dim, dtype)
     args = (mode, padding_mode, align_corners)
@@ -159,7 +160,7 @@ def nonfinite_case(rng, dim, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+@pytest.mark.parametrize(COMBO_ARGS, LEAN_COMBOS)
 def test_nonfinite_rule_matches_cpu(rng, cuda, dim, mode, padding_mode, align_corners, dtype):
     input, grid, grad_output = nonfinite_case(rng, dim, dtype)
     args = (mode, padding_mode, align_corners)

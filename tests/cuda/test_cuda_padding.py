@@ -1,12 +1,13 @@
 """Constant padding (``fill_value``) on the GPU against the CPU, which tests/test_padding.py checks
 against scipy.ndimage, the reference and finite differences. (Circular padding runs through every
-case of ``cuda_cases.COMBOS``.)"""
+case of ``sampler_cases.LEAN_COMBOS``.)"""
 
 import numpy as np
 import pytest
-from cuda_cases import DTYPES, host, random_case
-from tolerances import tolerances
+from cuda_cases import host, random_case
+from sampler_cases import ALIGN, DTYPES
 from test_cuda_fused import fused_case, on_device
+from tolerances import tolerances
 
 import stn_numba
 
@@ -16,7 +17,7 @@ FILL = -1.75
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("dim, mode", [(2, "bilinear"), (2, "nearest"), (2, "bicubic"), (3, "bilinear"),
                                        (3, "nearest")])
-@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("align_corners", ALIGN)
 def test_constant_padding_on_the_gpu_matches_the_cpu(cuda, rng, dim, mode, align_corners, dtype):
     args = (mode, "constant", align_corners)
     input, grid, grad_output = random_case(rng, dim, dtype, spread=1.8)

@@ -2,13 +2,14 @@
 
 import numpy as np
 import pytest
-from cuda_cases import COMBO_ARGS, COMBOS, bits, host, random_case
+from cuda_cases import bits, host, random_case
+from sampler_cases import COMBO_ARGS, DTYPES, LEAN_COMBOS
 from tolerances import tolerances
 
 import stn_numba
 
 
-@pytest.mark.parametrize(COMBO_ARGS, COMBOS)
+@pytest.mark.parametrize(COMBO_ARGS, LEAN_COMBOS)
 def test_push_on_the_gpu_matches_the_cpu(cuda, rng, dim, mode, padding_mode, align_corners):
     input, grid, values = random_case(rng, dim, np.float64)
     args = (mode, padding_mode, align_corners)
@@ -20,7 +21,7 @@ def test_push_on_the_gpu_matches_the_cpu(cuda, rng, dim, mode, padding_mode, ali
 
 
 @pytest.mark.parametrize("dim, mode", [(2, "bilinear"), (2, "bicubic"), (3, "bilinear")])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_push_and_count_backwards_and_count_on_the_gpu_match_the_cpu(cuda, rng, dim, mode, dtype):
     input, grid, values = random_case(rng, dim, dtype)
     args = (mode, "reflection", False)

@@ -3,12 +3,11 @@ checks against grid_sample, finite differences and known flows."""
 
 import numpy as np
 import pytest
-from cuda_cases import DTYPES, host
+from cuda_cases import host
+from sampler_cases import ALL_PADDINGS, DTYPES
 from tolerances import tolerances
 
 import stn_numba
-
-PADDINGS = ["zeros", "border", "reflection", "circular", "constant"]
 
 
 def warp_case(rng, dim, dtype):
@@ -21,7 +20,7 @@ def warp_case(rng, dim, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("padding_mode", ALL_PADDINGS)
 @pytest.mark.parametrize("dim, mode", [(2, "bilinear"), (2, "nearest"), (2, "bicubic"), (3, "bilinear"),
                                        (3, "bicubic")])
 def test_warp_on_the_gpu_matches_the_cpu(cuda, rng, dim, mode, padding_mode, dtype):
