@@ -189,7 +189,6 @@ class _Source:
         self.ndim = len(self.shape)
         self.chunks = chunks
         self.chunksize = tuple(max(c) if c else 0 for c in chunks)
-        self.numblocks = tuple(len(c) for c in chunks)
         self.name = None
 
     @classmethod

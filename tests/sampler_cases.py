@@ -6,19 +6,15 @@ import pytest
 import reference
 
 DTYPES = [np.float64, np.float32]
-PADDINGS = list(reference.PADDING_MODES)
+MODES = list(reference.MODES)  # every mode in 2-D and 3-D: bicubic on volumes is tricubic
+PADDINGS = list(reference.PADDING_MODES)  # "constant" takes a fill value: tests/test_padding.py
+ALL_PADDINGS = PADDINGS + ["constant"]  # the ops tested with every padding, constant (and a fill value) too
 ALIGN = [False, True]
-
-
-def modes_for(dim):
-    """The modes defined for ``dim`` spatial dimensions (all: bicubic on volumes is tricubic)."""
-    return list(reference.MODES)
-
 
 COMBOS = [
     pytest.param(dim, mode, padding, align, id=f"{dim}d-{mode}-{padding}-{'aligned' if align else 'unaligned'}")
     for dim in (2, 3)
-    for mode in modes_for(dim)
+    for mode in MODES
     for padding in PADDINGS
     for align in ALIGN
 ]
@@ -27,7 +23,9 @@ COMBO_ARGS = "dim, mode, padding_mode, align_corners"
 # tricubic (the reference anchors it, and 2-D bicubic on volumes constant along an axis)
 TORCH_COMBOS = [case for case in COMBOS if case.values[2] != "circular" and case.values[:2] != (3, "bicubic")]
 # Tricubic compiles a parallel kernel per padding and dtype on the larger special cases (10-15 s each
-# in CI): the costly tests take it with zeros and reflection padding only, the others everywhere.
+# in CI), and runs 64 taps a point in the CUDA simulator's Python: the costly tests and the CUDA suite
+# take it with zeros and reflection padding only (its per-axis taps are bicubic's, which takes every
+# padding), the others everywhere.
 LEAN_COMBOS = [case for case in COMBOS
                if case.values[:2] != (3, "bicubic") or case.values[2] in ("zeros", "reflection")]
 

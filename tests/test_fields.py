@@ -6,8 +6,10 @@ import pytest
 
 import reference
 import stn_numba.nn.functional as F
+from sampler_cases import DTYPES
 from stn_numba import fields
 from stn_numba.tensor import Tensor
+from tolerances import tolerances
 
 SHAPES = [(2, 2, 5, 6), (1, 2, 1, 4), (1, 2, 2, 3), (2, 3, 3, 4, 5), (1, 3, 1, 2, 4)]
 
@@ -26,13 +28,12 @@ def reference_determinant(u):
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_determinant_matches_numpy(rng, shape, dtype):
     u = rng.uniform(-0.8, 0.8, shape)
     got = fields.jacobian_determinant(u.astype(dtype))
     assert got.dtype == dtype and got.shape == (shape[0],) + shape[2:]
-    tolerance = 1e-12 if dtype == np.float64 else 2e-5
-    np.testing.assert_allclose(got, reference_determinant(u), rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(got, reference_determinant(u), **tolerances(dtype, "rounding"))
 
 
 @pytest.mark.parametrize("dim", [2, 3])

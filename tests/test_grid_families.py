@@ -15,17 +15,13 @@ import pytest
 
 import reference
 import stn_numba
+from sampler_cases import ALIGN, DTYPES
 from stn_numba import _tps, grids
 from stn_numba._families import GRID_FAMILIES
+from tolerances import tolerances
 
-ALIGN = [False, True]
-DTYPES = [np.float64, np.float32]
 SIZES = [(2, 1, 3, 4), (1, 2, 1, 3)]  # the second has a unit axis (base coordinate 0)
 MIN_W = 2.0**-20
-
-
-def tolerances(dtype):
-    return {"rtol": 1e-12, "atol": 1e-12} if dtype == np.float64 else {"rtol": 1e-5, "atol": 1e-5}
 
 
 def identity_grid(size, align_corners, dtype=np.float64):
@@ -60,7 +56,7 @@ def test_projective_grid_backward_matches_reference(rng, size, align_corners, dt
     grad_theta = stn_numba.projective_grid_backward(grad_grid, theta, size, align_corners=align_corners)
     assert grad_theta.dtype == dtype and grad_theta.shape == (size[0], 3, 3)
     expected = reference.projective_grid_backward(grad_grid, theta, size, align_corners)
-    np.testing.assert_allclose(grad_theta, expected, **tolerances(dtype))
+    np.testing.assert_allclose(grad_theta, expected, **tolerances(dtype, "grid"))
 
 
 @pytest.mark.parametrize("align_corners", ALIGN)
@@ -81,13 +77,13 @@ def test_projective_grid_without_perspective_is_affine_grid(rng, align_corners, 
     theta[:, 2] = (0, 0, 1)
     np.testing.assert_allclose(stn_numba.projective_grid(theta, size, align_corners=align_corners),
                                stn_numba.affine_grid(theta[:, :2], size, align_corners=align_corners),
-                               **tolerances(dtype))
+                               **tolerances(dtype, "grid"))
     # ... and then the first two rows of the gradient are affine_grid's.
     grad_grid = random_grad_grid(rng, size, dtype)
     grad_theta = stn_numba.projective_grid_backward(grad_grid, theta, size, align_corners=align_corners)
     np.testing.assert_allclose(grad_theta[:, :2],
                                stn_numba.affine_grid_backward(grad_grid, size, align_corners=align_corners),
-                               **tolerances(dtype))
+                               **tolerances(dtype, "grid"))
 
 
 def horizon_homography(dtype, h33):
@@ -105,7 +101,7 @@ def test_projective_near_zero_w_is_clamped_keeping_its_sign(h33, sign, dtype):
     ys = np.array([-1.0, 0.0, 1.0])
     numerators = np.stack([0.5 * ys + 0.25, -ys + 0.75], axis=-1)  # (h_1 · p, h_2 · p) at x = 0
     np.testing.assert_allclose(grid[0, :, 2], numerators / (sign * MIN_W), rtol=1e-6)
-    np.testing.assert_allclose(grid, reference.projective_grid(theta, size, True), **tolerances(dtype))
+    np.testing.assert_allclose(grid, reference.projective_grid(theta, size, True), **tolerances(dtype, "grid"))
     assert np.all(np.isfinite(grid))
 
     grad_grid = np.zeros(grid.shape, dtype)
@@ -172,8 +168,7 @@ def test_tps_grid_matches_reference(rng, size, align_corners, control_points, dt
     assert grid.dtype == dtype and grid.shape == (size[0], *size[2:], 2)
     points = stn_numba.tps_control_points(control_points)
     expected = reference.tps_grid(theta, size, points, align_corners)
-    np.testing.assert_allclose(grid, expected, **({"rtol": 1e-10, "atol": 1e-10} if dtype == np.float64
-                                                   else tolerances(dtype)))
+    np.testing.assert_allclose(grid, expected, **tolerances(dtype, "tps"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -186,8 +181,7 @@ def test_tps_grid_backward_matches_reference(rng, align_corners, control_points,
     points = stn_numba.tps_control_points(control_points)
     assert grad_theta.dtype == dtype and grad_theta.shape == (2, len(points), 2)
     expected = reference.tps_grid_backward(grad_grid, size, points, align_corners)
-    np.testing.assert_allclose(grad_theta, expected, **({"rtol": 1e-10, "atol": 1e-10} if dtype == np.float64
-                                                         else tolerances(dtype)))
+    np.testing.assert_allclose(grad_theta, expected, **tolerances(dtype, "tps"))
 
 
 @pytest.mark.parametrize("control_points", CONTROL_POINTS, ids=CONTROL_IDS)
@@ -209,7 +203,7 @@ def test_tps_control_points_at_rest_give_identity_grid(align_corners, control_po
     points = stn_numba.tps_control_points(control_points).astype(dtype)
     theta = np.broadcast_to(points, (2, *points.shape))
     np.testing.assert_allclose(stn_numba.tps_grid(theta, size, control_points, align_corners=align_corners),
-                               identity_grid(size, align_corners, dtype), **tolerances(dtype))
+                               identity_grid(size, align_corners, dtype), **tolerances(dtype, "grid"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -218,7 +212,7 @@ def test_tps_grid_interpolates_the_control_points(rng, dtype):
     size = (2, 1, 7, 7)
     theta = perturbed_control_points(rng, (4, 4), 2, dtype)
     grid = stn_numba.tps_grid(theta, size, (4, 4), align_corners=True)
-    np.testing.assert_allclose(grid[:, ::2, ::2].reshape(2, 16, 2), theta, **tolerances(dtype))
+    np.testing.assert_allclose(grid[:, ::2, ::2].reshape(2, 16, 2), theta, **tolerances(dtype, "grid"))
     # Explicit control points on pixel centres of an align_corners=False grid.
     size = (1, 1, 4, 4)
     centres = (2 * np.arange(4) + 1) / 4 - 1
@@ -226,7 +220,7 @@ def test_tps_grid_interpolates_the_control_points(rng, dtype):
     points = np.array([(centres[c], centres[r]) for r, c in pixels])
     theta = perturbed_control_points(rng, points, 1, dtype)
     grid = stn_numba.tps_grid(theta, size, points, align_corners=False)
-    np.testing.assert_allclose(np.array([grid[0, r, c] for r, c in pixels]), theta[0], **tolerances(dtype))
+    np.testing.assert_allclose(np.array([grid[0, r, c] for r, c in pixels]), theta[0], **tolerances(dtype, "grid"))
 
 
 def test_tps_matrix_is_cached_per_configuration(rng):
@@ -291,7 +285,7 @@ def test_projective_attention_and_similarity_grids_match_reference(rng, family, 
     params = random_params(rng, size[0], dtype)
     grid = GRID_FAMILIES[family].grid(params, size, align_corners=align_corners)
     assert grid.dtype == dtype and grid.shape == (size[0], *size[2:], 2)
-    np.testing.assert_allclose(grid, reference_grid(params, size, align_corners), **tolerances(dtype))
+    np.testing.assert_allclose(grid, reference_grid(params, size, align_corners), **tolerances(dtype, "grid"))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -300,7 +294,7 @@ def test_conversions_to_affine(rng, dtype):
     theta = grids.similarity_to_affine(np.array([[s, angle, tx, ty]], dtype))
     assert theta.dtype == dtype
     expected = [[s * np.cos(angle), -s * np.sin(angle), tx], [s * np.sin(angle), s * np.cos(angle), ty]]
-    np.testing.assert_allclose(theta[0], expected, **tolerances(dtype))
+    np.testing.assert_allclose(theta[0], expected, **tolerances(dtype, "grid"))
     theta = grids.attention_to_affine(np.array([[s, tx, ty]], dtype))
     np.testing.assert_array_equal(theta[0], np.array([[s, 0, tx], [0, s, ty]], dtype))
 

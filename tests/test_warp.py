@@ -14,13 +14,12 @@ import pytest
 
 import reference
 import stn_numba
-from sampler_cases import ALIGN
+from sampler_cases import ALIGN, ALL_PADDINGS, MODES, PADDINGS
 from stn_numba import nn
 from stn_numba.nn import functional as F
 from stn_numba.tensor import Tensor
 
-PADDINGS = ["zeros", "border", "reflection", "circular", "constant"]
-MODE_DIMS = [(2, "bilinear"), (2, "nearest"), (2, "bicubic"), (3, "bilinear"), (3, "nearest"), (3, "bicubic")]
+MODE_DIMS = [(dim, mode) for dim in (2, 3) for mode in MODES]
 FILL = 1.25
 
 
@@ -56,7 +55,7 @@ def case(rng, dim, dtype=np.float64, reach=3.0):
     return input.astype(dtype), displacement.astype(dtype), grad_output.astype(dtype)
 
 
-@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("padding_mode", ALL_PADDINGS)
 @pytest.mark.parametrize("dim, mode", MODE_DIMS)
 @pytest.mark.parametrize("align_corners", ALIGN)
 def test_warp_is_grid_sample_at_the_absolute_grid(rng, dim, mode, padding_mode, align_corners):
@@ -113,7 +112,7 @@ def smooth_case(rng, dim):
     return rng.standard_normal(shape), displacement, rng.standard_normal(shape)
 
 
-@pytest.mark.parametrize("padding_mode", PADDINGS)
+@pytest.mark.parametrize("padding_mode", ALL_PADDINGS)
 @pytest.mark.parametrize("dim, mode", [(2, "bilinear"), (2, "bicubic"), (3, "bilinear"), (3, "bicubic")])
 def test_warp_gradients_match_finite_differences(rng, dim, mode, padding_mode):
     input, displacement, weights = smooth_case(rng, dim)
@@ -146,8 +145,8 @@ def test_warp_backward_is_bitwise_the_same_for_any_thread_count(rng, dim):
         np.testing.assert_array_equal(first.view(np.uint32), second.view(np.uint32))
 
 
-@pytest.mark.parametrize("padding_mode", PADDINGS)
-@pytest.mark.parametrize("mode", ["bilinear", "nearest", "bicubic"])
+@pytest.mark.parametrize("padding_mode", ALL_PADDINGS)
+@pytest.mark.parametrize("mode", MODES)
 def test_non_finite_displacements_follow_the_rule(rng, mode, padding_mode):
     input = rng.standard_normal((1, 2, 4, 5))
     displacement = np.zeros((1, 2, 4, 5))
@@ -190,7 +189,7 @@ def test_bad_warp_arguments_are_named(kwargs, error, words):
 
 
 # ---------------------------------------------------------------- tricubic
-@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection", "circular"])
+@pytest.mark.parametrize("padding_mode", PADDINGS)
 @pytest.mark.parametrize("align_corners", ALIGN)
 def test_tricubic_on_a_volume_constant_along_z_is_bicubic_of_a_slice(rng, padding_mode, align_corners):
     image = rng.standard_normal((2, 3, 6, 7))

@@ -1,38 +1,13 @@
-"""Shared cases of the CUDA suite: tiny inputs, the mode combinations, tolerances."""
+"""Shared helpers of the CUDA suite: tiny inputs (the mode combinations: ``sampler_cases.LEAN_COMBOS``)."""
 
 import numba
 import numpy as np
-import pytest
 
 #: Whether numba.cuda is the CUDA simulator (NUMBA_ENABLE_CUDASIM=1 before numba was imported).
 SIMULATED = bool(numba.config.ENABLE_CUDASIM)
 
-DTYPES = [np.float32, np.float64]
-PADDINGS = ["zeros", "border", "reflection", "circular"]  # constant: tests/cuda/test_cuda_padding.py
 INPUT_SHAPES = {2: (2, 2, 3, 4), 3: (2, 2, 2, 3, 4)}
 OUTPUT_SPATIAL = {2: (3, 4), 3: (2, 3, 3)}
-
-
-def modes_for(dim):
-    return ["bilinear", "nearest", "bicubic"]
-
-
-COMBO_ARGS = "dim, mode, padding_mode, align_corners"
-# Tricubic runs 64 taps a point in the simulator's Python: it takes zeros and reflection padding here
-# (the per-axis taps are bicubic's, which takes every padding; the CPU suite takes tricubic with every one).
-COMBOS = [
-    pytest.param(dim, mode, padding, align, id=f"{dim}d-{mode}-{padding}-{'aligned' if align else 'unaligned'}")
-    for dim in (2, 3)
-    for mode in modes_for(dim)
-    for padding in PADDINGS
-    for align in (False, True)
-    if not (dim == 3 and mode == "bicubic" and padding not in ("zeros", "reflection"))
-]
-
-
-def tolerances(dtype):
-    """CPU and GPU differ in summation order and fused multiply-adds, so only in rounding."""
-    return {"rtol": 1e-12, "atol": 1e-12} if dtype == np.float64 else {"rtol": 2e-5, "atol": 2e-5}
 
 
 def random_case(rng, dim, dtype, spread=1.3):
