@@ -47,7 +47,14 @@ import numpy as np
 from numba import cuda
 
 from .._codes import NEAREST
-from .._coords import affine_component, mode_taps, point_tap, point_tap_count, single_tap, taps_per_axis
+from .._coords import (
+    affine_component,
+    mode_taps,
+    point_tap,
+    point_tap_count,
+    single_tap,
+    taps_per_axis,
+)
 from . import launch, rounding  # noqa: F401 (rounding: lowers _coords' floor_value and round_half_even)
 from .grids import _affine_grid_backward, affine_base_point
 
