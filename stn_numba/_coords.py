@@ -608,6 +608,62 @@ def cubic_taps_at(first, t, scale, lost, size, tap_padding, align_corners):
 
 
 @register_jitable(forceinline=True)
+def taps_per_axis(mode):
+    """Interpolation taps along each axis of a mode code: 1 nearest, 2 linear, 4 cubic."""
+    if mode == NEAREST:
+        return 1
+    if mode == BICUBIC:
+        return 4
+    return 2
+
+
+@register_jitable(forceinline=True)
+def single_tap(index, weight):
+    """One tap in `mode_taps`' form: ``index`` with ``weight`` and slope 0."""
+    zero = type(weight)(0)
+    return (index, index, index, index), (weight, zero, zero, zero), (zero, zero, zero, zero), 1
+
+
+@register_jitable(forceinline=True)
+def _linear_pair(i0, i1, w0, w1, d0, d1):
+    """The two taps of `linear_taps` in `mode_taps`' form."""
+    zero = type(w0)(0)
+    return (i0, i1, i1, i1), (w0, w1, zero, zero), (d0, d1, zero, zero), 2
+
+
+@register_jitable(forceinline=True)
+def mode_taps(g, size, mode, padding_mode, align_corners):
+    """The taps of grid value ``g`` along one axis in ``mode``: 4-tuples
+    (indices, weights, d weight / d g) of which the first ``count`` are used
+    (`taps_per_axis`; the rest have weight 0), and ``count``: `nearest_tap`,
+    `linear_taps` or `cubic_taps`."""
+    if mode == NEAREST:
+        index, weight = nearest_tap(g, size, padding_mode, align_corners)
+        return single_tap(index, weight)
+    if mode == BICUBIC:
+        indices, weights, slopes = cubic_taps(g, size, padding_mode, align_corners)
+        return indices, weights, slopes, 4
+    i0, i1, w0, w1, d0, d1 = linear_taps(g, size, padding_mode, align_corners)
+    return _linear_pair(i0, i1, w0, w1, d0, d1)
+
+
+@register_jitable(forceinline=True)
+def point_tap_count(taps):
+    """The taps of a point whose axes' taps are ``taps`` (z, y, x; each in
+    `mode_taps`' form): the product of its axes'."""
+    return taps[0][3] * taps[1][3] * taps[2][3]
+
+
+@register_jitable(forceinline=True)
+def point_tap(taps, j):
+    """Tap ``j`` of a point of `point_tap_count`'s ``taps``, x fastest: its
+    (z, y, x) indices and weight (w_z · w_y) · w_x."""
+    taps_z, taps_y, taps_x = taps
+    a, b, k = j // (taps_y[3] * taps_x[3]), (j // taps_x[3]) % taps_y[3], j % taps_x[3]
+    return taps_z[0][a], taps_y[0][b], taps_x[0][k], (taps_z[1][a] * taps_y[1][b]) * taps_x[1][k]
+
+
+@register_jitable(forceinline=True)
 def outside_share(g, size, mode, align_corners):
     """The share of the interpolation weight of grid value ``g`` along one
     axis that falls on taps outside ``[0, size)`` (those zeros padding drops),
@@ -735,6 +791,33 @@ def affine_base_coordinate(i, size, align_corners, like):
     return numerator / type(like)(size)
 
 
+@register_jitable(forceinline=True)
+def affine_line(theta, n, a, y, z, dims):
+    """Component ``a`` of ``theta[n] @ (x, y[, z], 1)`` along a grid line
+    (y and z fixed, x varying), as ``(slope, offset)``: its value at x is
+    `line_point` ``slope * x + offset``. ``dims`` is A (theta[n] is A x
+    (A+1)); z is used only where A == 3. The offset is ``(t1 y + tA) + t2 z``
+    in that order, `affine_grid`'s on both targets, so every affine grid
+    value (the grid kernels, the fused samplers) has the same bits."""
+    offset = theta[n, a, 1] * y + theta[n, a, dims]
+    if dims == 3:
+        offset += theta[n, a, 2] * z
+    return theta[n, a, 0], offset
+
+
+@register_jitable(forceinline=True)
+def line_point(line, x):
+    """The value at ``x`` of a line ``(slope, offset)`` of `affine_line`."""
+    return line[0] * x + line[1]
+
+
+@register_jitable(forceinline=True)
+def affine_component(theta, n, a, x, y, z):
+    """Component ``a`` of ``theta[n] @ (x, y[, z], 1)`` (theta (N, A, A+1)):
+    `affine_line`'s arithmetic at one point."""
+    return line_point(affine_line(theta, n, a, y, z, theta.shape[1]), x)
+
+
 PROJECTIVE_MIN_DENOMINATOR = 2.0**-20  # exact in float32 and float64
 
 
@@ -758,6 +841,24 @@ def projective_denominator(w):
             return limit, type(w)(0)
         return -limit, type(w)(0)
     return w, type(w)(1)
+
+
+@register_jitable(forceinline=True)
+def projective_lines(theta, n, y):
+    """The rows of ``theta[n]`` (3 x 3) along a projective grid line of
+    base coordinate ``y``: `affine_line` of each, a 2-D affine row."""
+    zero = type(y)(0)  # (no z)
+    return (affine_line(theta, n, 0, y, zero, 2), affine_line(theta, n, 1, y, zero, 2),
+            affine_line(theta, n, 2, y, zero, 2))
+
+
+@register_jitable(forceinline=True)
+def projective_point(lines, x):
+    """The projective grid value (x, y) at base coordinate ``x`` of a line
+    of `projective_lines`: ``(h_1 · p, h_2 · p) / w``, ``w = h_3 · p`` kept
+    away from 0 by `projective_denominator`."""
+    denominator, _ = projective_denominator(line_point(lines[2], x))
+    return line_point(lines[0], x) / denominator, line_point(lines[1], x) / denominator
 
 
 @register_jitable(forceinline=True)
@@ -797,6 +898,58 @@ def projective_point_gradient(theta, n, x, y, grad_x, grad_y):
 def _projective_row(theta, n, i, x, y):
     """``theta[n, i] · (x, y, 1)`` in float64, in the grid's order ``a x + (b y + c)``."""
     return np.float64(theta[n, i, 0]) * x + (np.float64(theta[n, i, 1]) * y + np.float64(theta[n, i, 2]))
+
+
+# ------------------------------------------------------------ attention and similarity
+# One image ``n`` a call: the CPU kernels loop over images, the CUDA ones run
+# a thread each.
+
+
+@register_jitable(forceinline=True)
+def attention_to_affine(params, theta, n):
+    """Row (s, tx, ty) of ``params`` (N, 3) into ``theta[n]`` = [[s, 0, tx], [0, s, ty]]."""
+    zero = theta.dtype.type(0)
+    theta[n, 0, 0] = params[n, 0]
+    theta[n, 0, 1] = zero
+    theta[n, 0, 2] = params[n, 1]
+    theta[n, 1, 0] = zero
+    theta[n, 1, 1] = params[n, 0]
+    theta[n, 1, 2] = params[n, 2]
+
+
+@register_jitable(forceinline=True)
+def attention_to_affine_backward(grad_theta, grad_params, n):
+    """Row ``n`` of ``grad_params`` (N, 3): (g00 + g11, g02, g12) of ``grad_theta[n]``."""
+    grad_params[n, 0] = grad_theta[n, 0, 0] + grad_theta[n, 1, 1]
+    grad_params[n, 1] = grad_theta[n, 0, 2]
+    grad_params[n, 2] = grad_theta[n, 1, 2]
+
+
+@register_jitable(forceinline=True)
+def similarity_to_affine(params, theta, n):
+    """Row (s, angle, tx, ty) of ``params`` (N, 4) into ``theta[n]`` = [s R(angle) | (tx, ty)]."""
+    scale = params[n, 0]
+    cosine = scale * math.cos(params[n, 1])
+    sine = scale * math.sin(params[n, 1])
+    theta[n, 0, 0] = cosine
+    theta[n, 0, 1] = -sine
+    theta[n, 0, 2] = params[n, 2]
+    theta[n, 1, 0] = sine
+    theta[n, 1, 1] = cosine
+    theta[n, 1, 2] = params[n, 3]
+
+
+@register_jitable(forceinline=True)
+def similarity_to_affine_backward(grad_theta, params, grad_params, n):
+    """Row ``n`` of ``grad_params`` (N, 4): the chain rule through `similarity_to_affine`."""
+    cosine = math.cos(params[n, 1])
+    sine = math.sin(params[n, 1])
+    diagonal = grad_theta[n, 0, 0] + grad_theta[n, 1, 1]
+    skew = grad_theta[n, 1, 0] - grad_theta[n, 0, 1]
+    grad_params[n, 0] = cosine * diagonal + sine * skew
+    grad_params[n, 1] = params[n, 0] * (cosine * skew - sine * diagonal)
+    grad_params[n, 2] = grad_theta[n, 0, 2]
+    grad_params[n, 3] = grad_theta[n, 1, 2]
 
 
 # ------------------------------------------------------------ displacement fields
@@ -943,19 +1096,17 @@ def displaced_coordinate(i, u, size, padding_mode, align_corners, pad):
 
 @register_jitable(forceinline=True)
 def displaced_taps(i, u, size, mode, padding_mode, align_corners):
-    """The taps along one axis of pixel ``i`` displaced by ``u`` pixels, as
-    4-tuples (indices, weights, d weight / d u) of which the first ``count``
-    are used (1 nearest, 2 bilinear, 4 bicubic; the rest have weight 0);
-    constant padding takes zeros padding's taps (its fill is added apart)."""
-    zero = type(u)(0)
+    """The taps along one axis of pixel ``i`` displaced by ``u`` pixels, in
+    `mode_taps`' form (slopes: d weight / d u); constant padding takes zeros
+    padding's taps (its fill is added apart)."""
     cubic = mode == BICUBIC
     first, t, slope, lost = displaced_coordinate(i, u, size, padding_mode, align_corners, not cubic)
     if mode == NEAREST:
         index, weight = nearest_tap_at(first + _rounds_up(first, t), lost, size, padding_mode, u)
-        return (index, index, index, index), (weight, zero, zero, zero), (zero, zero, zero, zero), 1
+        return single_tap(index, weight)
     if not cubic:
         i0, i1, w0, w1, d0, d1 = linear_taps_at(first, t, slope, lost, size, padding_mode)
-        return (i0, i1, i1, i1), (w0, w1, zero, zero), (d0, d1, zero, zero), 2
+        return _linear_pair(i0, i1, w0, w1, d0, d1)
     tap_padding = padding_mode if padding_mode == BORDER or padding_mode == REFLECTION or padding_mode == CIRCULAR \
         else ZEROS  # (constant: zeros)
     if padding_mode == REFLECTION and math.isinf(u):
@@ -990,8 +1141,7 @@ def warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners):
     if u.shape[1] == 3:
         taps_z = displaced_taps(z, along_z, depth, mode, padding_mode, align_corners)
     else:  # one tap of weight 1
-        zero, one, index = type(along_z)(0), type(along_z)(1), type(depth)(z)
-        taps_z = (index, index, index, index), (one, zero, zero, zero), (zero, zero, zero, zero), 1
+        taps_z = single_tap(type(depth)(z), type(along_z)(1))
     return (taps_z, displaced_taps(y, along_y, height, mode, padding_mode, align_corners),
             displaced_taps(x, along_x, width, mode, padding_mode, align_corners))
 
@@ -1008,21 +1158,6 @@ def warp_point_share(input, u, n, z, y, x, mode, align_corners):
 
 
 @register_jitable(forceinline=True)
-def warp_tap_count(taps):
-    """The taps of a point of `warp_point_taps`: the product of its axes'."""
-    return taps[0][3] * taps[1][3] * taps[2][3]
-
-
-@register_jitable(forceinline=True)
-def warp_tap(taps, j):
-    """Tap ``j`` of a point of `warp_point_taps`, x fastest: its (z, y, x)
-    indices and weight (w_z · w_y) · w_x."""
-    taps_z, taps_y, taps_x = taps
-    a, b, k = j // (taps_y[3] * taps_x[3]), (j // taps_x[3]) % taps_y[3], j % taps_x[3]
-    return taps_z[0][a], taps_y[0][b], taps_x[0][k], (taps_z[1][a] * taps_y[1][b]) * taps_x[1][k]
-
-
-@register_jitable(forceinline=True)
 def warp_point(input, u, output, n, z, y, x, mode, padding_mode, align_corners, fill):
     """Write ``output[n, :, z, y, x]``: ``input`` sampled at (z, y, x) + u(z, y,
     x), every channel from the same taps (zero weights skipped), plus
@@ -1032,8 +1167,8 @@ def warp_point(input, u, output, n, z, y, x, mode, padding_mode, align_corners, 
         else type(fill)(0)
     for c in range(input.shape[1]):
         total = type(fill)(0)
-        for j in range(warp_tap_count(taps)):
-            tap_z, tap_y, tap_x, weight = warp_tap(taps, j)
+        for j in range(point_tap_count(taps)):
+            tap_z, tap_y, tap_x, weight = point_tap(taps, j)
             if weight != 0:
                 total += weight * input[n, c, tap_z, tap_y, tap_x]
         output[n, c, z, y, x] = total + fill * share if share != 0 else total

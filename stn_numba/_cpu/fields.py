@@ -20,12 +20,12 @@ from .._coords import (
     determinant_cofactors,
     determinant_gradient,
     field_jacobian,
+    point_tap,
+    point_tap_count,
     store_field_gradient,
     warp_point,
     warp_point_gradient,
     warp_point_taps,
-    warp_tap,
-    warp_tap_count,
 )
 
 _RUNS = 4  # warp backward: cut images so that N * runs reaches this
@@ -136,8 +136,8 @@ def _scatter_point(grad_output, input, u, target, image, n, z, y, x, mode, paddi
     """Add grad_output at (z, y, x) times each tap's weight into ``target[image]``."""
     taps = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
     for c in range(input.shape[1]):
-        for j in range(warp_tap_count(taps)):
-            tap_z, tap_y, tap_x, weight = warp_tap(taps, j)
+        for j in range(point_tap_count(taps)):
+            tap_z, tap_y, tap_x, weight = point_tap(taps, j)
             if weight != 0:
                 target[image, c, tap_z, tap_y, tap_x] += grad_output[n, c, z, y, x] * weight
 

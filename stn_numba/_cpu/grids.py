@@ -19,13 +19,22 @@ whose value overflows float32 becomes ±Inf, never NaN. (float64 gradients
 near the largest float64 can still overflow a row sum.)
 """
 
-import math
-
 import numpy as np
 from numba import prange
 
 from .._codegen import njit
-from .._coords import affine_base_coordinate, projective_denominator, projective_point_gradient
+from .._coords import (
+    affine_base_coordinate,
+    affine_line,
+    attention_to_affine,
+    attention_to_affine_backward,
+    line_point,
+    projective_lines,
+    projective_point,
+    projective_point_gradient,
+    similarity_to_affine,
+    similarity_to_affine_backward,
+)
 
 _CHUNK_POINTS = 65536  # points per backward chunk
 
@@ -63,12 +72,9 @@ def _affine_grid_rows(theta, grid, xs, ys, zs, height, first, last):
         y = ys[row % height]
         z = zs[row // height]
         for a in range(axes):
-            offset = theta[n, a, 1] * y + theta[n, a, axes]
-            if axes == 3:
-                offset += theta[n, a, 2] * z
-            slope = theta[n, a, 0]
+            line = affine_line(theta, n, a, y, z, axes)
             for w in range(width):
-                grid[n, row, w, a] = slope * xs[w] + offset
+                grid[n, row, w, a] = line_point(line, xs[w])
 
 
 _MAX_TASKS = 64  # parallel tasks of affine_grid (any value gives the same grid)
@@ -190,7 +196,7 @@ def affine_grid_3d_backward(grad_grid, grad_theta, align_corners):
 def projective_grid_2d(theta, grid, align_corners):
     """``theta`` (N, 3, 3) into ``grid`` (N, H, W, 2): ``(h_1 · p, h_2 · p) / (h_3 · p)``, p = (x, y, 1).
 
-    The denominator is kept away from 0 by `projective_denominator`.
+    The denominator is kept away from 0 (`stn_numba._coords.projective_point`).
     """
     n_batch, height, width, _ = grid.shape
     xs = _base_coordinates(width, align_corners, grid)
@@ -198,15 +204,11 @@ def projective_grid_2d(theta, grid, align_corners):
     for item in prange(n_batch * height):
         n = item // height
         row = item % height
-        y = ys[row]
-        offset_x = theta[n, 0, 1] * y + theta[n, 0, 2]
-        offset_y = theta[n, 1, 1] * y + theta[n, 1, 2]
-        offset_w = theta[n, 2, 1] * y + theta[n, 2, 2]
+        lines = projective_lines(theta, n, ys[row])
         for w in range(width):
-            x = xs[w]
-            denominator, _ = projective_denominator(theta[n, 2, 0] * x + offset_w)
-            grid[n, row, w, 0] = (theta[n, 0, 0] * x + offset_x) / denominator
-            grid[n, row, w, 1] = (theta[n, 1, 0] * x + offset_y) / denominator
+            source_x, source_y = projective_point(lines, xs[w])
+            grid[n, row, w, 0] = source_x
+            grid[n, row, w, 1] = source_y
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -277,49 +279,26 @@ def tps_grid_2d_backward(matrix, grad_grid, grad_theta):
 @njit(parallel=True, cache=True, nogil=True)
 def attention_to_affine_2d(params, theta):
     """Rows (s, tx, ty) of ``params`` (N, 3) into ``theta`` (N, 2, 3) = [[s, 0, tx], [0, s, ty]]."""
-    zero = theta.dtype.type(0)
     for n in prange(params.shape[0]):
-        theta[n, 0, 0] = params[n, 0]
-        theta[n, 0, 1] = zero
-        theta[n, 0, 2] = params[n, 1]
-        theta[n, 1, 0] = zero
-        theta[n, 1, 1] = params[n, 0]
-        theta[n, 1, 2] = params[n, 2]
+        attention_to_affine(params, theta, n)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def attention_to_affine_2d_backward(grad_theta, grad_params):
     """Overwrite ``grad_params`` (N, 3) with (g00 + g11, g02, g12) of ``grad_theta`` (N, 2, 3)."""
     for n in prange(grad_theta.shape[0]):
-        grad_params[n, 0] = grad_theta[n, 0, 0] + grad_theta[n, 1, 1]
-        grad_params[n, 1] = grad_theta[n, 0, 2]
-        grad_params[n, 2] = grad_theta[n, 1, 2]
+        attention_to_affine_backward(grad_theta, grad_params, n)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def similarity_to_affine_2d(params, theta):
     """Rows (s, angle, tx, ty) of ``params`` (N, 4) into ``theta`` (N, 2, 3) = [s R(angle) | (tx, ty)]."""
     for n in prange(params.shape[0]):
-        scale = params[n, 0]
-        cosine = scale * math.cos(params[n, 1])
-        sine = scale * math.sin(params[n, 1])
-        theta[n, 0, 0] = cosine
-        theta[n, 0, 1] = -sine
-        theta[n, 0, 2] = params[n, 2]
-        theta[n, 1, 0] = sine
-        theta[n, 1, 1] = cosine
-        theta[n, 1, 2] = params[n, 3]
+        similarity_to_affine(params, theta, n)
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def similarity_to_affine_2d_backward(grad_theta, params, grad_params):
     """Overwrite ``grad_params`` (N, 4) with the chain rule through `similarity_to_affine_2d`."""
     for n in prange(params.shape[0]):
-        cosine = math.cos(params[n, 1])
-        sine = math.sin(params[n, 1])
-        diagonal = grad_theta[n, 0, 0] + grad_theta[n, 1, 1]
-        skew = grad_theta[n, 1, 0] - grad_theta[n, 0, 1]
-        grad_params[n, 0] = cosine * diagonal + sine * skew
-        grad_params[n, 1] = params[n, 0] * (cosine * skew - sine * diagonal)
-        grad_params[n, 2] = grad_theta[n, 0, 2]
-        grad_params[n, 3] = grad_theta[n, 1, 2]
+        similarity_to_affine_backward(grad_theta, params, grad_params, n)

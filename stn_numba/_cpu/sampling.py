@@ -119,7 +119,17 @@ from numba.extending import overload, register_jitable
 
 from .._codegen import njit
 from .._codes import BICUBIC, BILINEAR, BORDER, CIRCULAR, NEAREST, ZEROS
-from .._coords import cubic_taps, linear_pair_taps, linear_taps, nearest_tap, nearest_zeros_tap, unnormalize
+from .._coords import (
+    affine_line,
+    cubic_taps,
+    line_point,
+    linear_pair_taps,
+    linear_taps,
+    nearest_tap,
+    nearest_zeros_tap,
+    taps_per_axis,
+    unnormalize,
+)
 from .grids import (
     _base_coordinates,
     _sum_chunks,
@@ -184,7 +194,6 @@ _PARTIAL_BUDGET = 2**25  # backward: most elements of private buffers
 _KERNEL_OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
 
 
-_TAPS_PER_AXIS = {BILINEAR: 2, NEAREST: 1, BICUBIC: 4}
 # Channels a parallel pointwise forward run samples at once, largest first;
 # measured on the benchmark shapes against the tables (taps computed once
 # for all channels): bilinear runs of 2-4 planes win at any channel count
@@ -245,11 +254,6 @@ def _pointwise_planes(mode, channels, fused, pairs):
         return ALL_CHANNELS
     divisors = [planes for planes in _RUN_PLANES if channels % planes == 0]
     return divisors[0] if divisors else (1 if mode == BICUBIC else None)
-
-
-def taps_per_axis(mode):
-    """Interpolation taps along each axis: 1 nearest, 2 linear, 4 cubic."""
-    return _TAPS_PER_AXIS[mode]
 
 
 # ------------------------------------------------------------ geometry
@@ -354,15 +358,10 @@ def _tabulate_case(grid, theta, bases, n, points, tile, sizes, region,
             stride = 1 if axis == 0 else (width if axis == 1 else width * height)
             if from_theta:
                 xs, ys, zs = bases
-                along_x, along_y = theta[n, axis, 0], theta[n, axis, 1]
-                along_z, constant = theta[n, axis, 2], theta[n, axis, dims]
                 for r in range(rows):
-                    if dims == 3:
-                        offset = (along_y * ys[row + r] + constant) + along_z * zs[z]
-                    else:
-                        offset = along_y * ys[row + r] + constant
+                    line = affine_line(theta, n, axis, ys[row + r], zs[z], dims)
                     for c in range(columns):
-                        coordinate[r * columns + c] = along_x * xs[column + c] + offset
+                        coordinate[r * columns + c] = line_point(line, xs[column + c])
             else:
                 at = (n * points + first) * dims + axis
                 for r in range(rows):
@@ -1003,21 +1002,19 @@ def _local_taps_case(indices, shift, extent):
 
 
 @njit(**{**_KERNEL_OPTIONS, "forceinline": True})
-def _line_offsets(theta, bases, n, line, out_height, dims):
-    """The part of ``theta[n] @ (x, y[, z], 1)`` that is constant along
-    output line ``line`` (z * Ho + y), per component, in `affine_grid`'s
-    order of operations."""
-    xs, ys, zs = bases
+def _lines(theta, bases, n, line, out_height, dims):
+    """The components of ``theta[n] @ (x, y[, z], 1)`` along output line
+    ``line`` (z * Ho + y), as `affine_line`'s (slope, offset) each (the z
+    component is x's in 2-D, unused)."""
+    _, ys, zs = bases
     z = line // out_height
     row = line - z * out_height
-    offset_x = theta[n, 0, 1] * ys[row] + theta[n, 0, dims]
-    offset_y = theta[n, 1, 1] * ys[row] + theta[n, 1, dims]
-    offset_z = offset_x  # (2-D: unused)
+    line_x = affine_line(theta, n, 0, ys[row], zs[z], dims)
+    line_y = affine_line(theta, n, 1, ys[row], zs[z], dims)
+    line_z = line_x
     if dims == 3:
-        offset_x = offset_x + theta[n, 0, 2] * zs[z]
-        offset_y = offset_y + theta[n, 1, 2] * zs[z]
-        offset_z = (theta[n, 2, 1] * ys[row] + theta[n, 2, 3]) + theta[n, 2, 2] * zs[z]
-    return offset_x, offset_y, offset_z
+        line_z = affine_line(theta, n, 2, ys[row], zs[z], dims)
+    return line_x, line_y, line_z
 
 
 @njit(**{**_KERNEL_OPTIONS, "forceinline": True})
@@ -1027,13 +1024,13 @@ def _task_grid(grid, theta, bases, n, first, stop, out_width, out_height, dims):
     path's values: short lines are then sampled in one long run."""
     xs = bases[0]
     for line in range(first, stop):
-        offset_x, offset_y, offset_z = _line_offsets(theta, bases, n, line, out_height, dims)
+        line_x, line_y, line_z = _lines(theta, bases, n, line, out_height, dims)
         at = (line - first) * out_width * dims
         for column in range(out_width):
-            grid[at + column * dims] = theta[n, 0, 0] * xs[column] + offset_x
-            grid[at + column * dims + 1] = theta[n, 1, 0] * xs[column] + offset_y
+            grid[at + column * dims] = line_point(line_x, xs[column])
+            grid[at + column * dims + 1] = line_point(line_y, xs[column])
             if dims == 3:
-                grid[at + column * dims + 2] = theta[n, 2, 0] * xs[column] + offset_z
+                grid[at + column * dims + 2] = line_point(line_z, xs[column])
 
 
 def _sample_run(source, points, points_at, output, theta, bases, n, channel,
@@ -1094,18 +1091,15 @@ def _sample_run_case(source, points, points_at, output, theta, bases, n, channel
         at = (n * channels + channel) * count + line * out_width
         xs = bases[0]
         zero = output.dtype.type(0)
-        offset_x = offset_y = offset_z = along_x = along_y = along_z = zero
+        line_x = line_y = line_z = (zero, zero)
         if from_theta:
-            offset_x, offset_y, offset_z = _line_offsets(theta, bases, n, line, out_height, dims)
-            along_x, along_y = theta[n, 0, 0], theta[n, 1, 0]
-            if dims == 3:
-                along_z = theta[n, 2, 0]
+            line_x, line_y, line_z = _lines(theta, bases, n, line, out_height, dims)
         for column in range(first, stop):
             if from_theta:
                 x = load_at(xs, column, np.int32(0))
-                gx = along_x * x + offset_x
-                gy = along_y * x + offset_y
-                gz = along_z * x + offset_z if dims == 3 else zero
+                gx = line_point(line_x, x)
+                gy = line_point(line_y, x)
+                gz = line_point(line_z, x) if dims == 3 else zero
             else:
                 point = (points_at + column) * dims
                 gx, gy = load_pair(points, _unsigned(point), np.int32(0))
@@ -1209,13 +1203,13 @@ def _prefetch_lines(source, theta, bases, n, image_at, first, stop, sizes, out_s
     the grid path. A hint: no value depends on it."""
     xs = bases[0]
     for line in range(first, stop):
-        offset_x, offset_y, offset_z = _line_offsets(theta, bases, n, line, out_sizes[1], dims)
+        line_x, line_y, line_z = _lines(theta, bases, n, line, out_sizes[1], dims)
         for column in range(0, out_sizes[0], _PREFETCH_STRIDE):
-            gx = theta[n, 0, 0] * xs[column] + offset_x
-            gy = theta[n, 1, 0] * xs[column] + offset_y
+            gx = line_point(line_x, xs[column])
+            gy = line_point(line_y, xs[column])
             gz = gx
             if dims == 3:
-                gz = theta[n, 2, 0] * xs[column] + offset_z
+                gz = line_point(line_z, xs[column])
             _prefetch_point(source, image_at, gx, gy, gz, sizes, region, align_corners, dims)
 
 
@@ -1518,7 +1512,7 @@ def _backward_run_case(grad_output, source, points, grad_points, index,
     dims, channels = _literal(spatial), _literal(planes)
     axis_taps = _AXIS_TAPS[_literal(mode)][True]
     x_taps_narrow, row_products = _X_TAPS[_literal(mode)][True], _ROW_PRODUCTS[_literal(mode)]
-    x_taps = _TAPS_PER_AXIS[_literal(mode)]
+    x_taps = taps_per_axis(_literal(mode))
 
     def backward_run(grad_output, source, points, grad_points, index, weight,
                      group, n, first, stop, at, sizes, count, pad,
@@ -1588,7 +1582,7 @@ def _make_pointwise_backward(spatial, mode, padding, planes):
     """The pointwise (parallel) backward kernel of one case: grid path,
     ``planes`` channels (`_POINTWISE_BACKWARD_PLANES`), planes read with
     int32 offsets."""
-    taps = _TAPS_PER_AXIS[mode] ** spatial
+    taps = taps_per_axis(mode) ** spatial
     prefetches = spatial == 2  # (a constant, as in `_make_pointwise`: 3-D kernels compile without them)
 
     @njit(parallel=True, **_KERNEL_OPTIONS)
@@ -1703,7 +1697,7 @@ def kernels(spatial, mode, padding, fused, parallel, windowed=False):
 # then runs without waking the thread pool.
 def _parallel(spatial, mode, work_items):
     """Whether work runs on the thread pool (else serially)."""
-    return work_items * _TAPS_PER_AXIS[mode] ** spatial >= _SERIAL_WORK
+    return work_items * taps_per_axis(mode) ** spatial >= _SERIAL_WORK
 
 
 def _kernel(spatial, mode, padding_mode, fused, work_items, which, windowed=False):
@@ -1743,7 +1737,7 @@ def _forward_kernel(fused, shape, out_size, mode, padding_mode, window=None):
     windowed = window is not None
     parallel = _parallel(spatial, mode, out_size)
     pool_from = (_POOL_FORWARD if shape[1] == 1 else _POOL_FORWARD_CHANNELS)[spatial]
-    on_pool = parallel if windowed else out_size * _TAPS_PER_AXIS[mode] ** spatial >= pool_from
+    on_pool = parallel if windowed else out_size * taps_per_axis(mode) ** spatial >= pool_from
     # a part (bilinear reads pairs there too); its taps are the whole input's, which must fit too
     pairs = mode == BILINEAR or not windowed
     whole = tuple(window[:spatial].tolist())[::-1] if windowed else None
@@ -1847,7 +1841,7 @@ def _backward_kernel(fused, shape, out_size, mode, padding_mode, windowed):
     if (on_pool and not windowed and not fused and mode != BICUBIC and not _general(spatial, mode, padding_mode)
             and shape[1] in _POINTWISE_BACKWARD_PLANES and narrow(shape[2:])):
         return (pointwise_backward(spatial, mode, padding_mode, shape[1]),
-                _TAPS_PER_AXIS[mode] ** spatial * _BLOCK)
+                taps_per_axis(mode) ** spatial * _BLOCK)
     return _kernel(spatial, mode, padding_mode, fused, out_size, 1, windowed), 0
 
 

@@ -6,20 +6,20 @@ the sampler's count, scan, place, sort and gather."""
 import numpy as np
 from numba import cuda
 
-from .._codes import BICUBIC, NEAREST
 from .._coords import (
     determinant_cofactors,
     determinant_gradient,
     field_jacobian,
+    point_tap,
+    point_tap_count,
     store_field_gradient,
+    taps_per_axis,
     warp_point,
     warp_point_gradient,
     warp_point_taps,
-    warp_tap,
-    warp_tap_count,
 )
 from . import launch
-from .sampling import exclusive_scan, gather_taps
+from .sampling import exclusive_scan, gather_taps, tap_pixel
 from .sampling import fill as set_all
 
 
@@ -106,17 +106,10 @@ def _warp_input_gradient(grad_output, input, u, grad_input, mode, padding_mode, 
         return
     taps = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
     for c in range(input.shape[1]):
-        for j in range(warp_tap_count(taps)):
-            tap_z, tap_y, tap_x, weight = warp_tap(taps, j)
+        for j in range(point_tap_count(taps)):
+            tap_z, tap_y, tap_x, weight = point_tap(taps, j)
             if weight != 0:
                 cuda.atomic.add(grad_input, (n, c, tap_z, tap_y, tap_x), grad_output[n, c, z, y, x] * weight)
-
-
-@cuda.jit(device=True)
-def _tap_pixel(input, n, tap_z, tap_y, tap_x):
-    """The flat (N·D·H·W) pixel of a tap of image ``n``."""
-    depth, height, width = input.shape[2], input.shape[3], input.shape[4]
-    return ((n * depth + tap_z) * height + tap_y) * width + tap_x
 
 
 @cuda.jit
@@ -126,10 +119,10 @@ def _warp_count_taps(input, u, counts, mode, padding_mode, align_corners):
     if not inside:
         return
     taps = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
-    for j in range(warp_tap_count(taps)):
-        tap_z, tap_y, tap_x, weight = warp_tap(taps, j)
+    for j in range(point_tap_count(taps)):
+        tap_z, tap_y, tap_x, weight = point_tap(taps, j)
         if weight != 0:
-            cuda.atomic.add(counts, _tap_pixel(input, n, tap_z, tap_y, tap_x), 1)
+            cuda.atomic.add(counts, tap_pixel(n, tap_z, tap_y, tap_x, *input.shape[2:]), 1)
 
 
 @cuda.jit
@@ -141,10 +134,10 @@ def _warp_place_taps(input, u, offsets, counts, keys, weights, mode, padding_mod
         return
     point = (z * input.shape[3] + y) * input.shape[4] + x
     taps = warp_point_taps(input, u, n, z, y, x, mode, padding_mode, align_corners)
-    for j in range(warp_tap_count(taps)):
-        tap_z, tap_y, tap_x, weight = warp_tap(taps, j)
+    for j in range(point_tap_count(taps)):
+        tap_z, tap_y, tap_x, weight = point_tap(taps, j)
         if weight != 0:
-            pixel = _tap_pixel(input, n, tap_z, tap_y, tap_x)
+            pixel = tap_pixel(n, tap_z, tap_y, tap_x, *input.shape[2:])
             slot = offsets[pixel] + cuda.atomic.add(counts, pixel, -1) - 1
             keys[slot] = point * taps_per_point + j
             weights[slot] = weight
@@ -155,7 +148,7 @@ def _warp_input_gradient_deterministic(grad_output, input, displacement, grad_in
     """``grad_input`` (N, C, D, H, W views) through the sampler's count, scan, place, sort and gather:
     each pixel's contributions summed in the order of their points and taps."""
     pixels = grad_input.size // max(1, grad_input.shape[1])
-    taps = (1 if mode == NEAREST else (4 if mode == BICUBIC else 2)) ** displacement.shape[1]
+    taps = taps_per_axis(mode) ** displacement.shape[1]
     counts = cuda.device_array(pixels, dtype=np.int64, stream=stream)
     set_all(counts, 0, stream)
     launch(_warp_count_taps, pixels, stream)(input, displacement, counts, mode, padding_mode, align_corners)

@@ -18,12 +18,20 @@ backward sum in float64 and round once at the end (with float32 gradients no
 partial sum overflows: a sum that overflows float32 becomes ±Inf, never NaN).
 """
 
-import math
-
 import numpy as np
 from numba import cuda
 
-from .._coords import affine_base_coordinate, projective_denominator, projective_point_gradient
+from .._coords import (
+    affine_base_coordinate,
+    affine_component,
+    attention_to_affine,
+    attention_to_affine_backward,
+    projective_lines,
+    projective_point,
+    projective_point_gradient,
+    similarity_to_affine,
+    similarity_to_affine_backward,
+)
 from . import launch
 
 _FAN_IN = 32  # values one thread adds in one reduction pass
@@ -38,17 +46,6 @@ def affine_base_point(p, depth, height, width, align_corners, like):
             affine_base_coordinate(row // height, depth, align_corners, like))
 
 
-@cuda.jit(device=True)
-def affine_point_component(theta, n, a, x, y, z):
-    """Component ``a`` of ``theta[n] @ (x, y[, z], 1)``: the arithmetic of every affine grid value on
-    the GPU (`_affine_grid` and the fused sampler of :mod:`.sampling`), so both give the same bits."""
-    axes = theta.shape[1]
-    offset = theta[n, a, 1] * y + theta[n, a, axes]
-    if axes == 3:
-        offset += theta[n, a, 2] * z
-    return theta[n, a, 0] * x + offset
-
-
 @cuda.jit
 def _affine_grid(theta, grid, depth, height, align_corners):
     """``theta`` (N, A, A+1) into ``grid`` (N, depth*height, W, A): one thread per point."""
@@ -61,7 +58,24 @@ def _affine_grid(theta, grid, depth, height, align_corners):
     n = item // (width * rows)
     x, y, z = affine_base_point(row * width + w, depth, height, width, align_corners, grid.dtype.type(0))
     for a in range(axes):
-        grid[n, row, w, a] = affine_point_component(theta, n, a, x, y, z)
+        grid[n, row, w, a] = affine_component(theta, n, a, x, y, z)
+
+
+@cuda.jit(device=True)
+def _pass_item(n_batch, chunks, lanes):
+    """This thread's (n, t, lane) in a reduction pass over (N, T, lanes) work items, and whether it has
+    one; it adds the values ``t, t + T, ...`` (`_pass_stop`)."""
+    item = cuda.grid(1)
+    if item >= n_batch * chunks * lanes:
+        return 0, 0, 0, False
+    return item // (lanes * chunks), (item // lanes) % chunks, item % lanes, True
+
+
+@cuda.jit(device=True)
+def _pass_stop(chunks, count):
+    """Where the values ``t, t + T, ...`` (T = ``chunks``) that a pass's thread ``t`` adds stop, of
+    ``count``: ``_FAN_IN`` of them at most (``range(t, _pass_stop(T, count), T)``)."""
+    return min(count, _FAN_IN * chunks)
 
 
 @cuda.jit
@@ -71,26 +85,21 @@ def _affine_grid_backward_partials(grad_grid, depth, height, width, align_corner
     ``partial`` (N, T, A*(A+1)): one thread per (n, t, a)."""
     n_batch, chunks, _ = partial.shape
     points, axes = grad_grid.shape[1], grad_grid.shape[2]
-    item = cuda.grid(1)
-    if item >= n_batch * chunks * axes:
+    n, t, a, inside = _pass_item(n_batch, chunks, axes)
+    if not inside:
         return
-    a = item % axes
-    t = (item // axes) % chunks
-    n = item // (axes * chunks)
     like = grad_grid.dtype.type(0)
     sum_x = 0.0
     sum_y = 0.0
     sum_z = 0.0
     sum_1 = 0.0
-    for q in range(_FAN_IN):
-        p = q * chunks + t
-        if p < points:
-            g = np.float64(grad_grid[n, p, a])
-            row = p // width
-            sum_x += g * np.float64(affine_base_coordinate(p % width, width, align_corners, like))
-            sum_y += g * np.float64(affine_base_coordinate(row % height, height, align_corners, like))
-            sum_z += g * np.float64(affine_base_coordinate(row // height, depth, align_corners, like))
-            sum_1 += g
+    for p in range(t, _pass_stop(chunks, points), chunks):
+        g = np.float64(grad_grid[n, p, a])
+        x, y, z = affine_base_point(p, depth, height, width, align_corners, like)
+        sum_x += g * np.float64(x)
+        sum_y += g * np.float64(y)
+        sum_z += g * np.float64(z)
+        sum_1 += g
     first = a * (axes + 1)
     partial[n, t, first] = sum_x
     partial[n, t, first + 1] = sum_y
@@ -105,17 +114,12 @@ def _sum_strided(values, sums):
     ``values``' dtype; ``values`` is (N, T, M), ``sums`` (N, U, M) with ``U = ceil(T / _FAN_IN)``."""
     n_batch, count, width = values.shape
     groups = sums.shape[1]
-    item = cuda.grid(1)
-    if item >= n_batch * groups * width:
+    n, u, m, inside = _pass_item(n_batch, groups, width)
+    if not inside:
         return
-    m = item % width
-    u = (item // width) % groups
-    n = item // (width * groups)
     total = values.dtype.type(0)
-    for q in range(_FAN_IN):
-        t = q * groups + u
-        if t < count:
-            total += values[n, t, m]
+    for t in range(u, _pass_stop(groups, count), groups):
+        total += values[n, t, m]
     sums[n, u, m] = total
 
 
@@ -190,12 +194,9 @@ def _projective_grid(theta, grid, align_corners):
     like = grid.dtype.type(0)
     x = affine_base_coordinate(w, width, align_corners, like)
     y = affine_base_coordinate(row, height, align_corners, like)
-    offset_x = theta[n, 0, 1] * y + theta[n, 0, 2]
-    offset_y = theta[n, 1, 1] * y + theta[n, 1, 2]
-    offset_w = theta[n, 2, 1] * y + theta[n, 2, 2]
-    denominator, _ = projective_denominator(theta[n, 2, 0] * x + offset_w)
-    grid[n, row, w, 0] = (theta[n, 0, 0] * x + offset_x) / denominator
-    grid[n, row, w, 1] = (theta[n, 1, 0] * x + offset_y) / denominator
+    source_x, source_y = projective_point(projective_lines(theta, n, y), x)
+    grid[n, row, w, 0] = source_x
+    grid[n, row, w, 1] = source_y
 
 
 @cuda.jit
@@ -206,25 +207,20 @@ def _projective_grid_backward_partials(grad_grid, theta, height, width, align_co
     one thread per (n, t)."""
     n_batch, chunks, _ = partial.shape
     points = grad_grid.shape[1]
-    item = cuda.grid(1)
-    if item >= n_batch * chunks:
+    n, t, _, inside = _pass_item(n_batch, chunks, 1)
+    if not inside:
         return
-    t = item % chunks
-    n = item // chunks
     zero = grad_grid.dtype.type(0)
     sums = cuda.local.array(9, np.float64)
     for k in range(9):
         sums[k] = 0.0
-    for q in range(_FAN_IN):
-        p = q * chunks + t
-        if p < points:
-            x = affine_base_coordinate(p % width, width, align_corners, zero)
-            y = affine_base_coordinate(p // width, height, align_corners, zero)
-            factors = projective_point_gradient(theta, n, x, y, grad_grid[n, p, 0], grad_grid[n, p, 1])
-            for i in range(3):
-                sums[3 * i] += factors[i] * np.float64(x)
-                sums[3 * i + 1] += factors[i] * np.float64(y)
-                sums[3 * i + 2] += factors[i]
+    for p in range(t, _pass_stop(chunks, points), chunks):
+        x, y, _ = affine_base_point(p, 1, height, width, align_corners, zero)
+        factors = projective_point_gradient(theta, n, x, y, grad_grid[n, p, 0], grad_grid[n, p, 1])
+        for i in range(3):
+            sums[3 * i] += factors[i] * np.float64(x)
+            sums[3 * i + 1] += factors[i] * np.float64(y)
+            sums[3 * i + 2] += factors[i]
     for k in range(9):
         partial[n, t, k] = sums[k]
 
@@ -253,19 +249,14 @@ def _tps_grid_backward_partials(matrix, grad_grid, partial):
     ``matrix[p, k] * grad_grid[n, p, c]``: one thread per (n, t, k, c)."""
     n_batch, chunks, terms = partial.shape
     points = grad_grid.shape[1]
-    item = cuda.grid(1)
-    if item >= n_batch * chunks * terms:
+    n, t, term, inside = _pass_item(n_batch, chunks, terms)
+    if not inside:
         return
-    term = item % terms
-    t = (item // terms) % chunks
-    n = item // (terms * chunks)
     k = term // 2
     c = term % 2
     total = grad_grid.dtype.type(0)
-    for q in range(_FAN_IN):
-        p = q * chunks + t
-        if p < points:
-            total += matrix[p, k] * grad_grid[n, p, c]
+    for p in range(t, _pass_stop(chunks, points), chunks):
+        total += matrix[p, k] * grad_grid[n, p, c]
     partial[n, t, term] = total
 
 
@@ -273,56 +264,29 @@ def _tps_grid_backward_partials(matrix, grad_grid, partial):
 @cuda.jit
 def _attention_to_affine(params, theta):
     n = cuda.grid(1)
-    if n >= params.shape[0]:
-        return
-    zero = theta.dtype.type(0)
-    theta[n, 0, 0] = params[n, 0]
-    theta[n, 0, 1] = zero
-    theta[n, 0, 2] = params[n, 1]
-    theta[n, 1, 0] = zero
-    theta[n, 1, 1] = params[n, 0]
-    theta[n, 1, 2] = params[n, 2]
+    if n < params.shape[0]:
+        attention_to_affine(params, theta, n)
 
 
 @cuda.jit
 def _attention_to_affine_backward(grad_theta, grad_params):
     n = cuda.grid(1)
-    if n >= grad_theta.shape[0]:
-        return
-    grad_params[n, 0] = grad_theta[n, 0, 0] + grad_theta[n, 1, 1]
-    grad_params[n, 1] = grad_theta[n, 0, 2]
-    grad_params[n, 2] = grad_theta[n, 1, 2]
+    if n < grad_theta.shape[0]:
+        attention_to_affine_backward(grad_theta, grad_params, n)
 
 
 @cuda.jit
 def _similarity_to_affine(params, theta):
     n = cuda.grid(1)
-    if n >= params.shape[0]:
-        return
-    scale = params[n, 0]
-    cosine = scale * math.cos(params[n, 1])
-    sine = scale * math.sin(params[n, 1])
-    theta[n, 0, 0] = cosine
-    theta[n, 0, 1] = -sine
-    theta[n, 0, 2] = params[n, 2]
-    theta[n, 1, 0] = sine
-    theta[n, 1, 1] = cosine
-    theta[n, 1, 2] = params[n, 3]
+    if n < params.shape[0]:
+        similarity_to_affine(params, theta, n)
 
 
 @cuda.jit
 def _similarity_to_affine_backward(grad_theta, params, grad_params):
     n = cuda.grid(1)
-    if n >= params.shape[0]:
-        return
-    cosine = math.cos(params[n, 1])
-    sine = math.sin(params[n, 1])
-    diagonal = grad_theta[n, 0, 0] + grad_theta[n, 1, 1]
-    skew = grad_theta[n, 1, 0] - grad_theta[n, 0, 1]
-    grad_params[n, 0] = cosine * diagonal + sine * skew
-    grad_params[n, 1] = params[n, 0] * (cosine * skew - sine * diagonal)
-    grad_params[n, 2] = grad_theta[n, 0, 2]
-    grad_params[n, 3] = grad_theta[n, 1, 2]
+    if n < params.shape[0]:
+        similarity_to_affine_backward(grad_theta, params, grad_params, n)
 
 
 def projective_grid_2d(theta, grid, align_corners, stream=0):

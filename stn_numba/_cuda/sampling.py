@@ -46,10 +46,17 @@ import math
 import numpy as np
 from numba import cuda
 
-from .._codes import BICUBIC, NEAREST
-from .._coords import cubic_taps, linear_taps, nearest_tap
+from .._codes import NEAREST
+from .._coords import (
+    affine_component,
+    mode_taps,
+    point_tap,
+    point_tap_count,
+    single_tap,
+    taps_per_axis,
+)
 from . import launch, rounding  # noqa: F401 (rounding: lowers _coords' floor_value and round_half_even)
-from .grids import _affine_grid_backward, affine_base_point, affine_point_component
+from .grids import _affine_grid_backward, affine_base_point
 
 _SCAN_FAN_IN = 256  # values one thread adds in one pass of the scan
 
@@ -68,62 +75,43 @@ def fill(array, value, stream=0):
 
 
 @cuda.jit(device=True)
-def _source_point(points, affine, n, p, out_shape, align_corners, point):
-    """Write the grid value (x, y[, z]) of output point ``p`` of image ``n`` into ``point``; return A.
+def _source_point(points, affine, n, p, out_shape, align_corners):
+    """The grid value (x, y, z) of output point ``p`` of image ``n`` (z 0 in 2-D), and A.
 
     ``points`` is a grid (N, P, A), or, with ``affine``, matrices theta (N, A, A+1): the value is then
     computed from theta and the base coordinates of an ``out_shape`` (D, H, W) affine grid, with
-    `affine_grid`'s arithmetic, and never stored."""
+    `affine_grid`'s arithmetic (`stn_numba._coords.affine_component`), and never stored."""
+    zero = points.dtype.type(0)
     if not affine:
         axes = points.shape[2]
-        for a in range(axes):
-            point[a] = points[n, p, a]
-        return axes
+        return points[n, p, 0], points[n, p, 1], points[n, p, 2] if axes == 3 else zero, axes
     axes = points.shape[1]
-    x, y, z = affine_base_point(p, out_shape[0], out_shape[1], out_shape[2], align_corners,
-                                points.dtype.type(0))
-    for a in range(axes):
-        point[a] = affine_point_component(points, n, a, x, y, z)
-    return axes
+    x, y, z = affine_base_point(p, out_shape[0], out_shape[1], out_shape[2], align_corners, zero)
+    along_z = affine_component(points, n, 2, x, y, z) if axes == 3 else zero
+    return affine_component(points, n, 0, x, y, z), affine_component(points, n, 1, x, y, z), along_z, axes
 
 
 @cuda.jit(device=True)
-def _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, padding_mode, align_corners,
-                point, axis_index, axis_weight, axis_slope):
-    """Fill the (3, 4) per-axis tap tables of output point ``p`` of image ``n`` (rows x, y, z: index,
-    weight, d weight / d grid component; `_source_point` writes its grid value into the scratch
-    ``point``); a 2-D point gets a trivial z row. Returns the axes A and the taps per axis."""
-    axes = _source_point(points, affine, n, p, out_shape, align_corners, point)
-    zero = axis_weight.dtype.type(0)
-    axis_index[2, 0] = 0
-    axis_weight[2, 0] = axis_weight.dtype.type(1)
-    axis_slope[2, 0] = zero
-    for a in range(axes):
-        size = width if a == 0 else (height if a == 1 else depth)
-        g = point[a]
-        if mode == NEAREST:
-            i, w = nearest_tap(g, size, padding_mode, align_corners)
-            axis_index[a, 0] = i
-            axis_weight[a, 0] = w
-            axis_slope[a, 0] = zero
-        elif mode == BICUBIC:
-            indices, weights, slopes = cubic_taps(g, size, padding_mode, align_corners)
-            axis_index[a, 0], axis_index[a, 1], axis_index[a, 2], axis_index[a, 3] = indices
-            axis_weight[a, 0], axis_weight[a, 1], axis_weight[a, 2], axis_weight[a, 3] = weights
-            axis_slope[a, 0], axis_slope[a, 1], axis_slope[a, 2], axis_slope[a, 3] = slopes
-        else:
-            i0, i1, w0, w1, d0, d1 = linear_taps(g, size, padding_mode, align_corners)
-            axis_index[a, 0] = i0
-            axis_index[a, 1] = i1
-            axis_weight[a, 0] = w0
-            axis_weight[a, 1] = w1
-            axis_slope[a, 0] = d0
-            axis_slope[a, 1] = d1
-    if mode == NEAREST:
-        return axes, 1
-    if mode == BICUBIC:
-        return axes, 4
-    return axes, 2
+def _thread_point(points, out_shape):
+    """This thread's output point: (n, p) of the N images of ``out_shape`` (D, H, W) points, N =
+    ``points.shape[0]``, and whether it has one."""
+    count = out_shape[0] * out_shape[1] * out_shape[2]
+    item = cuda.grid(1)
+    if item >= points.shape[0] * count:
+        return 0, 0, False
+    return item // count, item % count, True
+
+
+@cuda.jit(device=True)
+def _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, padding_mode, align_corners):
+    """The taps of output point ``p`` of image ``n`` (`_source_point`) along z, y and x, each in
+    `stn_numba._coords.mode_taps`' form; a 2-D point has one z tap, of weight 1 at index 0."""
+    along_x, along_y, along_z, axes = _source_point(points, affine, n, p, out_shape, align_corners)
+    taps_z = single_tap(type(depth)(0), type(along_z)(1))
+    if axes == 3:
+        taps_z = mode_taps(along_z, depth, mode, padding_mode, align_corners)
+    return (taps_z, mode_taps(along_y, height, mode, padding_mode, align_corners),
+            mode_taps(along_x, width, mode, padding_mode, align_corners))
 
 
 @cuda.jit
@@ -131,30 +119,22 @@ def _sample(source, points, affine, out_shape, output, depth, height, width, mod
             align_corners):
     """Forward on (N, C, D*H*W) input and (N, C, P) output, the points given by ``points`` and
     ``affine`` (`_source_point`): one thread per point."""
-    n_batch, channels, count = output.shape
-    item = cuda.grid(1)
-    if item >= n_batch * count:
+    n, p, inside = _thread_point(points, out_shape)
+    if not inside:
         return
-    n = item // count
-    p = item % count
-    point = cuda.local.array(3, points.dtype)
-    axis_index = cuda.local.array((3, 4), np.int64)
-    axis_weight = cuda.local.array((3, 4), points.dtype)
-    axis_slope = cuda.local.array((3, 4), points.dtype)
-    axes, per_axis = _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, padding_mode,
-                                 align_corners, point, axis_index, axis_weight, axis_slope)
-    depth_taps = per_axis if axes == 3 else 1
+    taps_z, taps_y, taps_x = _point_taps(points, affine, n, p, out_shape, depth, height, width, mode,
+                                         padding_mode, align_corners)
     zero = points.dtype.type(0)
-    for c in range(channels):
+    for c in range(output.shape[1]):
         total = zero
-        for kz in range(depth_taps):
-            for ky in range(per_axis):
-                weight_zy = axis_weight[2, kz] * axis_weight[1, ky]
-                row = (axis_index[2, kz] * height + axis_index[1, ky]) * width
-                for kx in range(per_axis):
-                    weight = weight_zy * axis_weight[0, kx]
+        for kz in range(taps_z[3]):
+            for ky in range(taps_y[3]):
+                weight_zy = taps_z[1][kz] * taps_y[1][ky]
+                row = (taps_z[0][kz] * height + taps_y[0][ky]) * width
+                for kx in range(taps_x[3]):
+                    weight = weight_zy * taps_x[1][kx]
                     if weight != zero:
-                        total += weight * source[n, c, row + axis_index[0, kx]]
+                        total += weight * source[n, c, row + taps_x[0][kx]]
         output[n, c, p] = total
 
 
@@ -163,45 +143,38 @@ def _sample_backward(grad_output, source, points, affine, out_shape, grad_source
                      height, width, mode, padding_mode, align_corners, scatter):
     """``grad_grid`` (N, P, A) of every point and, if ``scatter``, ``grad_source`` (N, C, D*H*W),
     zeroed by the caller, by atomic adds: one thread per point (``points``, ``affine``: `_source_point`)."""
-    n_batch, channels, count = grad_output.shape
-    item = cuda.grid(1)
-    if item >= n_batch * count:
+    n, p, inside = _thread_point(points, out_shape)
+    if not inside:
         return
-    n = item // count
-    p = item % count
-    point = cuda.local.array(3, points.dtype)
-    axis_index = cuda.local.array((3, 4), np.int64)
-    axis_weight = cuda.local.array((3, 4), points.dtype)
-    axis_slope = cuda.local.array((3, 4), points.dtype)
-    axes, per_axis = _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, padding_mode,
-                                 align_corners, point, axis_index, axis_weight, axis_slope)
-    depth_taps = per_axis if axes == 3 else 1
+    taps_z, taps_y, taps_x = _point_taps(points, affine, n, p, out_shape, depth, height, width, mode,
+                                         padding_mode, align_corners)
+    axes = grad_grid.shape[2]
     with_slopes = mode != NEAREST
     zero = points.dtype.type(0)
     grad_x = zero
     grad_y = zero
     grad_z = zero
-    for c in range(channels):
+    for c in range(grad_output.shape[1]):
         upstream = grad_output[n, c, p]
-        for kz in range(depth_taps):
-            for ky in range(per_axis):
-                row = (axis_index[2, kz] * height + axis_index[1, ky]) * width
-                for kx in range(per_axis):
-                    index = row + axis_index[0, kx]
+        for kz in range(taps_z[3]):
+            for ky in range(taps_y[3]):
+                row = (taps_z[0][kz] * height + taps_y[0][ky]) * width
+                for kx in range(taps_x[3]):
+                    index = row + taps_x[0][kx]
                     if with_slopes:
                         product = upstream * source[n, c, index]
-                        slope = axis_weight[2, kz] * axis_weight[1, ky] * axis_slope[0, kx]
+                        slope = taps_z[1][kz] * taps_y[1][ky] * taps_x[2][kx]
                         if slope != zero:
                             grad_x += slope * product
-                        slope = axis_weight[2, kz] * axis_slope[1, ky] * axis_weight[0, kx]
+                        slope = taps_z[1][kz] * taps_y[2][ky] * taps_x[1][kx]
                         if slope != zero:
                             grad_y += slope * product
                         if axes == 3:
-                            slope = axis_slope[2, kz] * axis_weight[1, ky] * axis_weight[0, kx]
+                            slope = taps_z[2][kz] * taps_y[1][ky] * taps_x[1][kx]
                             if slope != zero:
                                 grad_z += slope * product
                     if scatter:
-                        weight = axis_weight[2, kz] * axis_weight[1, ky] * axis_weight[0, kx]
+                        weight = taps_z[1][kz] * taps_y[1][ky] * taps_x[1][kx]
                         if weight != zero:
                             cuda.atomic.add(grad_source, (n, c, index), upstream * weight)
     grad_grid[n, p, 0] = grad_x
@@ -211,33 +184,26 @@ def _sample_backward(grad_output, source, points, affine, out_shape, grad_source
 
 
 # ------------------------------------------------- deterministic grad_input
+@cuda.jit(device=True)
+def tap_pixel(n, tap_z, tap_y, tap_x, depth, height, width):
+    """The flat (N·D·H·W) pixel of a tap of image ``n``."""
+    return ((n * depth + tap_z) * height + tap_y) * width + tap_x
+
+
 @cuda.jit
 def _count_taps(points, affine, out_shape, counts, depth, height, width, mode, padding_mode,
                 align_corners):
     """``counts[n * D*H*W + pixel]`` += the point's non-zero taps on that pixel (exact integer atomics);
     N = ``points.shape[0]``, P points per image in ``out_shape``."""
-    n_batch = points.shape[0]
-    count = out_shape[0] * out_shape[1] * out_shape[2]
-    item = cuda.grid(1)
-    if item >= n_batch * count:
+    n, p, inside = _thread_point(points, out_shape)
+    if not inside:
         return
-    n = item // count
-    p = item % count
-    point = cuda.local.array(3, points.dtype)
-    axis_index = cuda.local.array((3, 4), np.int64)
-    axis_weight = cuda.local.array((3, 4), points.dtype)
-    axis_slope = cuda.local.array((3, 4), points.dtype)
-    axes, per_axis = _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, padding_mode,
-                                 align_corners, point, axis_index, axis_weight, axis_slope)
-    depth_taps = per_axis if axes == 3 else 1
-    image = n * depth * height * width
+    taps = _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, padding_mode, align_corners)
     zero = points.dtype.type(0)
-    for kz in range(depth_taps):
-        for ky in range(per_axis):
-            row = (axis_index[2, kz] * height + axis_index[1, ky]) * width
-            for kx in range(per_axis):
-                if axis_weight[2, kz] * axis_weight[1, ky] * axis_weight[0, kx] != zero:
-                    cuda.atomic.add(counts, image + row + axis_index[0, kx], 1)
+    for j in range(point_tap_count(taps)):
+        tap_z, tap_y, tap_x, weight = point_tap(taps, j)
+        if weight != zero:
+            cuda.atomic.add(counts, tap_pixel(n, tap_z, tap_y, tap_x, depth, height, width), 1)
 
 
 @cuda.jit
@@ -247,35 +213,19 @@ def _place_taps(points, affine, out_shape, offsets, counts, keys, weights, depth
 
     ``counts`` (from `_count_taps`) is counted back down to 0 to hand out the slots; which slot a
     record gets depends on timing, which the final sort by key undoes."""
-    n_batch = points.shape[0]
-    count = out_shape[0] * out_shape[1] * out_shape[2]
-    item = cuda.grid(1)
-    if item >= n_batch * count:
+    n, p, inside = _thread_point(points, out_shape)
+    if not inside:
         return
-    n = item // count
-    p = item % count
-    point = cuda.local.array(3, points.dtype)
-    axis_index = cuda.local.array((3, 4), np.int64)
-    axis_weight = cuda.local.array((3, 4), points.dtype)
-    axis_slope = cuda.local.array((3, 4), points.dtype)
-    axes, per_axis = _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, padding_mode,
-                                 align_corners, point, axis_index, axis_weight, axis_slope)
-    depth_taps = per_axis if axes == 3 else 1
-    taps = per_axis * per_axis * depth_taps
-    image = n * depth * height * width
+    taps = _point_taps(points, affine, n, p, out_shape, depth, height, width, mode, padding_mode, align_corners)
+    taps_per_point = point_tap_count(taps)
     zero = points.dtype.type(0)
-    tap = 0
-    for kz in range(depth_taps):
-        for ky in range(per_axis):
-            row = (axis_index[2, kz] * height + axis_index[1, ky]) * width
-            for kx in range(per_axis):
-                weight = axis_weight[2, kz] * axis_weight[1, ky] * axis_weight[0, kx]
-                if weight != zero:
-                    pixel = image + row + axis_index[0, kx]
-                    slot = offsets[pixel] + cuda.atomic.add(counts, pixel, -1) - 1
-                    keys[slot] = p * taps + tap
-                    weights[slot] = weight
-                tap += 1
+    for j in range(taps_per_point):
+        tap_z, tap_y, tap_x, weight = point_tap(taps, j)
+        if weight != zero:
+            pixel = tap_pixel(n, tap_z, tap_y, tap_x, depth, height, width)
+            slot = offsets[pixel] + cuda.atomic.add(counts, pixel, -1) - 1
+            keys[slot] = p * taps_per_point + j
+            weights[slot] = weight
 
 
 @cuda.jit(device=True)
@@ -372,8 +322,7 @@ def _input_gradient_deterministic(grad_output, points, affine, out_shape, grad_s
     count = out_shape[0] * out_shape[1] * out_shape[2]
     axes = points.shape[1] if affine else points.shape[2]
     pixels = grad_source.shape[0] * grad_source.shape[2]
-    per_axis = 1 if mode == NEAREST else (4 if mode == BICUBIC else 2)
-    taps = per_axis ** axes
+    taps = taps_per_axis(mode) ** axes
     counts = cuda.device_array(pixels, dtype=np.int64, stream=stream)
     fill(counts, 0, stream)
     shape_args = (depth, height, width, mode, padding_mode, align_corners)
