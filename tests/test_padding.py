@@ -259,7 +259,12 @@ def test_dask_regions_match_the_in_memory_call(rng, dim, padding_mode):
     lazy_input = da.from_array(input, chunks=chunks)
     lazy_grid = da.from_array(grid, chunks=(1,) + (6, 7, 8)[-dim:] + (dim,))
     sync = {"scheduler": "synchronous"}
-    for mode in ("bilinear", "nearest") + (("bicubic",) if dim == 2 else ()):
+    modes = ["bilinear", "nearest", "bicubic"] if dim == 2 else ["bilinear", "nearest"]
+    if dim == 3 and padding_mode == "circular":
+        # bilinear only: each mode compiles windowed circular kernels of its own (70 s for both in CI),
+        # and the other modes' wrapped taps along each axis are those checked in 2-D
+        modes = ["bilinear"]
+    for mode in modes:
         args = (mode, padding_mode, False)
         np.testing.assert_array_equal(sd.grid_sample(lazy_input, lazy_grid, *args, **kwargs).compute(**sync),
                                       stn_numba.grid_sample(input, grid, *args, **kwargs), err_msg=mode)
