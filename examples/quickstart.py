@@ -1,4 +1,8 @@
-"""Warp a batch of images with random rotations and undo it again.
+"""
+Rotate a batch of images and undo it
+====================================
+
+Warp a batch of images with random rotations and undo it again.
 
 Run with ``python examples/quickstart.py``. It builds affine grids for a batch
 of rotations, samples the images at them, then applies the inverse rotations

@@ -975,7 +975,7 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     Returns
     -------
     dask.array.Array
-        (N, C, *grid spatial shape), chunks (input's batch and channel chunks,
+        ``(N, C, *grid spatial shape)``, chunks (input's batch and channel chunks,
         grid's spatial chunks); bitwise equal to the in-memory call.
     """
     x, g, op = _prepare_grid(input, grid, mode, padding_mode, align_corners, fill_value)
@@ -989,7 +989,7 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
     Parameters
     ----------
     grad_output : dask.array.Array or ndarray
-        Gradient of the output of :func:`grid_sample`, (N, C, *grid spatial).
+        Gradient of the output of :func:`grid_sample`, ``(N, C, *grid spatial)``.
         It is rechunked to the output's chunks.
     input, grid, mode, padding_mode, align_corners, fill_value
         As given to :func:`grid_sample`.
@@ -1081,7 +1081,7 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
     theta : array_like, same dtype
         (N, 2, 3) or (N, 3, 4); a dask array is computed first (it is small).
     size : sequence of int
-        Output size (N, C, *output spatial), as in the in-memory function.
+        Output size ``(N, C, *output spatial)``, as in the in-memory function.
     mode, padding_mode, align_corners, fill_value
         As in :func:`stn_numba.affine_grid_sample`.
     output_chunks : int or tuple, optional

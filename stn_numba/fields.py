@@ -105,7 +105,7 @@ def jacobian_determinant_backward(grad_output, displacement, *, device=None, str
 # ------------------------------------------------------------ warping
 def warp(input, displacement, mode="bilinear", padding_mode="zeros", align_corners=False, *, fill_value=0.0,
          device=None, stream=None):
-    """Sample ``input`` at each pixel p + ``displacement``(p): warp it by a field in pixels.
+    """Sample ``input`` at each pixel p + displacement(p): warp it by a field in pixels.
 
     The spatial transformer's sampler (Jaderberg et al., 2015, §3.3) with a
     dense displacement field as its grid generator, as MONAI's ``Warp`` and

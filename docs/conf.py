@@ -1,0 +1,44 @@
+"""Sphinx configuration of the stn_numba documentation site.
+
+Built with ``sphinx-build -W -b html docs docs/_build/html`` (warnings are errors).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(".."))
+
+import stn_numba  # noqa: E402
+
+project = "stn_numba"
+author = "the stn_numba developers"
+copyright = "2026, the stn_numba developers"
+release = version = stn_numba.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "myst_parser",
+    "sphinx_gallery.gen_gallery",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+exclude_patterns = ["_build", "table1", "**/*.json"]
+autosummary_generate = True
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+
+intersphinx_mapping = {}  # the build reads nothing from the network
+
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "download_all_examples": False,
+}
+
+html_theme = "pydata_sphinx_theme"
+html_title = "stn_numba"
