@@ -23,6 +23,7 @@ extensions = [
     "numpydoc",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
+    "matplotlib.sphinxext.plot_directive",
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
@@ -39,6 +40,13 @@ sphinx_gallery_conf = {
     "filename_pattern": r"/plot_",
     "download_all_examples": False,
 }
+
+# Pictures drawn at build time by ``.. plot::`` (MyST: ```{plot}```): PNG only, no source links.
+plot_formats = [("png", 110)]
+plot_html_show_formats = False
+plot_html_show_source_link = False
+plot_include_source = False
+plot_rcparams = {"figure.autolayout": True}
 
 html_theme = "pydata_sphinx_theme"
 html_title = "stn_numba"
