@@ -10,7 +10,10 @@
 # (tests/test_fuzz.py), which compile into a fresh private Numba cache (the
 # cache does not key on NUMBA_BOUNDSCHECK); float64 only, to halve the compile
 # time, and on two pytest-xdist workers, which share that cache (on an Intel
-# Xeon host of the CI kind: 299 s serial, 158 s on two).
+# Xeon host of the CI kind: 299 s serial, 158 s on two). Then the
+# documentation site is built into a fresh folder with warnings as errors (the
+# gallery's examples run), and scripts/check_docs.py checks that every page
+# and example built and that every internal link and anchor resolves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,6 +32,10 @@ if [ -d tests/cuda ]; then
 fi
 
 bounds_cache="$(mktemp -d)"
-trap 'rm -rf "$bounds_cache"' EXIT
+docs_build="$(mktemp -d)"
+trap 'rm -rf "$bounds_cache" "$docs_build"' EXIT
 NUMBA_BOUNDSCHECK=1 NUMBA_CACHE_DIR="$bounds_cache" STN_NUMBA_FUZZ_DTYPES=float64 \
     python -m pytest -q -n 2 tests/test_fuzz.py "$@"
+
+python -m sphinx -W -q -b html docs "$docs_build"
+python scripts/check_docs.py docs "$docs_build"
