@@ -7,6 +7,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.abspath(".."))
+sys.path.insert(0, os.path.abspath("."))  # gallery_order
 
 import stn_numba  # noqa: E402
 
@@ -38,6 +39,7 @@ sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
+    "within_subsection_order": "gallery_order.GalleryOrder",
     "download_all_examples": False,
 }
 
@@ -50,3 +52,8 @@ plot_rcparams = {"figure.autolayout": True}
 
 html_theme = "pydata_sphinx_theme"
 html_title = "stn_numba"
+html_theme_options = {
+    # the gallery's pages are code: give it the right-hand column's width
+    "secondary_sidebar_items": {"*": ["page-toc", "sourcelink"], "api/**": ["page-toc", "sourcelink"],
+                                "auto_examples/*": []},
+}

@@ -23,17 +23,21 @@ rng = np.random.default_rng(0)
 angle = rng.uniform(-0.6, 0.6, len(images))
 scale = rng.uniform(0.8, 1.25, len(images))
 shift = rng.uniform(-0.15, 0.15, (len(images), 2))
-theta = np.stack([np.stack([scale * np.cos(angle), -scale * np.sin(angle), shift[:, 0]], axis=1),
-                  np.stack([scale * np.sin(angle), scale * np.cos(angle), shift[:, 1]], axis=1)],
+cos, sin = scale * np.cos(angle), scale * np.sin(angle)
+theta = np.stack([np.stack([cos, -sin, shift[:, 0]], axis=1),
+                  np.stack([sin, cos, shift[:, 1]], axis=1)],
                  axis=1).astype(np.float32)  # (16, 2, 3)
-augmented = stn_numba.affine_grid_sample(images, theta, images.shape, padding_mode="zeros")
+augmented = stn_numba.affine_grid_sample(images, theta, images.shape,
+                                         padding_mode="zeros")
 
 # %%
 # The same on a Dask array of four chunks of four images: the result is lazy
 # until computed, and equal to the in-memory one.
-lazy = stn_numba.dask.affine_grid_sample(da.from_array(images, chunks=(4, 1, 28, 28)), theta, images.shape)
+stack = da.from_array(images, chunks=(4, 1, 28, 28))
+lazy = stn_numba.dask.affine_grid_sample(stack, theta, images.shape)
 print(lazy)
-print("same values as in memory:", np.array_equal(lazy.compute(scheduler="synchronous"), augmented))
+same = np.array_equal(lazy.compute(scheduler="synchronous"), augmented)
+print("same values as in memory:", same)
 
 # %%
 fig, axes = plt.subplots(2, 8, figsize=(12, 3.4))

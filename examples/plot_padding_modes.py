@@ -19,14 +19,16 @@ import stn_numba
 # A small test image: a gradient with a bright disc and a bar.
 size = 48
 y, x = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
-image = (0.5 * (x + 1) / 2 + ((x - 0.3) ** 2 + (y + 0.2) ** 2 < 0.12) + 0.6 * (np.abs(y - 0.5) < 0.1))[None, None]
+image = (0.5 * (x + 1) / 2 + ((x - 0.3) ** 2 + (y + 0.2) ** 2 < 0.12)
+         + 0.6 * (np.abs(y - 0.5) < 0.1))[None, None]
 
 angle, zoom = 0.35, 1.8
 theta = np.array([[[zoom * np.cos(angle), -zoom * np.sin(angle), 0.1],
                    [zoom * np.sin(angle), zoom * np.cos(angle), 0.0]]])
 modes = ["zeros", "border", "reflection", "circular", "constant"]
-outputs = {mode: stn_numba.affine_grid_sample(image, theta, (1, 1, 96, 96), padding_mode=mode,
-                                              fill_value=0.8 if mode == "constant" else 0.0)
+outputs = {mode: stn_numba.affine_grid_sample(
+               image, theta, (1, 1, 96, 96), padding_mode=mode,
+               fill_value=0.8 if mode == "constant" else 0.0)
            for mode in modes}
 
 # %%

@@ -22,15 +22,17 @@ from stn_numba.data import distort, load_bundled
 
 
 class Net(nn.Module):
-    """The tutorial's ``Net``: a localisation network and sampler in front of a small CNN."""
+    """The tutorial's ``Net``: a localisation net and sampler before a small CNN."""
 
     def __init__(self):
         super().__init__()
         self.localization = nn.Sequential(
             nn.Conv2d(1, 8, kernel_size=7), nn.MaxPool2d(2, stride=2), nn.ReLU(True),
             nn.Conv2d(8, 10, kernel_size=5), nn.MaxPool2d(2, stride=2), nn.ReLU(True))
-        self.fc_loc = nn.Sequential(nn.Linear(10 * 3 * 3, 32), nn.ReLU(True), nn.Linear(32, 3 * 2))
-        self.fc_loc[2].weight.data[...] = 0  # start from the identity transform, as the tutorial does
+        self.fc_loc = nn.Sequential(nn.Linear(10 * 3 * 3, 32), nn.ReLU(True),
+                                    nn.Linear(32, 3 * 2))
+        # start from the identity transform, as the tutorial does
+        self.fc_loc[2].weight.data[...] = 0
         self.fc_loc[2].bias.data[...] = [1, 0, 0, 0, 1, 0]
         self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
         self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
@@ -39,7 +41,8 @@ class Net(nn.Module):
         self.fc2 = nn.Linear(50, 10)
 
     def stn(self, x):
-        theta = self.fc_loc(self.localization(x).reshape(-1, 10 * 3 * 3)).reshape(-1, 2, 3)
+        features = self.localization(x).reshape(-1, 10 * 3 * 3)
+        theta = self.fc_loc(features).reshape(-1, 2, 3)
         grid = F.affine_grid(theta, x.shape, align_corners=False)
         return F.grid_sample(x, grid, align_corners=False)
 
@@ -69,7 +72,8 @@ for epoch in range(8):
     for first in range(0, len(order), 64):
         batch = order[first:first + 64]
         optimizer.zero_grad()
-        loss = F.nll_loss(model(Tensor(distort(data.train_images[batch], "R", rng))), data.train_labels[batch])
+        digits = Tensor(distort(data.train_images[batch], "R", rng))
+        loss = F.nll_loss(model(digits), data.train_labels[batch])
         loss.backward()
         optimizer.step()
     model.eval()
