@@ -52,7 +52,7 @@ grid = stn_numba.tps_grid(theta, size)[0]
 columns = ((grid[..., 0] + 1) * size[3] - 1) / 2
 rows = ((grid[..., 1] + 1) * size[2] - 1) / 2
 registered = stn_numba.grid_sample(deformed, grid[None], padding_mode="border")
-fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
+fig, axes = plt.subplots(1, 3, figsize=(9, 3.4), layout="constrained")
 axes[0].imshow(digit[0, 0], cmap="gray")
 axes[0].set_title("original")
 axes[1].imshow(deformed[0, 0], cmap="gray")
@@ -63,4 +63,3 @@ axes[2].imshow(registered[0, 0], cmap="gray")
 axes[2].set_title("registered")
 for ax in axes:
     ax.axis("off")
-fig.tight_layout()
