@@ -53,6 +53,15 @@ def _stream(cuda, stream):
         f"use numba.cuda.external_stream(pointer)), got {type(stream).__name__} {stream!r}")
 
 
+@functools.lru_cache(maxsize=8)
+def _kernels_on(stream):
+    """A `stn_numba._kernels.Kernels` of launchers bound to ``stream``, made once per stream
+    (every GPU call builds a backend; binding ~40 launchers took 31 us)."""
+    from .kernels import KERNELS
+
+    return KERNELS.map(lambda launcher: functools.partial(launcher, stream=stream))
+
+
 class CudaBackend:
     """Runs ops with the ``@cuda.jit`` kernels of ``stn_numba._cuda`` on ``stream``.
 
@@ -67,10 +76,7 @@ class CudaBackend:
     def __init__(self, stream=None):
         self._cuda = numba_cuda()
         self.stream = _stream(self._cuda, stream)
-        from .kernels import KERNELS
-
-        # a `stn_numba._kernels.Kernels` of launchers bound to this stream
-        self.kernels = KERNELS.map(lambda launcher: functools.partial(launcher, stream=self.stream))
+        self.kernels = _kernels_on(self.stream)
 
     def as_array(self, value, name):
         """``value`` as a numba device array: GPU arrays viewed in place, host arrays copied."""

@@ -100,6 +100,16 @@ def test_stream_is_honoured(cuda, case, launch_streams, deterministic):
     np.testing.assert_allclose(host(results[2]), stn_numba.grid_sample(case[0], case[1]), rtol=1e-12, atol=1e-12)
 
 
+def test_calls_on_alternating_streams_each_launch_on_their_own(cuda, case, launch_streams):
+    """The backend's launchers are bound once per stream: a later call never reuses another stream's."""
+    first, second = cuda.stream(), cuda.stream()
+    for stream in (first, second, None, first):
+        launch_streams.clear()
+        on = stream or 0
+        stn_numba.grid_sample(*(cuda.to_device(a, stream=on) for a in case[:2]), stream=stream)
+        assert launch_streams and all(s is on for s in launch_streams)
+
+
 def test_stream_must_be_a_numba_stream(cuda, case):
     with pytest.raises(TypeError, match="stream must be None or a numba CUDA stream"):
         stn_numba.grid_sample(*(cuda.to_device(a) for a in case[:2]), stream=object())
