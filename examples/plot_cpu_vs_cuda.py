@@ -155,7 +155,12 @@ for ax, shape in zip(axes, shapes):
     ax.set_xticks(range(len(all_ops)), all_ops, fontsize=8)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_locator(matplotlib.ticker.LogLocator(subs=(2, 5)))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.set_title("×".join(map(str, shape)) + " float32")
+low, high = axes[0].get_ylim()
+if high / low > 1e3:  # many decades: label the powers of ten only
+    axes[0].yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 axes[0].set_ylabel("median time per call (ms)")
 fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(backends), fontsize="small")
 fig.suptitle("stn_numba, CPU" + (" and CUDA" if cuda is not None else " only (no GPU on this machine)"))
