@@ -118,8 +118,10 @@ def markdown(payload):
     return "\n".join(lines)
 
 
-def ratio_chart(rows, path, shape_order):
-    """Bar chart of stn_numba CPU / torch CPU per shape and op; returns None or why it was skipped."""
+def ratio_chart(rows, path, shape_order, *, impl="stn_numba", ratio_key="ratio_vs_torch", ops=OPS,
+                ylabel="stn_numba CPU time / torch CPU time"):
+    """Bar chart of ``impl``'s rows' ``ratio_key`` (by default stn_numba CPU / torch CPU) per shape and
+    op, log scale, ops in the order of ``ops``; returns None or why it was skipped."""
     try:
         import matplotlib
 
@@ -128,12 +130,12 @@ def ratio_chart(rows, path, shape_order):
         import matplotlib.ticker
     except ImportError:
         return "matplotlib is not installed"
-    ratios = {(row["spec"], row["op"]): (row["shape"], row["ratio_vs_torch"])
-              for row in rows if row["impl"] == "stn_numba" and row.get("ratio_vs_torch") is not None}
+    ratios = {(row["spec"], row["op"]): (row["shape"], row[ratio_key])
+              for row in rows if row["impl"] == impl and row.get(ratio_key) is not None}
     if not ratios:
-        return "no stn_numba CPU and torch CPU timings to compare"
+        return f"no timings to compare ({ylabel})"
     shapes = [spec for spec in shape_order if any(spec == key[0] for key in ratios)]
-    ops = [op for op in OPS if any(op == key[1] for key in ratios)]
+    ops = [op for op in ops if any(op == key[1] for key in ratios)]
     width = 0.8 / len(ops)
     figure, axes = plt.subplots(figsize=(max(6.0, 1.6 * len(shapes)), 4.5))
     for index, op in enumerate(ops):
@@ -147,7 +149,7 @@ def ratio_chart(rows, path, shape_order):
     axes.set_yscale("log")
     axes.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     axes.yaxis.set_minor_formatter(matplotlib.ticker.LogFormatter(labelOnlyBase=False))
-    axes.set_ylabel("stn_numba CPU time / torch CPU time")
+    axes.set_ylabel(ylabel)
     axes.set_title("Below 1: stn_numba is faster")
     axes.legend(fontsize="small")
     figure.tight_layout()

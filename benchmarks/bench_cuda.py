@@ -18,9 +18,12 @@ Usage, from the repository root on a machine with an NVIDIA GPU::
 
     python -m benchmarks.bench_cuda [--out benchmarks/results/cuda] [--quick]
 
-It writes ``results.json`` and ``results.md`` (naming the card) into ``--out``
-(default ``benchmarks/out/cuda``; committed figures go to
-``benchmarks/results/``). Without a GPU it says so and exits with status 0.
+It writes ``results.json``, ``results.md`` (naming the card) and, when torch
+CUDA ran and matplotlib is installed, ``ratios.png`` (stn_numba CUDA's time
+over torch CUDA's, per shape and op) into ``--out`` (default
+``benchmarks/out/cuda``; committed figures go to ``benchmarks/results/``).
+``--replot`` measures nothing: it redraws ``ratios.png`` and ``results.md``
+from the ``results.json`` already in ``--out``. Without a GPU it says so and exits with status 0.
 ``--simulator`` runs it under the Numba CUDA simulator instead, with tiny
 shapes only: a smoke test of the script, whose times mean nothing.
 
@@ -38,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _harness, _sampler
+from . import _harness, _report, _sampler
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "cuda"
 DETERMINISTIC = "grid_sample fwd+bwd deterministic"
@@ -279,6 +282,28 @@ def markdown(payload, cases):
     return "\n".join(lines)
 
 
+def write_report(payload, cases, out):
+    """Draw ``ratios.png`` (stn_numba CUDA / torch CUDA per shape and op) and write ``results.md``
+    into ``out``; returns the paths written."""
+    chart = out / "ratios.png"
+    skipped = _report.ratio_chart(payload["rows"], chart, [case.spec for case in cases], impl="cuda",
+                                  ratio_key="ratio_vs_torch_cuda", ops=OPS,
+                                  ylabel="stn_numba CUDA time / torch CUDA time")
+    text = markdown(payload, cases)
+    text += f"\n{'Chart not drawn: ' + skipped if skipped else '![stn_numba CUDA / torch CUDA](ratios.png)'}\n"
+    (out / "results.md").write_text(text, encoding="utf-8")
+    return [out / "results.md"] + ([] if skipped else [chart])
+
+
+def replot(out):
+    """Redraw the chart and ``results.md`` from the ``results.json`` in ``out`` (nothing is measured)."""
+    payload = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    cases = _sampler.parse_shapes(",".join(case["spec"] for case in payload["settings"]["cases"]))
+    paths = write_report(payload, cases, out)
+    print(f"[bench_cuda] wrote {' and '.join(map(str, paths))} from {out / 'results.json'}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_cuda",
                                      description=__doc__.splitlines()[0])
@@ -292,10 +317,14 @@ def main(argv=None):
     parser.add_argument("--simulator", action="store_true",
                         help="run under the Numba CUDA simulator (tiny shapes; a smoke test of this script)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per worker (default: %(default)s)")
+    parser.add_argument("--replot", action="store_true",
+                        help="measure nothing: redraw ratios.png and results.md from --out's results.json")
     parser.add_argument("--worker", choices=sorted(IMPLEMENTATIONS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         return worker(args)
+    if args.replot:
+        return replot(args.out)
     try:
         cases = _sampler.parse_shapes(args.shapes)
         impls = [key.strip() for key in args.impl.split(",") if key.strip()]
@@ -347,10 +376,9 @@ def main(argv=None):
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    (args.out / "results.md").write_text(markdown(payload, cases), encoding="utf-8")
+    paths = [args.out / "results.json"] + write_report(payload, cases, args.out)
     print(table(rows, cases))
-    print(f"[bench_cuda] wrote {args.out / 'results.json'} and {args.out / 'results.md'} "
-          f"in {payload['elapsed_s']:.0f} s", file=sys.stderr)
+    print(f"[bench_cuda] wrote {', '.join(map(str, paths))} in {payload['elapsed_s']:.0f} s", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Smoke tests of benchmarks/bench_cuda.py: without a GPU it stops cleanly; under the simulator it
 runs end to end (times meaningless) and writes a well-formed report."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -49,3 +50,19 @@ def test_under_the_simulator_it_writes_a_report(tmp_path):
             assert row["rel_diff_vs_cpu"] < 1e-5, row
     report = (tmp_path / "results.md").read_text()
     assert "CUDA SIMULATOR: these times mean nothing" in report and "| stn_numba CUDA |" in report
+    assert "Chart not drawn" in report  # no torch CUDA under the simulator: no ratio to draw
+
+
+@pytest.mark.subprocess
+def test_replot_redraws_the_report_from_a_results_json(tmp_path):
+    committed = REPO_ROOT / "benchmarks" / "results" / "cuda-nvidia-h200"
+    (tmp_path / "results.json").write_bytes((committed / "results.json").read_bytes())
+    result = run_bench("--replot", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "results.md").read_text()
+    assert report.startswith((committed / "results.md").read_text().split("\n![")[0])  # the same text
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "ratios.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert report.rstrip().endswith("![stn_numba CUDA / torch CUDA](ratios.png)")
+    else:
+        assert "Chart not drawn: matplotlib is not installed" in report
