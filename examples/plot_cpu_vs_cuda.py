@@ -58,13 +58,15 @@ print(f"CPU kernels run on {numba.get_num_threads()} threads")
 # the GPU). Every call allocates its outputs, as a user's call does.
 
 
-def median_ms(function, sync=None, warmup=2, min_repeats=5, max_repeats=50, budget_s=0.2):
+def median_ms(function, sync=None, warmup=2, min_repeats=5, max_repeats=50,
+              budget_s=0.2):
     for _ in range(warmup):
         function()
         if sync is not None:
             sync()
     times = []
-    while len(times) < max_repeats and (len(times) < min_repeats or sum(times) < budget_s):
+    while len(times) < min_repeats or (len(times) < max_repeats
+                                       and sum(times) < budget_s):
         start = time.perf_counter()
         function()
         if sync is not None:
@@ -99,7 +101,8 @@ def make_inputs(shape, seed=0):
 
 
 def ops(arrays, shape, gpu):
-    x, theta, grid, grad_output = (arrays[k] for k in ("input", "theta", "grid", "grad_output"))
+    x, theta, grid = arrays["input"], arrays["theta"], arrays["grid"]
+    grad_output = arrays["grad_output"]
 
     def forward_backward(**options):
         def run():
@@ -113,7 +116,8 @@ def ops(arrays, shape, gpu):
         "grid_sample\n+ backward": forward_backward(),
     }
     if gpu:
-        table["grid_sample\n+ backward\n(deterministic)"] = forward_backward(deterministic=True)
+        table["grid_sample\n+ backward\n(deterministic)"] = forward_backward(
+            deterministic=True)
     return table
 
 
@@ -127,7 +131,8 @@ shapes = [(8, 3, 64, 64), (1, 1, 256, 256), (64, 1, 28, 28)]
 timings = {}  # (shape, backend) -> {op: ms}
 for shape in shapes:
     arrays = make_inputs(shape)
-    timings[shape, "CPU"] = {op: median_ms(function) for op, function in ops(arrays, shape, False).items()}
+    timings[shape, "CPU"] = {op: median_ms(function)
+                             for op, function in ops(arrays, shape, False).items()}
     if cuda is not None:
         on_gpu = {name: cuda.to_device(array) for name, array in arrays.items()}
         timings[shape, "CUDA"] = {op: median_ms(function, sync=cuda.synchronize)
@@ -135,8 +140,8 @@ for shape in shapes:
 
 for (shape, backend), row in timings.items():
     label = "×".join(map(str, shape))
-    print(f"{label:>12} {backend:>4}: " + ", ".join(f"{op.replace(chr(10), ' ')} {ms:.3g} ms"
-                                                    for op, ms in row.items()))
+    medians = (f"{op.replace(chr(10), ' ')} {ms:.3g} ms" for op, ms in row.items())
+    print(f"{label:>12} {backend:>4}: " + ", ".join(medians))
 
 # %%
 # The medians, one panel per batch (log scale: the ops differ by orders of
@@ -149,8 +154,10 @@ width = 0.8 / len(backends)
 for ax, shape in zip(axes, shapes):
     for index, backend in enumerate(backends):
         row = timings[shape, backend]
-        positions = [k + (index - (len(backends) - 1) / 2) * width for k, op in enumerate(all_ops) if op in row]
-        bars = ax.bar(positions, list(row.values()), width, label=f"stn_numba {backend}")
+        offset = (index - (len(backends) - 1) / 2) * width
+        positions = [k + offset for k, op in enumerate(all_ops) if op in row]
+        bars = ax.bar(positions, list(row.values()), width,
+                      label=f"stn_numba {backend}")
         ax.bar_label(bars, fmt="%.2g", fontsize=7)
     ax.set_xticks(range(len(all_ops)), all_ops, fontsize=8)
     ax.set_yscale("log")
@@ -162,8 +169,10 @@ low, high = axes[0].get_ylim()
 if high / low > 1e3:  # many decades: label the powers of ten only
     axes[0].yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 axes[0].set_ylabel("median time per call (ms)")
-fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(backends), fontsize="small")
-fig.suptitle("stn_numba, CPU" + (" and CUDA" if cuda is not None else " only (no GPU on this machine)"))
+fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center",
+           ncol=len(backends), fontsize="small")
+fig.suptitle("stn_numba, CPU and CUDA" if cuda is not None
+             else "stn_numba, CPU only (no GPU on this machine)")
 fig.tight_layout(rect=(0, 0.06, 1, 1))
 
 # %%
@@ -177,8 +186,8 @@ fig.tight_layout(rect=(0, 0.06, 1, 1))
 #
 # .. code-block:: bash
 #
-#     python -m benchmarks              # CPU: stn_numba against torch, scipy, OpenCV
-#     python -m benchmarks.bench_cuda   # GPU: stn_numba CUDA against its CPU and torch CUDA
+#     python -m benchmarks             # CPU: against torch, scipy, OpenCV
+#     python -m benchmarks.bench_cuda  # GPU: against its CPU and torch CUDA
 #
 # ``bench_cuda`` says so and exits when there is no GPU. The committed results
 # (``benchmarks/results/``), with their plots, are on the :doc:`performance
