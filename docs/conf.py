@@ -52,8 +52,13 @@ plot_rcparams = {"figure.autolayout": True}
 
 html_theme = "pydata_sphinx_theme"
 html_title = "stn_numba"
+html_static_path = ["_static"]
+html_css_files = ["stn_numba.css"]
+# top-level pages have no subpages: no section navigation on their left
+html_sidebars = {"*": []}
 html_theme_options = {
-    # the gallery's pages are code: give it the right-hand column's width
+    "header_links_before_dropdown": 5,
+    # the gallery's pages are code, and two pages are wide tables: give them the right-hand column's width
     "secondary_sidebar_items": {"*": ["page-toc", "sourcelink"], "api/**": ["page-toc", "sourcelink"],
-                                "auto_examples/*": []},
+                                "auto_examples/*": [], "coming_from": [], "nonfinite": []},
 }
