@@ -57,7 +57,7 @@ html_css_files = ["stn_numba.css"]
 # top-level pages have no subpages: no section navigation on their left
 html_sidebars = {"*": []}
 html_theme_options = {
-    "header_links_before_dropdown": 5,
+    "header_links_before_dropdown": 4,
     # the gallery's pages are code, and two pages are wide tables: give them the right-hand column's width
     "secondary_sidebar_items": {"*": ["page-toc", "sourcelink"], "api/**": ["page-toc", "sourcelink"],
                                 "auto_examples/*": [], "coming_from": [], "nonfinite": []},

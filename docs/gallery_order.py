@@ -1,8 +1,10 @@
-"""The order of the gallery's examples: from registration to training, then timing and pictures."""
+"""The order of the gallery's examples: the smallest round trip, registration, augmentation and training, then
+timing and pictures."""
 
 from pathlib import Path
 
 ORDER = (
+    "plot_rotate_batch.py",
     "plot_register_affine.py",
     "plot_tps_registration.py",
     "plot_augmentation_pipeline.py",
