@@ -30,10 +30,16 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "table1", "**/*.json"]
 autosummary_generate = True
+# a class's page documents its own methods; inherited ones are on its base's page (show-inheritance links it)
+templates_path = ["_templates"]
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 
 intersphinx_mapping = {}  # the build reads nothing from the network
+# Cross-references must resolve (sphinx-build -n); these name what the build cannot link without a network
+# (NumPy's docs) and a private base class that show-inheritance names.
+nitpicky = True
+nitpick_ignore = [("py:class", "numpy.ndarray"), ("py:class", "stn_numba.tensor._GradMode")]
 
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",

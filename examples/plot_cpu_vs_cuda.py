@@ -10,7 +10,7 @@ on the machine that built this page, it says so and times the CPU only.
 
 The timings are taken the honest way: untimed warm-up calls first (the first
 call of a kernel compiles it), then the median of repeated calls under
-:func:`time.perf_counter`, with the GPU synchronised inside each timed call,
+``time.perf_counter``, with the GPU synchronised inside each timed call,
 since a CUDA launch returns before the kernel has run.
 """
 

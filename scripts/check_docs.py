@@ -23,7 +23,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 SOURCE_SUFFIXES = (".md", ".rst")
-EXCLUDED_SOURCES = ("_build", "auto_examples", "api/generated", "table1", "sg_execution_times.rst")
+EXCLUDED_SOURCES = ("_build", "_templates", "_static", "auto_examples", "api/generated", "table1",
+                    "sg_execution_times.rst")
 GALLERY = "auto_examples"
 
 

@@ -1,12 +1,12 @@
 """The thin-plate spline's set-up, in NumPy on the host: control points and the spline as a matrix.
 
-:func:`stn_numba.grids.tps_grid` validates its arguments and calls
+:func:`stn_numba.tps_grid` validates its arguments and calls
 :func:`matrix` here; the kernels apply that matrix (``grid = M @ theta``).
 Bookstein's interpolation system is solved in float64 with
 ``scipy.linalg.solve``, once per configuration (cached). Nothing here imports
 the public layer: the output's base points are computed with the kernels' own
 :func:`stn_numba._coords.affine_base_coordinate`, so they are bitwise those of
-:func:`stn_numba.grids.affine_grid` of the identity.
+:func:`stn_numba.affine_grid` of the identity.
 """
 
 import functools
@@ -55,7 +55,7 @@ def matrix(height, width, control_points, align_corners, dtype):
     height, width : int
         The output's spatial size.
     control_points : ndarray, shape (K, 2), float64
-        Validated control points (x, y), see :func:`stn_numba.grids.tps_control_points`.
+        Validated control points (x, y), see :func:`stn_numba.tps_control_points`.
     align_corners : bool
     dtype : numpy.dtype
         The dtype of the returned matrix.

@@ -380,7 +380,7 @@ def attention_to_affine(params, *, device=None, stream=None):
 
 
 def attention_to_affine_backward(grad_theta, *, device=None, stream=None):
-    """Gradient of :func:`attention_to_affine`: (g00 + g11, g02, g12) per row.
+    """Gradient of ``attention_to_affine``: (g00 + g11, g02, g12) per row.
 
     The conversion is linear, so the parameters are not needed.
 
@@ -429,7 +429,7 @@ def similarity_to_affine(params, *, device=None, stream=None):
 
 
 def similarity_to_affine_backward(grad_theta, params, *, device=None, stream=None):
-    """Gradient of :func:`similarity_to_affine` with respect to ``params``.
+    """Gradient of ``similarity_to_affine`` with respect to ``params``.
 
     With ``c = cos a``, ``t = sin a`` and ``g = grad_theta[n]``:
     ``d/ds = c (g00 + g11) + t (g10 - g01)``,
@@ -441,7 +441,7 @@ def similarity_to_affine_backward(grad_theta, params, *, device=None, stream=Non
     grad_theta : array_like, float32 or float64
         Gradient with respect to the affine matrices, shape (N, 2, 3).
     params : array_like
-        The parameters given to :func:`similarity_to_affine`, same dtype.
+        The parameters given to ``similarity_to_affine``, same dtype.
     device, stream
         As in :func:`affine_grid`.
 
@@ -470,7 +470,7 @@ def attention_grid(params, size, align_corners=False, *, device=None, stream=Non
     Parameters
     ----------
     params : array_like, float32 or float64
-        Shape (N, 3): (s, tx, ty), see :func:`attention_to_affine`.
+        Shape (N, 3): (s, tx, ty), see ``attention_to_affine``.
     size : sequence of int
         Target output size (N, C, H, W); 2-D only.
     align_corners, device, stream
@@ -505,7 +505,7 @@ def similarity_grid(params, size, align_corners=False, *, device=None, stream=No
     Parameters
     ----------
     params : array_like, float32 or float64
-        Shape (N, 4): (s, angle, tx, ty), see :func:`similarity_to_affine`.
+        Shape (N, 4): (s, angle, tx, ty), see ``similarity_to_affine``.
     size : sequence of int
         Target output size (N, C, H, W); 2-D only.
     align_corners, device, stream

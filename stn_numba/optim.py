@@ -270,7 +270,8 @@ class AdamW(Adam):
 
 
 class LRScheduler:
-    """Base class of learning-rate schedules (call :meth:`step` after ``optimizer.step()``)."""
+    """Base class of learning-rate schedules (call :meth:`~stn_numba.optim.LRScheduler.step` after
+    ``optimizer.step()``)."""
 
     def __init__(self, optimizer, last_epoch=-1):
         if not isinstance(optimizer, Optimizer):
@@ -303,7 +304,7 @@ class LRScheduler:
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def get_last_lr(self):
-        """The learning rates set by the last :meth:`step`."""
+        """The learning rates set by the last :meth:`~stn_numba.optim.LRScheduler.step`."""
         return list(self._last_lr)
 
     def state_dict(self):

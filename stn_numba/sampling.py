@@ -206,7 +206,7 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
         sorted and summed in a fixed order, so ``grad_input`` is bitwise
         reproducible; this costs extra passes and memory for one record
         (an int64 and a float) per interpolation tap of every output point
-        (see :mod:`stn_numba._cuda.sampling`).
+        (see ``stn_numba._cuda.sampling``).
     device, stream
         As in :func:`grid_sample`.
 

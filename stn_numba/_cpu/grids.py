@@ -265,7 +265,7 @@ def tps_grid_2d(matrix, theta, grid):
     """``grid[n] = matrix @ theta[n]``: ``matrix`` (P, K), ``theta`` (N, K, 2), ``grid`` (N, P, 2).
 
     The thin-plate spline as a linear map; ``matrix`` is built and cached by
-    `stn_numba.grids.tps_grid`.
+    `stn_numba.tps_grid`.
     """
     np.matmul(matrix, theta, out=grid)
 

@@ -283,10 +283,10 @@ class RandomElastic(_Distortion):
     """Random scaling, then a thin-plate spline that moves a grid of control points (E).
 
     The output's control points ``c_k`` (a ``control_grid`` × ``control_grid``
-    grid spanning the image, see :func:`stn_numba.grids.tps_control_points`)
+    grid spanning the image, see :func:`stn_numba.tps_control_points`)
     read the input at ``c_k / scale`` plus independent Gaussian noise of
     ``control_sigma`` input pixels per axis, with the scale drawn from
-    [min_scale, max_scale]; :func:`stn_numba.grids.tps_grid` interpolates the
+    [min_scale, max_scale]; :func:`stn_numba.tps_grid` interpolates the
     warp in between.
     """
 

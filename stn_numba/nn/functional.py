@@ -7,8 +7,8 @@ input's dtype.
 
 The spatial-transformer ops :func:`affine_grid` and :func:`grid_sample`
 (Jaderberg et al., "Spatial Transformer Networks", NeurIPS 2015) call the core
-functions :func:`stn_numba.grids.affine_grid` and
-:func:`stn_numba.sampling.grid_sample` and their exact backward; the gradient
+functions :func:`stn_numba.affine_grid` and
+:func:`stn_numba.grid_sample` and their exact backward; the gradient
 of the sampled image is computed only when the image requires one.
 """
 
@@ -370,7 +370,7 @@ def _dropout(input, p, training, mask_shape):
 def dropout(input, p=0.5, training=True, inplace=False):
     """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (training only).
 
-    The mask comes from :func:`stn_numba.tensor.default_generator`. ``inplace``
+    The mask comes from ``stn_numba.tensor.default_generator``. ``inplace``
     is accepted for torch compatibility and ignored.
     """
     _float_tensor(input, "input")
@@ -606,7 +606,7 @@ def affine_grid(theta, size, align_corners=False):
     """Sampling grid of affine transforms θ, as ``torch.nn.functional.affine_grid``.
 
     The grid generator of Jaderberg et al. (2015), §3.2; see
-    :func:`stn_numba.grids.affine_grid` for the semantics.
+    :func:`stn_numba.affine_grid` for the semantics.
 
     Parameters
     ----------
@@ -636,7 +636,7 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     """Sample ``input`` at ``grid``, as ``torch.nn.functional.grid_sample``.
 
     The sampler of Jaderberg et al. (2015), §3.3; see
-    :func:`stn_numba.sampling.grid_sample` for modes, paddings (with
+    :func:`stn_numba.grid_sample` for modes, paddings (with
     "circular" and "constant", whose ``fill_value`` taps outside read) and
     the non-finite coordinate rule. The gradient of ``input`` is computed
     only when ``input.requires_grad``.
@@ -666,7 +666,7 @@ def affine_grid_sample(input, theta, size, mode="bilinear", padding_mode="zeros"
     """``grid_sample(input, affine_grid(theta, size, align_corners), ...)`` as one op, without the grid.
 
     The spatial transformer's grid generator and sampler (Jaderberg et al.,
-    2015, §3.2–3.3) fused; see :func:`stn_numba.sampling.affine_grid_sample`.
+    2015, §3.2–3.3) fused; see :func:`stn_numba.affine_grid_sample`.
     Differentiable in ``input`` and ``theta``; the gradient of ``input`` is
     computed only when ``input.requires_grad``.
 
@@ -700,7 +700,7 @@ class _GridPush(Function):
 
 def grid_push(values, grid, input_shape, mode="bilinear", padding_mode="zeros", align_corners=False):
     """Splat ``values`` at ``grid`` onto an image of ``input_shape``: the adjoint
-    of :func:`grid_sample`; see :func:`stn_numba.sampling.grid_push`.
+    of :func:`grid_sample`; see :func:`stn_numba.grid_push`.
     Differentiable in ``values`` and ``grid``."""
     _float_tensor(values, "values")
     _float_tensor(grid, "grid")
@@ -721,7 +721,7 @@ class _GridCount(Function):
 def grid_count(grid, input_shape, mode="bilinear", padding_mode="zeros", align_corners=False):
     """The weight each pixel of an ``input_shape`` image receives from
     ``grid``'s points (:func:`grid_push` of ones); see
-    :func:`stn_numba.sampling.grid_count`. Differentiable in ``grid``."""
+    :func:`stn_numba.grid_count`. Differentiable in ``grid``."""
     _float_tensor(grid, "grid")
     return _GridCount.apply(grid, input_shape=input_shape, mode=mode, padding_mode=padding_mode,
                             align_corners=align_corners)
@@ -738,7 +738,7 @@ class _JacobianDeterminant(Function):
 
 def jacobian_determinant(displacement):
     """det(I + ∇u) of a displacement field in pixels at every pixel, differentiable;
-    see :func:`stn_numba.fields.jacobian_determinant` (a loss on folds:
+    see :func:`stn_numba.jacobian_determinant` (a loss on folds:
     ``relu(-jacobian_determinant(u)).mean()``)."""
     _float_tensor(displacement, "displacement")
     return _JacobianDeterminant.apply(displacement)
@@ -760,7 +760,7 @@ class _Warp(Function):
 
 def warp(input, displacement, mode="bilinear", padding_mode="zeros", align_corners=False, *, fill_value=0.0):
     """Sample ``input`` at each pixel + ``displacement`` (in pixels, array-axis
-    order), differentiable in both; see :func:`stn_numba.fields.warp`."""
+    order), differentiable in both; see :func:`stn_numba.warp`."""
     _float_tensor(input, "input")
     _float_tensor(displacement, "displacement")
     return _Warp.apply(input, displacement, mode=mode, padding_mode=padding_mode, align_corners=align_corners,
@@ -779,7 +779,7 @@ class _IntegrateVelocity(Function):
 
 def integrate_velocity(velocity, steps=7, mode="bilinear", padding_mode="zeros", align_corners=False):
     """A stationary velocity field integrated into a displacement by scaling
-    and squaring, differentiable; see :func:`stn_numba.fields.integrate_velocity`."""
+    and squaring, differentiable; see :func:`stn_numba.integrate_velocity`."""
     _float_tensor(velocity, "velocity")
     return _IntegrateVelocity.apply(velocity, steps=steps, mode=mode, padding_mode=padding_mode,
                                     align_corners=align_corners)
@@ -789,7 +789,7 @@ def integrate_velocity(velocity, steps=7, mode="bilinear", padding_mode="zeros",
 
 
 def projective_grid(theta, size, align_corners=False):
-    """Sampling grid of homographies, differentiable; see :func:`stn_numba.grids.projective_grid`.
+    """Sampling grid of homographies, differentiable; see :func:`stn_numba.projective_grid`.
 
     The paper's projective transformation (Jaderberg et al., 2015, §3.2). No
     torch counterpart.
@@ -805,7 +805,7 @@ def projective_grid(theta, size, align_corners=False):
 
 
 def tps_grid(theta, size, control_points=(4, 4), align_corners=False):
-    """Thin-plate spline sampling grid, differentiable; see :func:`stn_numba.grids.tps_grid`.
+    """Thin-plate spline sampling grid, differentiable; see :func:`stn_numba.tps_grid`.
 
     The paper's thin-plate spline transformation (Jaderberg et al., 2015,
     §3.2). No torch counterpart.
@@ -817,7 +817,7 @@ def tps_grid(theta, size, control_points=(4, 4), align_corners=False):
     size : sequence of int
         (N, C, H, W).
     control_points : (int, int) or array_like
-        As in :func:`stn_numba.grids.tps_control_points`.
+        As in :func:`stn_numba.tps_control_points`.
     align_corners : bool
     """
     return _family_grid("tps", theta, size, align_corners, control_points=control_points)
@@ -826,7 +826,7 @@ def tps_grid(theta, size, control_points=(4, 4), align_corners=False):
 def attention_grid(params, size, align_corners=False):
     """Attention (scale + translation) sampling grid, differentiable.
 
-    See :func:`stn_numba.grids.attention_grid`.
+    See :func:`stn_numba.attention_grid`.
 
     Parameters
     ----------
@@ -842,7 +842,7 @@ def attention_grid(params, size, align_corners=False):
 def similarity_grid(params, size, align_corners=False):
     """Similarity (scale, rotation, translation) sampling grid, differentiable.
 
-    See :func:`stn_numba.grids.similarity_grid`.
+    See :func:`stn_numba.similarity_grid`.
 
     Parameters
     ----------

@@ -7,7 +7,7 @@ and loads torch's ``state_dict`` once its tensors are converted to NumPy
 Initialisation follows torch's defaults: the weights of :class:`Linear` and
 :class:`Conv2d` are drawn from U(-b, b) with b = 1/sqrt(fan_in)
 (``kaiming_uniform_`` with a = sqrt(5)), and so are their biases. The numbers
-come from :func:`stn_numba.tensor.default_generator` (reseed it with
+come from ``stn_numba.tensor.default_generator`` (reseed it with
 :func:`stn_numba.tensor.manual_seed`), so they differ from torch's for the
 same seed.
 
@@ -514,7 +514,7 @@ class Warp(Module):
     Parameters
     ----------
     mode, padding_mode, align_corners, fill_value
-        As in :func:`stn_numba.fields.warp`.
+        As in :func:`stn_numba.warp`.
     """
 
     def __init__(self, mode="bilinear", padding_mode="zeros", align_corners=False, fill_value=0.0):
@@ -535,7 +535,7 @@ class IntegrateVelocity(Module):
     Parameters
     ----------
     steps, mode, padding_mode, align_corners
-        As in :func:`stn_numba.fields.integrate_velocity`.
+        As in :func:`stn_numba.integrate_velocity`.
     """
 
     def __init__(self, steps=7, mode="bilinear", padding_mode="zeros", align_corners=False):

@@ -113,7 +113,7 @@ class SpatialTransformer(Module):
         As in :func:`stn_numba.nn.functional.grid_sample` (and the grid op).
     control_points : (int, int) or array_like, optional
         The thin-plate spline's control points, see
-        :func:`stn_numba.grids.tps_control_points` (only for ``"tps"``).
+        :func:`stn_numba.tps_control_points` (only for ``"tps"``).
     dtype : {None, float32, float64}, optional
         The regressor's dtype; None takes that of ``localisation``'s first
         parameter, or float32.
