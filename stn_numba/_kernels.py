@@ -50,6 +50,12 @@ class Kernels:
     field_add: Callable
     field_scale: Callable
 
+    def backward(self, op, spatial, deterministic):
+        """The backward kernel of ``op`` ("grid_sample", "affine_grid_sample"
+        or "warp") for ``spatial`` dims; with ``deterministic``, the one whose
+        sums run in an order fixed by the shapes."""
+        return getattr(self, f"{op}_backward_deterministic" if deterministic else f"{op}_backward")[spatial]
+
     def map(self, wrap):
         """The same table with every kernel ``k`` replaced by ``wrap(k)``."""
         def wrapped(entry):

@@ -217,8 +217,7 @@ def _warp_backward(backend, grad_output, input, displacement, dtype, mode_code, 
     """Allocate and run the warp's backward kernel (arguments validated)."""
     grad_input = backend.empty(tuple(input.shape) if input_requires_grad else (0,) * len(input.shape), dtype)
     grad_displacement = backend.empty(tuple(displacement.shape), dtype)
-    kernels = backend.kernels
-    backward = (kernels.warp_backward_deterministic if deterministic else kernels.warp_backward)[len(input.shape) - 2]
+    backward = backend.kernels.backward("warp", len(input.shape) - 2, deterministic)
     if grad_displacement.size:
         backward(
             backend.contiguous(grad_output, dtype), backend.contiguous(input, dtype),

@@ -232,19 +232,12 @@ def grid_sample_backward(grad_output, input, grid, mode="bilinear", padding_mode
     constant = padding_code == CONSTANT
     if constant:  # once: the sampler's backward and the fill's both read them
         grad_output, grid = backend.contiguous(grad_output, dtype), backend.contiguous(grid, dtype)
-    grad_input, grad_grid = _run_backward(_grid_sample_backward(backend, input.ndim - 2, deterministic), backend,
-                                          None if constant else key, grad_output, input, grid, dtype, mode_code,
-                                          padding_code, align, input_requires_grad)
+    backward = backend.kernels.backward("grid_sample", input.ndim - 2, deterministic)
+    grad_input, grad_grid = _run_backward(backward, backend, None if constant else key, grad_output, input, grid,
+                                          dtype, mode_code, padding_code, align, input_requires_grad)
     if constant:
         _fill_outside_backward(backend, grad_output, grid, grad_grid, input.shape, fill, mode_code, align)
     return grad_input, grad_grid
-
-
-def _grid_sample_backward(backend, spatial, deterministic):
-    """The backend's grid_sample backward kernel for ``spatial`` dimensions;
-    with ``deterministic``, one whose sums run in an order fixed by the shapes."""
-    kernels = backend.kernels
-    return (kernels.grid_sample_backward_deterministic if deterministic else kernels.grid_sample_backward)[spatial]
 
 
 def _run_backward(kernel, backend, key, grad_output, input, points, dtype, mode_code, padding_code, align,
@@ -403,18 +396,16 @@ def affine_grid_sample_backward(grad_output, input, theta, size, mode="bilinear"
     if padding_code == CONSTANT:  # through the grid, which the fill's gradient reads
         spatial = len(dims) - 2
         grid = _affine_points(backend, theta, dims, dtype, align)
-        grad_input, grad_grid = _run_backward(_grid_sample_backward(backend, spatial, deterministic), backend, None,
-                                              grad_output, input, grid, dtype, mode_code, padding_code, align,
-                                              input_requires_grad)
+        backward = backend.kernels.backward("grid_sample", spatial, deterministic)
+        grad_input, grad_grid = _run_backward(backward, backend, None, grad_output, input, grid, dtype, mode_code,
+                                              padding_code, align, input_requires_grad)
         _fill_outside_backward(backend, grad_output, grid, grad_grid, input.shape, fill, mode_code, align)
         grad_theta = backend.zeros(tuple(theta.shape), dtype)
         if grad_grid.size:
             backend.kernels.affine_grid_backward[spatial](grad_grid, grad_theta, align)
         return grad_input, grad_theta
-    kernels = backend.kernels
-    backward = (kernels.affine_grid_sample_backward_deterministic if deterministic
-                else kernels.affine_grid_sample_backward)
-    return _run_backward(backward[len(dims) - 2], backend, key, grad_output, input, theta, dtype, mode_code,
+    backward = backend.kernels.backward("affine_grid_sample", len(dims) - 2, deterministic)
+    return _run_backward(backward, backend, key, grad_output, input, theta, dtype, mode_code,
                          padding_code, align, input_requires_grad)
 
 
@@ -493,8 +484,8 @@ def _push(backend, values, grid, dims, dtype, mode_code, padding_code, align, de
     """Run the sampler backward's input gradient on an input of zeros: the
     push; its grid gradient, then all zeros, is dropped."""
     zeros = backend.zeros(dims, dtype)
-    pushed, _ = _run_backward(_grid_sample_backward(backend, len(dims) - 2, deterministic), backend, None, values,
-                              zeros, grid, dtype, mode_code, padding_code, align, True)
+    pushed, _ = _run_backward(backend.kernels.backward("grid_sample", len(dims) - 2, deterministic), backend, None,
+                              values, zeros, grid, dtype, mode_code, padding_code, align, True)
     return pushed
 
 
